@@ -1,0 +1,376 @@
+"""``PacemakerCalculation``: fit an ACE potential with pacemaker, then convert it to ``.yace``.
+
+The job, on whichever computer the ``pacemaker`` code lives:
+
+1. converts the stable-format dataset(s) into pacemaker's gzip-pickled DataFrame with pacemaker's own Python
+   interpreter (so the pickle matches the pandas that reads it);
+2. runs ``pacemaker input.yaml`` (``-p``/``-ip initial_potential.yaml`` when continuing a fit);
+3. runs ``pace_yaml2yace -o output_potential.yace output_potential.yaml``;
+4. turns the prediction pickles into stable ``.npz`` files (for parity plots).
+
+The sibling tools (``pace_yaml2yace``, the interpreter) are found in the directory of the code's executable.
+"""
+
+from __future__ import annotations
+
+import shlex
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Any
+
+from aiida import orm
+from aiida.common import datastructures
+from aiida.engine import CalcJob
+from pydantic import ValidationError
+
+from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.input_file import InputFileError, load_input, render_input
+
+__all__ = ('PacemakerCalculation',)
+
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')
+
+
+class PacemakerCalculation(CalcJob):
+    """Train an ACE potential with pacemaker (python-ace) on a ``TrainingSetData``."""
+
+    INPUT_FILE = 'input.yaml'
+    TRAINING_NPZ = 'training_set.npz'
+    TEST_NPZ = 'test_set.npz'
+    TRAINING_PICKLE = 'training_data.pckl.gzip'
+    TEST_PICKLE = 'test_data.pckl.gzip'
+    INITIAL_POTENTIAL = 'initial_potential.yaml'
+    IO_SCRIPT = 'pacemaker_io.py'
+    OUTPUT_YAML = 'output_potential.yaml'
+    OUTPUT_YACE = 'output_potential.yace'
+    LOG = 'log.txt'
+    STDOUT = 'pacemaker.out'
+    STDERR = 'pacemaker.err'
+    PREPARE_LOG = 'aiida_prepare.log'
+    PREPARE_STATUS = 'aiida_prepare.status'
+    PACEMAKER_STATUS = 'aiida_pacemaker.status'
+    YACE_LOG = 'pace_yaml2yace.log'
+    YACE_STATUS = 'aiida_yaml2yace.status'
+    PREDICTIONS_LOG = 'aiida_predictions.log'
+    RETRIEVE = (
+        LOG,
+        STDOUT,
+        STDERR,
+        PREPARE_LOG,
+        PREPARE_STATUS,
+        PACEMAKER_STATUS,
+        YACE_LOG,
+        YACE_STATUS,
+        PREDICTIONS_LOG,
+        OUTPUT_YAML,
+        OUTPUT_YACE,
+        'metrics.txt',
+        'test_metrics.txt',
+        'cycle_metrics.txt',
+        'test_cycle_metrics.txt',
+        'ladder_metrics.txt',
+        'test_ladder_metrics.txt',
+        'interim_potential_0.yaml',
+        'interim_potential_best_cycle.yaml',
+        'train_predictions.npz',
+        'test_predictions.npz',
+        'fitting_data_info.pckl.gzip',
+    )
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('training_set', valid_type=TrainingSetData, help='Labelled structures to fit.')
+        spec.input(
+            'test_set',
+            valid_type=TrainingSetData,
+            required=False,
+            help='Held-out structures; without it `data.test_size` in the settings (if any) splits the training set.',
+        )
+        spec.input(
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_settings,
+            help="Pacemaker settings, nested as pacemaker's input.yaml (see PacemakerSettings); all optional.",
+        )
+        spec.input(
+            'initial_potential',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='A B-basis YAML potential (e.g. a previous `potential_yaml`) to continue from. A .yace is refused.',
+        )
+        spec.input(
+            'template',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='A Jinja2 template for input.yaml replacing the shipped one.',
+        )
+        spec.inputs.validator = validate_inputs
+        options = spec.inputs['metadata']['options']
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['parser_name'].default = 'mlip_autopipe.pacemaker'
+        options['withmpi'].default = False
+        options['input_filename'].default = cls.INPUT_FILE
+        options['output_filename'].default = cls.STDOUT
+
+        spec.output('potential', valid_type=orm.SinglefileData, help='The fitted potential (.yace, C-tilde basis).')
+        spec.output('potential_yaml', valid_type=orm.SinglefileData, help='The fitted B-basis YAML (to continue).')
+        spec.output('metrics', valid_type=orm.Dict, help='Final RMSEs (meV/atom, meV/Å), loss, iterations, timing.')
+        spec.output('learning_curve', valid_type=orm.ArrayData, help='Per-iteration train/test loss and RMSEs.')
+        spec.output('train_predictions', valid_type=orm.ArrayData, required=False, help='Reference vs predicted E, F.')
+        spec.output('test_predictions', valid_type=orm.ArrayData, required=False, help='Reference vs predicted E, F.')
+        spec.default_output_node = 'metrics'
+
+        spec.exit_code(
+            301,
+            'ERROR_OUTPUT_LOG_MISSING',
+            invalidates_cache=True,
+            message='pacemaker wrote no log.txt: it did not start. Last error line: {line}',
+        )
+        spec.exit_code(
+            302,
+            'ERROR_OUTPUT_LOG_UNREADABLE',
+            invalidates_cache=True,
+            message='the pacemaker log or metrics could not be read: {line}',
+        )
+        spec.exit_code(
+            303,
+            'ERROR_OUTPUT_POTENTIAL_MISSING',
+            invalidates_cache=True,
+            message='pacemaker exited without writing output_potential.yaml. Last error line: {line}',
+        )
+        spec.exit_code(
+            304,
+            'ERROR_OUTPUT_YACE_MISSING',
+            invalidates_cache=True,
+            message='pace_yaml2yace did not write output_potential.yace. Last error line: {line}',
+        )
+        spec.exit_code(
+            305,
+            'ERROR_OUTPUT_METRICS_MISSING',
+            invalidates_cache=True,
+            message='pacemaker wrote no metrics.txt, so the fit cannot be assessed.',
+        )
+        spec.exit_code(
+            310,
+            'ERROR_STATUS_MISSING',
+            invalidates_cache=True,
+            message='the job left no pacemaker exit status: it was stopped before pacemaker finished.',
+        )
+        spec.exit_code(
+            400,
+            'ERROR_OUT_OF_WALLTIME',
+            message='the job ran out of walltime; the last interim potential is in `retrieved`.',
+        )
+        spec.exit_code(
+            401,
+            'ERROR_DATASET_CONVERSION_FAILED',
+            message="converting the dataset with pacemaker's Python interpreter failed: {line}",
+        )
+        spec.exit_code(410, 'ERROR_PACEMAKER_FAILED', message='pacemaker exited with status {status}: {line}')
+        spec.exit_code(420, 'ERROR_NAN_LOSS', message='the loss became NaN during the fit (iteration {iteration}).')
+        spec.exit_code(
+            430,
+            'ERROR_PACEMAKER_KILLED',
+            message='pacemaker was killed by signal {signal} without an error message (most likely out of memory).',
+        )
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def resolve_settings(cls, inputs: dict[str, Any]) -> PacemakerSettings:
+        """Return the validated settings with ``potential.elements`` taken from the data where omitted."""
+        raw = inputs['settings'].get_dict() if 'settings' in inputs else {}
+        settings = PacemakerSettings.model_validate(raw)
+        elements = set(inputs['training_set'].base.attributes.get('elements', []))
+        if 'test_set' in inputs:
+            elements |= set(inputs['test_set'].base.attributes.get('elements', []))
+        return settings.with_elements(sorted(elements))
+
+    @classmethod
+    def input_document(cls, inputs: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Return ``(document, text)``: what ``input.yaml`` must say, and the text rendered from the template."""
+        settings = cls.resolve_settings(inputs)
+        test_filename = cls.TEST_PICKLE if 'test_set' in inputs else None
+        document = settings.to_pacemaker_input(cls.TRAINING_PICKLE, test_filename)
+        template = inputs['template'].get_content() if 'template' in inputs else None
+        text = render_input(document, template)
+        rendered = load_input(text)
+        if template is None:
+            if rendered != document:
+                raise InputFileError('the rendered input.yaml does not parse back to the settings')
+        else:
+            check_user_rendering(rendered, document)
+        return document, text
+
+    def prepare_for_submission(self, folder):
+        """Write ``input.yaml`` and the job's helper script; copy the datasets; define the job's commands."""
+        _, text = self.input_document(self.inputs)
+        folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
+        script = resources.files('aiida_mlip_autopipe.jobscripts').joinpath('pacemaker_io.py').read_text('utf-8')
+        folder.create_file_from_filelike(_text_stream(script), self.IO_SCRIPT, mode='w')
+
+        local_copy_list = [(self.inputs.training_set.uuid, TrainingSetData.FILENAME, self.TRAINING_NPZ)]
+        if 'test_set' in self.inputs:
+            local_copy_list.append((self.inputs.test_set.uuid, TrainingSetData.FILENAME, self.TEST_NPZ))
+        cmdline = [self.INPUT_FILE, '-o', self.OUTPUT_YAML, '-l', self.LOG]
+        if 'initial_potential' in self.inputs:
+            potential = self.inputs.initial_potential
+            local_copy_list.append((potential.uuid, potential.filename, self.INITIAL_POTENTIAL))
+            settings = self.resolve_settings(self.inputs)
+            flag = '-ip' if settings.fit.ladder_step is not None else '-p'
+            cmdline += [flag, self.INITIAL_POTENTIAL]
+
+        codeinfo = datastructures.CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = cmdline
+        codeinfo.stdout_name = self.STDOUT
+        codeinfo.stderr_name = self.STDERR
+        codeinfo.withmpi = False
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.local_copy_list = local_copy_list
+        calcinfo.retrieve_list = list(self.RETRIEVE)
+        calcinfo.prepend_text = self._prepend_text()
+        calcinfo.append_text = self._append_text()
+        return calcinfo
+
+    def _threads(self) -> int:
+        resources = self.node.get_option('resources') or {}
+        per_machine = resources.get('num_mpiprocs_per_machine') or resources.get('tot_num_mpiprocs') or 1
+        return max(1, int(per_machine) * int(resources.get('num_cores_per_mpiproc') or 1))
+
+    def _tool_paths(self) -> tuple[str, str]:
+        executable = PurePosixPath(str(self.inputs.code.get_executable()))
+        return str(executable), str(executable.parent)
+
+    def _prepend_text(self) -> str:
+        executable, bin_dir = self._tool_paths()
+        threads = self._threads()
+        lines = [f'export {name}="${{{name}:-{threads}}}"' for name in THREAD_VARIABLES]
+        lines += [
+            f'PACEMAKER_BIN_DIR={shlex.quote(bin_dir)}',
+            '# the Python interpreter of the pacemaker installation: its shebang, else python3 beside it',
+            f'PACEMAKER_PYTHON=$(head -n 1 {shlex.quote(executable)} | sed -n "s/^#![[:space:]]*//p")',
+            'case "$PACEMAKER_PYTHON" in *python*) ;; *) PACEMAKER_PYTHON="$PACEMAKER_BIN_DIR/python3" ;; esac',
+            f'$PACEMAKER_PYTHON {self.IO_SCRIPT} to-dataframe {self.TRAINING_NPZ} {self.TRAINING_PICKLE} '
+            f'> {self.PREPARE_LOG} 2>&1',
+            'PREPARE_STATUS=$?',
+        ]
+        if 'test_set' in self.inputs:
+            lines += [
+                'if [ "$PREPARE_STATUS" -eq 0 ]; then',
+                f'  $PACEMAKER_PYTHON {self.IO_SCRIPT} to-dataframe {self.TEST_NPZ} {self.TEST_PICKLE} '
+                f'>> {self.PREPARE_LOG} 2>&1',
+                '  PREPARE_STATUS=$?',
+                'fi',
+            ]
+        lines += [
+            f'echo "$PREPARE_STATUS" > {self.PREPARE_STATUS}',
+            'if [ "$PREPARE_STATUS" -ne 0 ]; then exit 0; fi',
+        ]
+        return '\n'.join(lines)
+
+    def _append_text(self) -> str:
+        return '\n'.join(
+            [
+                f'echo "$?" > {self.PACEMAKER_STATUS}',
+                f'if [ -f {self.OUTPUT_YAML} ]; then',
+                f'  "$PACEMAKER_BIN_DIR/pace_yaml2yace" -o {self.OUTPUT_YACE} {self.OUTPUT_YAML} '
+                f'> {self.YACE_LOG} 2>&1',
+                f'  echo "$?" > {self.YACE_STATUS}',
+                'fi',
+                'for split in train test; do',
+                '  if [ -f "${split}_pred.pckl.gzip" ]; then',
+                f'    $PACEMAKER_PYTHON {self.IO_SCRIPT} predictions "${{split}}_pred.pckl.gzip" '
+                f'"${{split}}_predictions.npz" >> {self.PREDICTIONS_LOG} 2>&1',
+                '  fi',
+                'done',
+            ]
+        )
+
+
+def _text_stream(text: str):
+    import io
+
+    return io.StringIO(text)
+
+
+def check_user_rendering(rendered: dict[str, Any], document: dict[str, Any]) -> None:
+    """A user's template must write the plugin's dataset files and pass the same validation as settings."""
+    data = rendered.get('data') or {}
+    for key in ('filename', 'test_filename'):
+        if data.get(key) != document['data'].get(key):
+            raise InputFileError(
+                f'the template writes data.{key}={data.get(key)!r}; it must be {document["data"].get(key)!r} '
+                '(use `{{ data | yaml }}` or `{{ data.filename | yaml }}`)'
+            )
+    try:
+        settings = PacemakerSettings.from_pacemaker_input(rendered)
+    except ValidationError as exception:
+        raise InputFileError(
+            f'the input.yaml rendered from the template is invalid: {first_error_location(exception)}'
+        ) from exception
+    if sorted(settings.potential.elements or []) != sorted(document['potential']['elements']):
+        raise InputFileError(
+            f'the template writes potential.elements={settings.potential.elements}, but the data has '
+            f'{document["potential"]["elements"]}'
+        )
+
+
+def validate_settings(value: orm.Dict | None, _) -> str | None:
+    """Validate the ``settings`` Dict against :class:`PacemakerSettings`."""
+    if value is None:
+        return None
+    try:
+        PacemakerSettings.model_validate(value.get_dict())
+    except ValidationError as exception:
+        return f'invalid settings: {first_error_location(exception)}'
+    except ValueError as exception:
+        return f'invalid settings: {exception}'
+    return None
+
+
+def validate_inputs(inputs: dict[str, Any], _) -> str | None:
+    """Cross-check settings, data, template and initial potential before anything is submitted."""
+    if 'training_set' not in inputs:
+        return None
+    training_set = inputs['training_set']
+    if len(training_set) == 0:
+        return 'the training_set is empty: pacemaker needs at least one structure'
+    if not training_set.base.attributes.get('has_forces', False):
+        missing = training_set.base.attributes.get('num_structures_without_forces')
+        return f'{missing} structure(s) of the training_set have no forces; pacemaker fits forces on every structure'
+    if 'test_set' in inputs and not inputs['test_set'].base.attributes.get('has_forces', False):
+        return 'some structures of the test_set have no forces'
+    try:
+        settings = PacemakerCalculation.resolve_settings(inputs)
+    except (ValidationError, ValueError) as exception:
+        return f'invalid settings: {first_error_location(exception)}'
+    if 'test_set' in inputs and settings.data.test_size is not None:
+        return 'give either the test_set input or settings data.test_size, not both'
+    data_elements = set(training_set.base.attributes.get('elements', []))
+    if 'test_set' in inputs:
+        data_elements |= set(inputs['test_set'].base.attributes.get('elements', []))
+    if set(settings.potential.elements) != data_elements:
+        return (
+            f'potential.elements={settings.potential.elements} does not match the elements of the data '
+            f'{sorted(data_elements)}: give exactly the data elements, or omit potential.elements to take them'
+        )
+    if 'initial_potential' in inputs:
+        name = inputs['initial_potential'].filename
+        if name.endswith('.yace'):
+            return (
+                f'initial_potential {name!r} is a .yace (C-tilde basis), which pacemaker cannot continue: give the '
+                'B-basis YAML, e.g. the `potential_yaml` output of the previous fit'
+            )
+        if not name.endswith(('.yaml', '.yml')):
+            return f'initial_potential {name!r} must be a B-basis YAML file (.yaml)'
+    try:
+        PacemakerCalculation.input_document(inputs)
+    except InputFileError as exception:
+        return str(exception)
+    return None

@@ -1,0 +1,329 @@
+"""``TrainingSetData``: many labelled structures (ragged) in one node, with queryable summary attributes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from aiida.orm import Data
+
+from aiida_mlip_autopipe.jobscripts import pacemaker_io
+
+__all__ = ('TrainingSetData', 'TrainingSetError')
+
+PER_STRUCTURE = ('natoms', 'cells', 'pbc', 'energy', 'has_forces', 'stress', 'has_stress', 'source')
+REQUIRED = ('numbers', 'positions', 'forces', 'natoms', 'cells', 'pbc', 'energy', 'has_forces')
+
+
+class TrainingSetError(ValueError):
+    """The labelled structures are invalid (NaN/inf labels, wrong shapes, missing energies...)."""
+
+
+def _voigt(stress: Any) -> np.ndarray:
+    stress = np.asarray(stress, dtype=float)
+    if stress.shape == (3, 3):
+        return stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    if stress.shape != (6,):
+        raise TrainingSetError(f'stress must have shape (6,) or (3, 3), got {stress.shape}')
+    return stress
+
+
+def _calculator_label(atoms, name: str):
+    calc = atoms.calc
+    if calc is None:
+        return None
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    try:
+        return calc.get_property(name, atoms)
+    except (PropertyNotImplementedError, KeyError, NotImplementedError):
+        return None
+
+
+def labels_of(atoms) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
+    """Return ``(energy, forces, stress)`` of ``atoms``: its calculator first, then ``info`` / ``arrays``."""
+    energy = _calculator_label(atoms, 'energy')
+    if energy is None:
+        energy = atoms.info.get('energy')
+    forces = _calculator_label(atoms, 'forces')
+    if forces is None:
+        forces = atoms.arrays.get('forces')
+    stress = _calculator_label(atoms, 'stress')
+    if stress is None:
+        stress = atoms.info.get('stress')
+    return energy, forces, stress
+
+
+class TrainingSetData(Data):
+    """Labelled structures (positions, cell, pbc, energy, forces, optional stress) stored as one ``.npz``.
+
+    Compositions and atom counts may differ between structures. The bulk lives in the node's repository in
+    :mod:`aiida_mlip_autopipe.jobscripts.pacemaker_io`'s stable format; the summary lives in attributes so that
+    it can be queried: ``num_structures``, ``num_atoms``, ``elements``, ``has_forces``, ``has_stress``,
+    ``energy_per_atom_min``/``_max`` (eV/atom), ``content_hash``. Each structure keeps a ``source`` string that
+    says where it came from (e.g. an ASE database row or a DFT calculation's UUID).
+    """
+
+    FILENAME = 'structures.npz'
+
+    def __init__(self, arrays: dict[str, np.ndarray] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if arrays is not None:
+            self._set_arrays(arrays)
+
+    # -- construction -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_atoms(cls, structures: Iterable, sources: Sequence[str] | None = None) -> TrainingSetData:
+        """Build from ``ase.Atoms`` labelled by their calculator (or ``info['energy']`` / ``arrays['forces']``).
+
+        A structure without forces is kept with ``has_forces`` false for it; NaN/inf labels, wrongly shaped
+        forces, missing energies and empty structures are refused with the structure's index.
+        """
+        structures = list(structures)
+        if sources is not None and len(sources) != len(structures):
+            raise TrainingSetError(f'{len(sources)} sources given for {len(structures)} structures')
+        numbers, positions, forces, natoms, cells, pbc, energy = [], [], [], [], [], [], []
+        has_forces, stress, has_stress = [], [], []
+        for index, atoms in enumerate(structures):
+            e, f, s = labels_of(atoms)
+            if e is None:
+                raise TrainingSetError(f'structure {index} ({atoms.get_chemical_formula()}) has no energy label')
+            count = len(atoms)
+            numbers.append(atoms.numbers)
+            positions.append(atoms.positions)
+            natoms.append(count)
+            cells.append(np.asarray(atoms.cell[:], dtype=float))
+            pbc.append(np.asarray(atoms.pbc, dtype=bool))
+            energy.append(float(e))
+            if f is None:
+                forces.append(np.zeros((count, 3)))
+                has_forces.append(False)
+            else:
+                f = np.asarray(f, dtype=float)
+                if f.shape != (count, 3):
+                    raise TrainingSetError(f'structure {index}: forces have shape {f.shape}, expected ({count}, 3)')
+                forces.append(f)
+                has_forces.append(True)
+            if s is None:
+                stress.append(np.zeros(6))
+                has_stress.append(False)
+            else:
+                try:
+                    stress.append(_voigt(s))
+                except TrainingSetError as exception:
+                    raise TrainingSetError(f'structure {index}: {exception}') from exception
+                has_stress.append(True)
+        arrays = {
+            'numbers': np.concatenate(numbers).astype(np.int32) if numbers else np.zeros(0, dtype=np.int32),
+            'positions': np.concatenate(positions) if positions else np.zeros((0, 3)),
+            'forces': np.concatenate(forces) if forces else np.zeros((0, 3)),
+            'natoms': np.asarray(natoms, dtype=np.int64),
+            'cells': np.asarray(cells, dtype=float).reshape(-1, 3, 3),
+            'pbc': np.asarray(pbc, dtype=bool).reshape(-1, 3),
+            'energy': np.asarray(energy, dtype=float),
+            'has_forces': np.asarray(has_forces, dtype=bool),
+            'source': np.asarray(list(sources) if sources is not None else [''] * len(structures), dtype=str),
+        }
+        if any(has_stress):
+            arrays['stress'] = np.asarray(stress, dtype=float)
+            arrays['has_stress'] = np.asarray(has_stress, dtype=bool)
+        return cls(arrays=arrays)
+
+    @classmethod
+    def from_arrays(cls, **arrays: np.ndarray) -> TrainingSetData:
+        """Build from the flattened arrays of the stable format (see :mod:`~.jobscripts.pacemaker_io`)."""
+        return cls(arrays=arrays)
+
+    @classmethod
+    def concatenate(cls, training_sets: Sequence[TrainingSetData]) -> TrainingSetData:
+        """Return a new (unstored) set holding all structures of ``training_sets`` in order."""
+        parts = [ts.get_arrays() for ts in training_sets]
+        if not parts:
+            raise TrainingSetError('nothing to concatenate')
+        with_stress = any('stress' in part for part in parts)
+        merged = {}
+        for key in (*REQUIRED, 'source'):
+            merged[key] = np.concatenate([part[key] for part in parts])
+        if with_stress:
+            merged['stress'] = np.concatenate(
+                [part.get('stress', np.zeros((len(part['natoms']), 6))) for part in parts]
+            )
+            merged['has_stress'] = np.concatenate(
+                [part.get('has_stress', np.zeros(len(part['natoms']), dtype=bool)) for part in parts]
+            )
+        return cls(arrays=merged)
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> TrainingSetData:
+        """Return a new (unstored) set with the structures at ``indices``, in that order."""
+        arrays = self.get_arrays()
+        indices = np.asarray(indices, dtype=np.int64)
+        bounds = pacemaker_io.offsets(arrays['natoms'])
+        atom_index = (
+            np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in indices]) if len(indices) else np.zeros(0, int)
+        )
+        selected = {}
+        for key, value in arrays.items():
+            if key in pacemaker_io.PER_ATOM:
+                selected[key] = value[atom_index]
+            else:
+                selected[key] = value[indices]
+        return type(self)(arrays=selected)
+
+    # -- validation and storage ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [key for key in REQUIRED if key not in arrays]
+        if missing:
+            raise TrainingSetError(f'missing arrays: {", ".join(missing)}')
+        arrays = dict(arrays)
+        arrays.setdefault('source', np.full(len(arrays['natoms']), '', dtype=str))
+        unknown = set(arrays) - set(REQUIRED) - set(PER_STRUCTURE)
+        if unknown:
+            raise TrainingSetError(f'unknown arrays: {", ".join(sorted(unknown))}')
+        arrays['numbers'] = np.asarray(arrays['numbers'], dtype=np.int32)
+        arrays['natoms'] = np.asarray(arrays['natoms'], dtype=np.int64)
+        arrays['source'] = np.asarray(arrays['source'], dtype=str)
+        for key in ('positions', 'forces', 'cells', 'energy') + (('stress',) if 'stress' in arrays else ()):
+            arrays[key] = np.asarray(arrays[key], dtype=float)
+        for key in ('pbc', 'has_forces') + (('has_stress',) if 'has_stress' in arrays else ()):
+            arrays[key] = np.asarray(arrays[key], dtype=bool)
+        count, total = len(arrays['natoms']), int(arrays['natoms'].sum())
+        expected = {
+            'numbers': (total,),
+            'positions': (total, 3),
+            'forces': (total, 3),
+            'cells': (count, 3, 3),
+            'pbc': (count, 3),
+            'energy': (count,),
+            'has_forces': (count,),
+            'source': (count,),
+            'stress': (count, 6),
+            'has_stress': (count,),
+        }
+        for key, shape in expected.items():
+            if key in arrays and arrays[key].shape != shape:
+                raise TrainingSetError(f'array {key!r} has shape {arrays[key].shape}, expected {shape}')
+        if ('stress' in arrays) != ('has_stress' in arrays):
+            raise TrainingSetError('stress and has_stress must be given together')
+        empty = np.flatnonzero(arrays['natoms'] <= 0)
+        if len(empty):
+            raise TrainingSetError(f'structure(s) {empty[:10].tolist()} have no atoms')
+        if np.any((arrays['numbers'] < 1) | (arrays['numbers'] > 118)):
+            raise TrainingSetError('atomic numbers must lie between 1 and 118')
+        bounds = pacemaker_io.offsets(arrays['natoms'])
+        for key in ('energy', 'cells', 'positions', 'forces', 'stress'):
+            if key not in arrays:
+                continue
+            bad = ~np.isfinite(arrays[key])
+            if bad.ndim > 1:
+                bad = bad.reshape(len(bad), -1).any(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                if key in pacemaker_io.PER_ATOM:
+                    rows = np.unique(np.searchsorted(bounds, rows, side='right') - 1)
+                raise TrainingSetError(f'{key} of structure(s) {rows[:10].tolist()} contain NaN or infinity')
+        return arrays
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        arrays = self._check_arrays(arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        buffer.seek(0)
+        self.base.repository.put_object_from_filelike(buffer, self.FILENAME)
+        self._arrays_cache = arrays
+        natoms = arrays['natoms']
+        energy_per_atom = arrays['energy'] / natoms if len(natoms) else np.zeros(0)
+        attributes = {
+            'format': pacemaker_io.FORMAT,
+            'num_structures': len(natoms),
+            'num_atoms': int(natoms.sum()),
+            'elements': sorted({_symbol(z) for z in np.unique(arrays['numbers'])}),
+            'has_forces': bool(arrays['has_forces'].all()) if len(natoms) else False,
+            'num_structures_without_forces': int((~arrays['has_forces']).sum()),
+            'has_stress': bool(arrays['has_stress'].all()) if 'has_stress' in arrays and len(natoms) else False,
+            'energy_per_atom_min': float(energy_per_atom.min()) if len(natoms) else None,
+            'energy_per_atom_max': float(energy_per_atom.max()) if len(natoms) else None,
+            'content_hash': content_hash(arrays),
+        }
+        for key, value in attributes.items():
+            self.base.attributes.set(key, value)
+
+    # -- access -------------------------------------------------------------------------------------------
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        """Return the flattened arrays (read once from the repository, then cached)."""
+        cached = getattr(self, '_arrays_cache', None)
+        if cached is None:
+            with self.base.repository.open(self.FILENAME, mode='rb') as handle:
+                cached = pacemaker_io.load_arrays(io.BytesIO(handle.read()))
+            self._arrays_cache = cached
+        return cached
+
+    def get_atoms(self) -> list:
+        """Return the structures as ``ase.Atoms`` with their labels on a ``SinglePointCalculator``."""
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        arrays = self.get_arrays()
+        structures = pacemaker_io.build_atoms(arrays)
+        forces = pacemaker_io.split_per_structure(arrays['forces'], arrays['natoms'])
+        for index, atoms in enumerate(structures):
+            labels = {'energy': float(arrays['energy'][index])}
+            if arrays['has_forces'][index]:
+                labels['forces'] = forces[index]
+            if 'stress' in arrays and arrays['has_stress'][index]:
+                labels['stress'] = arrays['stress'][index]
+            atoms.calc = SinglePointCalculator(atoms, **labels)
+            atoms.info['source'] = str(arrays['source'][index])
+        return structures
+
+    def get_sources(self) -> list[str]:
+        """Return where each structure came from (e.g. ``ase_db:<sha256>:row=12``)."""
+        return [str(source) for source in self.get_arrays()['source']]
+
+    def __len__(self) -> int:
+        return int(self.base.attributes.get('num_structures', 0))
+
+    @property
+    def num_structures(self) -> int:
+        return len(self)
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.base.attributes.get('num_atoms'))
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.base.attributes.get('elements'))
+
+    @property
+    def has_forces(self) -> bool:
+        return bool(self.base.attributes.get('has_forces'))
+
+    @property
+    def has_stress(self) -> bool:
+        return bool(self.base.attributes.get('has_stress'))
+
+    @property
+    def content_hash(self) -> str:
+        return self.base.attributes.get('content_hash')
+
+
+def _symbol(number: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[int(number)]
+
+
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """Return a SHA-256 over the arrays' names, dtypes, shapes and bytes (in a fixed order)."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f'{key}|{value.dtype.str}|{value.shape}|'.encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

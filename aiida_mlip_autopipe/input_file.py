@@ -1,0 +1,99 @@
+"""Render pacemaker's ``input.yaml`` from a Jinja2 template, safely, and check it parses back.
+
+Every value goes through the ``yaml`` filter, which emits a YAML flow scalar, sequence or mapping in which all
+strings are double-quoted with escapes: a value can never open a new line, a new key, an anchor or a tag.
+Mapping keys written by a template go through the ``key`` filter, which accepts plain identifiers only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from importlib import resources
+from typing import Any
+
+import jinja2
+import yaml
+
+from aiida_mlip_autopipe import __version__
+
+__all__ = ('InputFileError', 'default_template', 'load_input', 'render_input', 'yaml_value')
+
+_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_\-]*$')
+
+
+class InputFileError(ValueError):
+    """The rendered ``input.yaml`` is not what the settings say (or cannot be rendered)."""
+
+
+def yaml_value(value: Any) -> str:
+    """Return ``value`` as a single-line YAML flow value that parses back to exactly ``value``."""
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputFileError(f'cannot write the non-finite number {value!r}')
+        text = repr(value)
+        mantissa, _, exponent = text.partition('e')
+        if exponent and '.' not in mantissa:  # YAML 1.1 readers need a dot in 1e-08
+            text = f'{mantissa}.0e{exponent}'
+        return text
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, dict):
+        items = ', '.join(f'{yaml_value(str(key))}: {yaml_value(item)}' for key, item in value.items())
+        return '{' + items + '}'
+    if isinstance(value, list | tuple):
+        return '[' + ', '.join(yaml_value(item) for item in value) + ']'
+    raise InputFileError(f'cannot write a value of type {type(value).__name__}: {value!r}')
+
+
+def yaml_key(key: Any) -> str:
+    """Return ``key`` if it is a plain identifier usable as a block-style YAML key."""
+    if not isinstance(key, str) or not _IDENTIFIER.match(key):
+        raise InputFileError(f'refusing to write the mapping key {key!r}: only plain identifiers are allowed')
+    return key
+
+
+def default_template() -> str:
+    """Return the text of the template shipped with the package."""
+    return resources.files('aiida_mlip_autopipe.templates').joinpath('input.yaml.j2').read_text(encoding='utf-8')
+
+
+def render_input(document: dict[str, Any], template: str | None = None) -> str:
+    """Render ``document`` (the ``input.yaml`` dictionary) with ``template`` (default: the shipped one).
+
+    The template sees the document's sections as variables (``seed``, ``potential``, ``data``, ``fit``,
+    ``backend``, optionally ``metadata``), plus ``plugin_version``. Undefined variables are errors.
+    """
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=False
+    )
+    environment.filters['yaml'] = yaml_value
+    environment.filters['key'] = yaml_key
+    try:
+        compiled = environment.from_string(template if template is not None else default_template())
+        return compiled.render(plugin_version=__version__, **document)
+    except jinja2.UndefinedError as exception:
+        raise InputFileError(f'the input.yaml template uses an undefined variable: {exception}') from exception
+    except jinja2.TemplateSyntaxError as exception:
+        raise InputFileError(f'the input.yaml template has a syntax error: {exception}') from exception
+
+
+def load_input(text: str) -> dict[str, Any]:
+    """Parse a rendered ``input.yaml`` with a safe loader; it must be a mapping with the required sections."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exception:
+        raise InputFileError(f'the rendered input.yaml is not valid YAML: {exception}') from exception
+    if not isinstance(document, dict):
+        raise InputFileError('the rendered input.yaml is not a mapping')
+    missing = [section for section in ('potential', 'fit', 'backend', 'data') if section not in document]
+    if missing:
+        raise InputFileError(f'the rendered input.yaml lacks the section(s) {", ".join(missing)}')
+    return document

@@ -1,0 +1,254 @@
+"""``PacemakerParser``: turn a pacemaker job's retrieved files into potential, metrics and learning-curve nodes.
+
+It reads only the ``retrieved`` folder, never the remote working directory.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+import numpy as np
+import yaml
+from aiida import orm
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
+
+__all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
+
+ERROR_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Killed|Traceback)\b')
+FIT_TIME = re.compile(r'Fitting took\s+([0-9.]+)\s+seconds')
+VERSION = re.compile(r'pacemaker/pyace version:\s*(\S+)')
+DATASET_SIZE = re.compile(r'(Fitting|Test) dataset size:\s*(\d+) structures / (\d+) atoms')
+OPTIMIZATION = re.compile(r'Optimization result\(success=(True|False), status=(-?\d+), message=([^,]*)')
+
+#: Learning-curve arrays and their units (``test_*`` arrays have their own ``test_iteration``).
+LEARNING_CURVE_UNITS = {
+    'iteration': '1',
+    'loss': '1',
+    'rmse_energy': 'meV/atom',
+    'rmse_forces': 'meV/Å (per component)',
+    'mae_forces': 'meV/Å (per component)',
+}
+
+
+def last_error_line(text: str) -> str | None:
+    """Return the last line of a traceback-bearing text that names an error (e.g. ``ValueError: ...``)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ERROR_LINE.match(line) and not line.startswith('Traceback'):
+            return line
+    return None
+
+
+def parse_metrics_table(text: str) -> dict[str, np.ndarray]:
+    """Parse a whitespace-separated pacemaker metrics table (header row) into float columns."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError('empty metrics table')
+    header, rows = lines[0], lines[1:]
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError('metrics table has rows of different lengths')
+    values = np.array([[float(value) for value in row] for row in rows], dtype=float).reshape(len(rows), len(header))
+    return {name: values[:, index] for index, name in enumerate(header)}
+
+
+def potential_summary(text: str) -> dict[str, Any]:
+    """Return elements, cutoff (Å), number of functions and metadata of a B-basis YAML potential."""
+    document = yaml.safe_load(text)
+    blocks = document.get('species') or []
+    elements, num_functions, cutoffs = [], 0, []
+    for block in blocks:
+        members = str(block.get('speciesblock', '')).split()
+        if len(members) == 1 and members[0] not in elements:
+            elements.append(members[0])
+        num_functions += len(block.get('nbody') or [])
+        if 'rcutij' in block:
+            cutoffs.append(float(block['rcutij']))
+    metadata = document.get('metadata') or {}
+    return {
+        'elements': elements,
+        'cutoff': max(cutoffs) if cutoffs else None,
+        'num_functions': num_functions,
+        'metadata': {str(key): str(value) for key, value in metadata.items()},
+    }
+
+
+class PacemakerParser(Parser):
+    """Parse the retrieved files of a :class:`~aiida_mlip_autopipe.calculations.pacemaker.PacemakerCalculation`."""
+
+    def _read(self, name: str, mode: str = 'r') -> str | bytes | None:
+        if name not in self._names:
+            return None
+        return self.retrieved.base.repository.get_object_content(name, mode=mode)
+
+    def _status(self, name: str) -> int | None:
+        text = self._read(name)
+        if text is None:
+            return None
+        try:
+            return int(text.strip())
+        except ValueError:
+            return None
+
+    def parse(self, **kwargs) -> ExitCode | None:
+        self._names = set(self.retrieved.base.repository.list_object_names())
+        codes = self.exit_codes
+        stderr = self._read(Calc.STDERR) or ''
+        error_line = last_error_line(stderr)
+
+        prepare_status = self._status(Calc.PREPARE_STATUS)
+        if prepare_status not in (None, 0):
+            line = last_error_line(self._read(Calc.PREPARE_LOG) or '') or f'exit status {prepare_status}'
+            return codes.ERROR_DATASET_CONVERSION_FAILED.format(line=line)
+
+        if self.node.exit_status == codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status:
+            return codes.ERROR_OUT_OF_WALLTIME
+        log = self._read(Calc.LOG)
+        status = self._status(Calc.PACEMAKER_STATUS)
+        nan_iteration = self._nan_iteration(log)
+        if status is None:
+            if self.node.exit_status is not None and self.node.exit_status != 0:  # the scheduler's verdict
+                return None
+            return codes.ERROR_STATUS_MISSING
+        if status != 0:
+            if nan_iteration is not None:
+                return codes.ERROR_NAN_LOSS.format(iteration=nan_iteration)
+            if status >= 128 and error_line is None:
+                return codes.ERROR_PACEMAKER_KILLED.format(signal=status - 128)
+            return codes.ERROR_PACEMAKER_FAILED.format(status=status, line=error_line or '(no error line)')
+        if log is None:
+            return codes.ERROR_OUTPUT_LOG_MISSING.format(line=error_line or '(none)')
+        if nan_iteration is not None:
+            return codes.ERROR_NAN_LOSS.format(iteration=nan_iteration)
+        potential_yaml = self._read(Calc.OUTPUT_YAML)
+        if potential_yaml is None:
+            return codes.ERROR_OUTPUT_POTENTIAL_MISSING.format(line=error_line or '(none)')
+        if Calc.OUTPUT_YACE not in self._names or self._status(Calc.YACE_STATUS) not in (0, None):
+            line = last_error_line(self._read(Calc.YACE_LOG) or '') or '(none)'
+            return codes.ERROR_OUTPUT_YACE_MISSING.format(line=line)
+        metrics_text = self._read('metrics.txt')
+        if metrics_text is None:
+            return codes.ERROR_OUTPUT_METRICS_MISSING
+        try:
+            train = parse_metrics_table(metrics_text)
+            test_text = self._read('test_metrics.txt')
+            test = parse_metrics_table(test_text) if test_text and len(test_text.splitlines()) > 1 else None
+            summary = potential_summary(potential_yaml)
+        except (ValueError, yaml.YAMLError, AttributeError) as exception:
+            return codes.ERROR_OUTPUT_LOG_UNREADABLE.format(line=str(exception))
+        if not len(train.get('loss', [])):
+            return codes.ERROR_OUTPUT_METRICS_MISSING
+
+        metrics = self._metrics(train, test, summary, log)
+        self.out('metrics', orm.Dict(metrics))
+        self.out('learning_curve', self._learning_curve(train, test))
+        self.out('potential_yaml', self._singlefile(Calc.OUTPUT_YAML, summary, metrics))
+        self.out('potential', self._singlefile(Calc.OUTPUT_YACE, summary, metrics))
+        for split in ('train', 'test'):
+            predictions = self._predictions(f'{split}_predictions.npz')
+            if predictions is not None:
+                self.out(f'{split}_predictions', predictions)
+        return None
+
+    # -- pieces ---------------------------------------------------------------------------------------------
+
+    def _nan_iteration(self, log: str | None) -> int | None:
+        text = self._read('metrics.txt')
+        if text:
+            try:
+                table = parse_metrics_table(text)
+            except ValueError:
+                table = {}
+            loss = table.get('loss')
+            if loss is not None and len(loss) and not np.all(np.isfinite(loss)):
+                return int(table['iter_num'][np.flatnonzero(~np.isfinite(loss))[0]])
+        if log:
+            match = re.search(r'#(\d+)\s+\(\d+ evals\):\s+Loss:\s+(nan|inf)', log, flags=re.IGNORECASE)
+            if match:
+                return int(match.group(1))
+        return None
+
+    def _metrics(self, train: dict, test: dict | None, summary: dict, log: str) -> dict[str, Any]:
+        stdout = self._read(Calc.STDOUT) or ''
+        metrics: dict[str, Any] = {
+            'rmse_energy_train': float(train['rmse_epa'][-1] * 1000),
+            'rmse_forces_train': float(train['rmse_f_comp'][-1] * 1000),
+            'mae_forces_train': float(train['mae_f_comp'][-1] * 1000),
+            'loss': float(train['loss'][-1]),
+            'iterations': int(train['iter_num'][-1]),
+            'num_functions': int(train['nfuncs'][-1]),
+            'num_parameters': int(train['ncoefs'][-1]),
+            'elements': summary['elements'],
+            'cutoff': summary['cutoff'],
+            'units': {'rmse_energy': 'meV/atom', 'rmse_forces': 'meV/Å (per force component)', 'fit_time': 's'},
+        }
+        if test is not None and len(test.get('loss', [])):
+            metrics['rmse_energy_test'] = float(test['rmse_epa'][-1] * 1000)
+            metrics['rmse_forces_test'] = float(test['rmse_f_comp'][-1] * 1000)
+            metrics['mae_forces_test'] = float(test['mae_f_comp'][-1] * 1000)
+            metrics['loss_test'] = float(test['loss'][-1])
+        match = FIT_TIME.search(stdout)
+        if match:
+            metrics['fit_time'] = float(match.group(1))
+        match = VERSION.search(log) if log else None
+        metrics['pacemaker_version'] = match.group(1) if match else summary['metadata'].get('pacemaker_version')
+        for kind, structures, atoms in DATASET_SIZE.findall(log or ''):
+            prefix = 'train' if kind == 'Fitting' else 'test'
+            metrics[f'num_structures_{prefix}'] = int(structures)
+            metrics[f'num_atoms_{prefix}'] = int(atoms)
+        matches = OPTIMIZATION.findall(log or '')
+        if matches:
+            success, _, message = matches[-1]
+            metrics['optimizer_converged'] = success == 'True'
+            metrics['optimizer_message'] = message.strip()
+        return {key: value for key, value in metrics.items() if not (isinstance(value, float) and math.isnan(value))}
+
+    def _learning_curve(self, train: dict, test: dict | None) -> orm.ArrayData:
+        curve = orm.ArrayData()
+        for prefix, table in (('', train), ('test_', test)):
+            if table is None or not len(table.get('loss', [])):
+                continue
+            curve.set_array(f'{prefix}iteration', table['iter_num'].astype(int))
+            curve.set_array(f'{prefix}loss', table['loss'])
+            curve.set_array(f'{prefix}rmse_energy', table['rmse_epa'] * 1000)
+            curve.set_array(f'{prefix}rmse_forces', table['rmse_f_comp'] * 1000)
+            curve.set_array(f'{prefix}mae_forces', table['mae_f_comp'] * 1000)
+        curve.base.attributes.set('units', LEARNING_CURVE_UNITS)
+        return curve
+
+    def _singlefile(self, name: str, summary: dict, metrics: dict) -> orm.SinglefileData:
+        content = self._read(name, mode='rb')
+        node = orm.SinglefileData(io.BytesIO(content), filename=name)
+        attributes = {
+            'elements': summary['elements'],
+            'cutoff': summary['cutoff'],
+            'num_functions': metrics['num_functions'],
+            'pacemaker_version': metrics.get('pacemaker_version'),
+        }
+        for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test'):
+            if key in metrics:
+                attributes[key] = metrics[key]
+        for key, value in attributes.items():
+            node.base.attributes.set(key, value)
+        return node
+
+    def _predictions(self, name: str) -> orm.ArrayData | None:
+        content = self._read(name, mode='rb')
+        if content is None:
+            return None
+        try:
+            with np.load(io.BytesIO(content), allow_pickle=False) as handle:
+                arrays = {key: handle[key] for key in handle.files}
+        except (ValueError, OSError):
+            self.logger.warning(f'could not read {name}; predictions not stored')
+            return None
+        node = orm.ArrayData()
+        for key, value in arrays.items():
+            node.set_array(key, value)
+        node.base.attributes.set('units', {'energy': 'eV', 'forces': 'eV/Å'})
+        return node
