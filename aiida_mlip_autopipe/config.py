@@ -415,7 +415,32 @@ class PacemakerSettings(_Strict):
         if isinstance(data, dict):
             data.pop('filename', None)
             data.pop('test_filename', None)
-        return cls.model_validate(document)
+        return cls.model_validate(_absent_as_none(cls, document))
+
+
+def _absent_as_none(model: type[BaseModel], data: Any) -> Any:
+    """In a complete ``input.yaml``, an absent optional key means "off" (``None``), not the plugin's default."""
+    if not isinstance(data, dict):
+        return data
+    result = dict(data)
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        annotation = field.annotation
+        submodel = next((arg for arg in getattr(annotation, '__args__', (annotation,)) if _is_model(arg)), None)
+        if key in result:
+            if submodel is not None:
+                result[key] = _absent_as_none(submodel, result[key])
+        elif field.default is not None and _allows_none(annotation) and name not in ('loss_weights', 'cutoff'):
+            result[key] = None
+    return result
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _allows_none(annotation: Any) -> bool:
+    return type(None) in getattr(annotation, '__args__', ())
 
 
 def first_error_location(error: Exception) -> str:

@@ -60,6 +60,17 @@ def yaml_key(key: Any) -> str:
     return key
 
 
+def _strict(function):
+    """Wrap a filter so that an undefined variable raises Jinja2's ``UndefinedError`` (naming it)."""
+
+    def wrapped(value):
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here with the variable's name
+        return function(value)
+
+    return wrapped
+
+
 def default_template() -> str:
     """Return the text of the template shipped with the package."""
     return resources.files('aiida_mlip_autopipe.templates').joinpath('input.yaml.j2').read_text(encoding='utf-8')
@@ -74,8 +85,8 @@ def render_input(document: dict[str, Any], template: str | None = None) -> str:
     environment = jinja2.Environment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=False
     )
-    environment.filters['yaml'] = yaml_value
-    environment.filters['key'] = yaml_key
+    environment.filters['yaml'] = _strict(yaml_value)
+    environment.filters['key'] = _strict(yaml_key)
     try:
         compiled = environment.from_string(template if template is not None else default_template())
         return compiled.render(plugin_version=__version__, **document)

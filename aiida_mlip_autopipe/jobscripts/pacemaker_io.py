@@ -101,8 +101,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] not in commands:
         sys.stderr.write(f'usage: pacemaker_io.py {{{"|".join(commands)}}} SOURCE TARGET\n')
         return 2
+    import pandas
+
     count = commands[argv[0]](argv[1], argv[2])
-    sys.stdout.write(f'{argv[0]}: {count} structures {argv[1]} -> {argv[2]}\n')
+    sys.stdout.write(f'{argv[0]}: {count} structures {argv[1]} -> {argv[2]} (pandas {pandas.__version__})\n')
     return 0
 
 

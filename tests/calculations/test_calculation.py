@@ -1,0 +1,159 @@
+"""PacemakerCalculation: the sandbox it writes, its command lines, and the errors raised before submission."""
+
+import io
+
+import pytest
+import yaml
+from aiida import orm
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+
+
+@pytest.fixture(scope='module')
+def cu_set(aiida_profile):
+    return TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=5)).store()
+
+
+def inputs_for(code, training_set, **extra):
+    inputs = {
+        'code': code,
+        'training_set': training_set,
+        'metadata': {'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2}}},
+    }
+    inputs.update(extra)
+    return inputs
+
+
+def test_sandbox_files_commands_and_retrieve_list(generate_calc_job, fake_code, cu_set):
+    settings = orm.Dict({'fit': {'maxiter': 7}, 'data': {'test_size': 0.2}})
+    folder, calc_info = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, settings=settings))
+    assert sorted(p.name for p in folder.iterdir()) == ['input.yaml', 'pacemaker_io.py']
+    document = yaml.safe_load((folder / 'input.yaml').read_text())
+    assert document['fit']['maxiter'] == 7
+    assert document['data'] == {'test_size': 0.2, 'filename': 'training_data.pckl.gzip'}
+    assert document['potential']['elements'] == ['Cu']
+    assert 'backend' in document and 'potential' in document
+    assert calc_info.local_copy_list == [(cu_set.uuid, 'structures.npz', 'training_set.npz')]
+    (code_info,) = calc_info.codes_info
+    assert code_info.cmdline_params == ['input.yaml', '-o', 'output_potential.yaml', '-l', 'log.txt']
+    assert code_info.stdout_name == 'pacemaker.out' and code_info.stderr_name == 'pacemaker.err'
+    for name in (
+        'log.txt',
+        'metrics.txt',
+        'test_metrics.txt',
+        'output_potential.yaml',
+        'output_potential.yace',
+        'interim_potential_0.yaml',
+        'train_predictions.npz',
+        'fitting_data_info.pckl.gzip',
+    ):
+        assert name in calc_info.retrieve_list
+    # the sibling tools and the interpreter come from the directory of the code's executable
+    assert "PACEMAKER_BIN_DIR='/opt/pace env/bin'" in calc_info.prepend_text
+    assert "head -n 1 '/opt/pace env/bin/pacemaker'" in calc_info.prepend_text
+    assert 'pacemaker_io.py to-dataframe training_set.npz training_data.pckl.gzip' in calc_info.prepend_text
+    assert '"$PACEMAKER_BIN_DIR/pace_yaml2yace" -o output_potential.yace output_potential.yaml' in calc_info.append_text
+    assert calc_info.append_text.startswith('echo "$?" > aiida_pacemaker.status')
+    # threads follow the job's resources unless already set
+    assert 'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"' in calc_info.prepend_text
+    assert 'export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-2}"' in calc_info.prepend_text
+
+
+def test_test_set_and_initial_potential(generate_calc_job, fake_code, cu_set):
+    potential = orm.SinglefileData(io.BytesIO(b'species: []\n'), filename='potential.yaml')
+    folder, calc_info = generate_calc_job(
+        PacemakerCalculation, inputs_for(fake_code, cu_set, test_set=cu_set, initial_potential=potential)
+    )
+    document = yaml.safe_load((folder / 'input.yaml').read_text())
+    assert document['data']['test_filename'] == 'test_data.pckl.gzip'
+    assert (cu_set.uuid, 'structures.npz', 'test_set.npz') in calc_info.local_copy_list
+    assert (potential.uuid, 'potential.yaml', 'initial_potential.yaml') in calc_info.local_copy_list
+    assert calc_info.codes_info[0].cmdline_params[-2:] == ['-p', 'initial_potential.yaml']
+    assert 'test_set.npz test_data.pckl.gzip' in calc_info.prepend_text
+
+
+def test_ladder_fitting_continues_with_ip(generate_calc_job, fake_code, cu_set):
+    potential = orm.SinglefileData(io.BytesIO(b'species: []\n'), filename='potential.yaml')
+    settings = orm.Dict({'fit': {'ladder_step': 10}})
+    _, calc_info = generate_calc_job(
+        PacemakerCalculation, inputs_for(fake_code, cu_set, initial_potential=potential, settings=settings)
+    )
+    assert calc_info.codes_info[0].cmdline_params[-2:] == ['-ip', 'initial_potential.yaml']
+
+
+def test_user_template_is_rendered(generate_calc_job, fake_code, cu_set):
+    template = orm.SinglefileData(
+        io.BytesIO(
+            b'# my lab template\nseed: {{ seed | yaml }}\npotential: {{ potential | yaml }}\ndata: {{ data | yaml }}\n'
+            b'fit: {{ fit | yaml }}\nbackend: {"evaluator": "tensorpot", "batch_size": 20, "display_step": 5}\n'
+        ),
+        filename='input.yaml.j2',
+    )
+    folder, _ = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, template=template))
+    text = (folder / 'input.yaml').read_text()
+    assert text.startswith('# my lab template')
+    assert yaml.safe_load(text)['backend']['batch_size'] == 20
+
+
+def run_validation(code, training_set, **extra):
+    """Return the validation error (or None) that the process spec gives for these inputs."""
+    result = PacemakerCalculation.spec().inputs.validate(inputs_for(code, training_set, **extra))
+    return None if result is None else result.message
+
+
+def template(text: bytes):
+    return {'template': orm.SinglefileData(io.BytesIO(text), filename='t.j2')}
+
+
+@pytest.mark.parametrize(
+    ('make_extra', 'fragment'),
+    [
+        (lambda: {'settings': {'fit': {'loss': {'kapa': 0.1}}}}, 'fit.loss.kapa: Extra inputs are not permitted'),
+        (lambda: {'settings': {'fit': {'maxiterr': 3}}}, 'fit.maxiterr: Extra inputs are not permitted'),
+        (lambda: {'settings': {'fit': {'maxiter': -3}}}, 'fit.maxiter: Input should be greater than 0'),
+        (lambda: {'settings': {'potential': {'elements': ['Al']}}}, "potential.elements=['Al'] does not match"),
+        (lambda: {'settings': {'potential': {'elements': ['Cu', 'Al']}}}, 'does not match the elements'),
+        (lambda: {'settings': {'loss_weights': {'stress': 1.0}}}, 'pacemaker cannot fit stress'),
+        (lambda: {'settings': {'data': {'filename': 'mine.pckl'}}}, 'use the `training_set` input'),
+        (lambda: {'settings': {'data': {'test_size': 0.1}}, 'test_set': 'same'}, 'not both'),
+        (lambda: {'initial_potential': orm.SinglefileData(io.BytesIO(b'x'), filename='old.yace')}, 'is a .yace'),
+        (lambda: template(b'seed: {{ sed | yaml }}\n'), "'sed' is undefined"),
+        (
+            lambda: template(
+                b'potential: {{ potential | yaml }}\ndata: {"filename": "other.pckl"}\n'
+                b'fit: {{ fit | yaml }}\nbackend: {{ backend | yaml }}\n'
+            ),
+            'data.filename',
+        ),
+        (
+            lambda: template(
+                b'potential: {{ potential | yaml }}\ndata: {{ data | yaml }}\nfit: {maxiterr: 4}\n'
+                b'backend: {{ backend | yaml }}\n'
+            ),
+            'fit.maxiterr',
+        ),
+    ],
+)
+def test_bad_inputs_are_refused_before_submission(fake_code, cu_set, make_extra, fragment):
+    extra = make_extra()
+    if 'settings' in extra:
+        extra['settings'] = orm.Dict(extra['settings'])
+    if extra.get('test_set') == 'same':
+        extra['test_set'] = cu_set
+    message = run_validation(fake_code, cu_set, **extra)
+    assert message is not None and fragment in message, message
+
+
+def test_data_without_forces_is_refused(fake_code, aiida_profile):
+    from ase.build import bulk
+
+    atoms = bulk('Cu')
+    atoms.info['energy'] = -3.0
+    message = run_validation(fake_code, TrainingSetData.from_atoms([atoms]).store())
+    assert 'have no forces' in message
+
+
+def test_valid_inputs_pass(fake_code, cu_set):
+    assert run_validation(fake_code, cu_set, settings=orm.Dict({'fit': {'maxiter': 3}})) is None

@@ -1,0 +1,169 @@
+"""Shared fixtures: a temporary AiiDA profile, the real pacemaker code, sandbox and parser helpers, shared fits."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+import pytest
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'fixtures'
+
+#: None: no broker (``run()`` only); 'core.zeromq' (no service) or 'core.rabbitmq' for daemon tests.
+BROKER = os.environ.get('AIIDA_TEST_BROKER') or None
+
+
+@pytest.fixture(scope='session')
+def aiida_profile(aiida_config, aiida_profile_factory):
+    """The test profile: SQLite storage, with the broker named by ``AIIDA_TEST_BROKER`` (default: none)."""
+    with aiida_profile_factory(aiida_config, broker_backend=BROKER) as profile:
+        yield profile
+
+
+def find_pacemaker() -> pathlib.Path:
+    """Return the ``pacemaker`` executable: ``$PACEMAKER_EXECUTABLE``, ``.venv-pacemaker/bin``, or the PATH."""
+    candidates = [os.environ.get('PACEMAKER_EXECUTABLE'), REPO / '.venv-pacemaker' / 'bin' / 'pacemaker']
+    candidates.append(shutil.which('pacemaker'))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return pathlib.Path(candidate)
+    pytest.fail(
+        'pacemaker not found: run scripts/install_pacemaker_env.sh (creates .venv-pacemaker) or set '
+        'PACEMAKER_EXECUTABLE; tests that need the real pacemaker do not skip'
+    )
+
+
+@pytest.fixture(scope='session')
+def pacemaker_executable() -> pathlib.Path:
+    return find_pacemaker()
+
+
+@pytest.fixture(scope='session')
+def session_localhost(aiida_profile, tmp_path_factory):
+    """A ``core.direct`` localhost computer for the whole session (workdir in pytest's tmp)."""
+    from aiida import orm
+
+    computer = orm.Computer(
+        label='session-localhost',
+        hostname='localhost',
+        workdir=str(tmp_path_factory.mktemp('aiida_work')),
+        transport_type='core.local',
+        scheduler_type='core.direct',
+    ).store()
+    computer.set_minimum_job_poll_interval(0)
+    computer.set_default_mpiprocs_per_machine(1)
+    computer.configure(safe_interval=0)
+    return computer
+
+
+@pytest.fixture(scope='session')
+def pacemaker_code(session_localhost, pacemaker_executable):
+    """The real ``pacemaker`` as an ``InstalledCode`` on the session's localhost."""
+    from aiida import orm
+
+    return orm.InstalledCode(
+        label='pacemaker',
+        computer=session_localhost,
+        filepath_executable=str(pacemaker_executable),
+        default_calc_job_plugin='mlip_autopipe.pacemaker',
+    ).store()
+
+
+@pytest.fixture
+def fake_code(session_localhost, tmp_path):
+    """An ``InstalledCode`` pointing at a fake ``pacemaker`` path (for sandbox tests that run nothing)."""
+    from aiida import orm
+
+    return orm.InstalledCode(
+        label='fake-pacemaker',
+        computer=session_localhost,
+        filepath_executable='/opt/pace env/bin/pacemaker',
+        default_calc_job_plugin='mlip_autopipe.pacemaker',
+    ).store()
+
+
+#: Options for real fits: both cores of the machine (threads follow the resources).
+FIT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}
+
+#: A tiny fit: a few functions, a few iterations.
+TINY_SETTINGS = {
+    'potential': {'functions': {'number_of_functions_per_element': 5}},
+    'fit': {'maxiter': 5},
+    'backend': {'display_step': 2},
+}
+
+
+@pytest.fixture(scope='session')
+def cu_al_sets(aiida_profile):
+    """A stored two-element (Cu, Al) EMT training set (16 x 32 atoms) and test set (4 x 32 atoms)."""
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.datasets import emt_structures
+
+    training = TrainingSetData.from_atoms(emt_structures(16, repeat=2, seed=11)).store()
+    test = TrainingSetData.from_atoms(emt_structures(4, repeat=2, seed=12)).store()
+    return training, test
+
+
+@pytest.fixture(scope='session')
+def tiny_fit(pacemaker_code, cu_al_sets):
+    """One real tiny pacemaker fit through ``run()``, shared by the integration tests."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+
+    training, test = cu_al_sets
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=pacemaker_code,
+        training_set=training,
+        test_set=test,
+        settings=orm.Dict(TINY_SETTINGS),
+        metadata={'options': FIT_OPTIONS},
+    )
+    return node
+
+
+@pytest.fixture
+def generate_calc_job(tmp_path):
+    """Run ``prepare_for_submission`` of a calculation in a sandbox; return ``(folder path, calc_info)``."""
+
+    def factory(process_class, inputs):
+        from aiida.common.folders import Folder
+        from aiida.engine.utils import instantiate_process
+        from aiida.manage import get_manager
+
+        process = instantiate_process(get_manager().get_runner(), process_class, **inputs)
+        (tmp_path / 'sandbox').mkdir()
+        folder = Folder(str(tmp_path / 'sandbox'))
+        calc_info = process.prepare_for_submission(folder)
+        return pathlib.Path(folder.abspath), calc_info
+
+    return factory
+
+
+@pytest.fixture
+def parse_fixture(session_localhost):
+    """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/pacemaker/<name>``) with the parser."""
+
+    def factory(name: str):
+        from aiida import orm
+        from aiida.common.links import LinkType
+
+        from aiida_mlip_autopipe.parsers.pacemaker import PacemakerParser
+
+        node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.pacemaker')
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.set_option('parser_name', 'mlip_autopipe.pacemaker')
+        node.store()
+        retrieved = orm.FolderData(tree=FIXTURES / 'pacemaker' / name)
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        results, calcfunction = PacemakerParser.parse_from_node(node, store_provenance=False)
+        return results, calcfunction
+
+    return factory

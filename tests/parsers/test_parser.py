@@ -1,0 +1,117 @@
+"""PacemakerParser on retrieved-file fixtures from real pacemaker runs (and crafted NaN/kill/missing cases)."""
+
+import re
+
+import numpy as np
+import pytest
+
+from aiida_mlip_autopipe.parsers.pacemaker import last_error_line, parse_metrics_table
+from tests.conftest import FIXTURES
+
+
+def final_block_rmse(log: str) -> list[tuple[float, float]]:
+    """The RMSE rows (energy meV/at, force meV/A) of the last FIT STATS and TEST STATS blocks in pacemaker's log."""
+    rows = re.findall(r'RMSE:\s+([0-9.]+)\s+[0-9.]+\s+([0-9.]+)', log)
+    return [(float(e), float(f)) for e, f in rows]
+
+
+def test_success_that_reached_maxiter(parse_fixture):
+    results, calcfunction = parse_fixture('success_maxiter')
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert set(results) == {'metrics', 'learning_curve', 'potential', 'potential_yaml'}
+    metrics = results['metrics'].get_dict()
+    assert metrics['rmse_energy_train'] == pytest.approx(3.4329780010182134)
+    assert metrics['rmse_forces_train'] == pytest.approx(30.29220793920265)
+    assert metrics['rmse_energy_test'] == pytest.approx(2.3144857899838407)
+    assert metrics['rmse_forces_test'] == pytest.approx(34.97238612871019)
+    assert metrics['loss'] == pytest.approx(0.00036891918217568946)
+    assert metrics['iterations'] == 30
+    assert (metrics['num_functions'], metrics['num_parameters']) == (20, 103)
+    assert metrics['fit_time'] == 36.0
+    assert metrics['pacemaker_version'] == '0.4.0rc1'
+    assert metrics['optimizer_converged'] is False
+    assert metrics['num_structures_train'] == 36 and metrics['num_structures_test'] == 4
+    # the metrics agree with pacemaker's own log (its last train and test blocks print two decimals)
+    log = (FIXTURES / 'pacemaker' / 'success_maxiter' / 'log.txt').read_text()
+    *_, (train_e, train_f), (test_e, test_f) = final_block_rmse(log)
+    assert round(metrics['rmse_energy_train'], 2) == train_e and round(metrics['rmse_forces_train'], 2) == train_f
+    assert round(metrics['rmse_energy_test'], 2) == test_e and round(metrics['rmse_forces_test'], 2) == test_f
+
+    potential = results['potential']
+    assert potential.filename == 'output_potential.yace'
+    assert potential.get_content().startswith('elements: [Cu]')
+    attributes = potential.base.attributes.all
+    assert attributes['elements'] == ['Cu'] and attributes['cutoff'] == 5.0 and attributes['num_functions'] == 20
+    assert attributes['rmse_forces_train'] == pytest.approx(30.29220793920265)
+    assert attributes['pacemaker_version'] == '0.4.0rc1'
+    assert results['potential_yaml'].filename == 'output_potential.yaml'
+
+    curve = results['learning_curve']
+    assert curve.get_array('iteration').tolist() == list(range(31))
+    assert curve.get_array('test_iteration').tolist() == [0, 10, 20, 30, 31]
+    assert curve.get_array('rmse_forces')[-1] == pytest.approx(metrics['rmse_forces_train'])
+    assert curve.base.attributes.get('units')['rmse_energy'] == 'meV/atom'
+
+
+def test_early_converged_fit(parse_fixture):
+    results, calcfunction = parse_fixture('early_converged')
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert metrics['optimizer_converged'] is True
+    assert metrics['optimizer_message'] == 'Optimization terminated successfully.'
+    assert metrics['iterations'] == 27
+    predictions = results['test_predictions']
+    energy, predicted = predictions.get_array('energy'), predictions.get_array('energy_pred')
+    natoms = predictions.get_array('natoms')
+    rmse = 1000 * np.sqrt(np.mean(((energy - predicted) / natoms) ** 2))
+    assert rmse == pytest.approx(metrics['rmse_energy_test'], rel=1e-3)
+    assert predictions.get_array('forces').shape == predictions.get_array('forces_pred').shape == (natoms.sum(), 3)
+
+
+@pytest.mark.parametrize(
+    ('case', 'exit_code', 'fragment'),
+    [
+        ('failed_nan_energy', 410, 'AssertionError: energy_corrected contains NaNs'),
+        ('failed_nan_forces', 410, 'AssertionError: forces column contains NaN'),
+        ('failed_no_forces', 410, 'ValueError: Column `forces` not found in dataset'),
+        ('failed_no_ecorr', 410, "ValueError: Neither 'energy_corrected' column"),
+        ('failed_missing_data', 410, 'FileNotFoundError: [Errno 2] No such file or directory'),
+        ('failed_no_input', 410, 'FileNotFoundError'),
+        ('failed_broken_yaml', 410, 'ruamel.yaml.parser.ParserError: while parsing a flow sequence'),
+        ('failed_empty', 410, "_UFuncNoLoopError: ufunc 'add' did not contain a loop"),
+        ('failed_bad_eval', 410, "ValueError: Unknown evaluator type 'tensorpotx'"),
+        ('failed_typo_pot', 410, "KeyError: 'ndensity'"),
+        ('killed', 430, 'killed by signal 9'),
+        ('nan_loss', 420, 'iteration 28'),
+        ('missing_potential', 303, 'without writing output_potential.yaml'),
+        ('yace_failed', 304, 'RuntimeError: Could not convert B-basis'),
+        ('conversion_failed', 401, "ModuleNotFoundError: No module named 'pandas'"),
+        ('no_status', 310, 'stopped before pacemaker finished'),
+        ('no_log', 301, 'wrote no log.txt'),
+    ],
+)
+def test_failures_map_to_named_exit_codes(parse_fixture, case, exit_code, fragment):
+    results, calcfunction = parse_fixture(case)
+    assert calcfunction.exit_status == exit_code, calcfunction.exit_message
+    assert fragment in calcfunction.exit_message
+    assert 'potential' not in results and 'metrics' not in results
+
+
+def test_exit_codes_below_400_invalidate_the_cache():
+    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+
+    for exit_code in PacemakerCalculation.spec().exit_codes.values():
+        if 300 <= exit_code.status < 400:
+            assert exit_code.invalidates_cache, exit_code.label
+    assert PacemakerCalculation.exit_codes.ERROR_PACEMAKER_FAILED.invalidates_cache is False
+
+
+def test_last_error_line_skips_trailing_context():
+    text = 'INFO stuff\nTraceback (most recent call last):\n  File "x"\nValueError: bad thing\n  in "file", line 2\n'
+    assert last_error_line(text) == 'ValueError: bad thing'
+    assert last_error_line('2026-01-01 I - all fine\n') is None
+
+
+def test_metrics_table_rejects_ragged_rows():
+    with pytest.raises(ValueError, match='different lengths'):
+        parse_metrics_table('a b\n1 2\n3\n')

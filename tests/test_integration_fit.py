@@ -1,0 +1,95 @@
+"""A real tiny pacemaker fit through ``run()``: the potential works, the metrics are pacemaker's own."""
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+from tests.conftest import FIT_OPTIONS
+
+pytestmark = pytest.mark.pacemaker
+
+
+def test_fit_finishes_with_all_outputs(tiny_fit):
+    assert tiny_fit.is_finished_ok, (tiny_fit.exit_status, tiny_fit.exit_message)
+    outputs = tiny_fit.outputs
+    for label in ('potential', 'potential_yaml', 'metrics', 'learning_curve', 'train_predictions', 'test_predictions'):
+        assert label in outputs
+    assert outputs.potential.filename.endswith('.yace')
+    retrieved = set(outputs.retrieved.base.repository.list_object_names())
+    assert {'interim_potential_0.yaml', 'fitting_data_info.pckl.gzip', 'log.txt'} <= retrieved
+
+
+def test_potential_loads_in_pyace_and_gives_finite_results(tiny_fit, tmp_path):
+    from pyace import PyACECalculator
+
+    path = tmp_path / 'potential.yace'
+    path.write_bytes(tiny_fit.outputs.potential.get_content(mode='rb'))
+    atoms = emt_structures(1, repeat=2, seed=99)[0]
+    atoms.calc = PyACECalculator(str(path))
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    assert np.isfinite(energy) and forces.shape == (32, 3) and np.all(np.isfinite(forces))
+
+
+def test_metrics_match_pacemakers_own_log(tiny_fit):
+    metrics = tiny_fit.outputs.metrics.get_dict()
+    log = tiny_fit.outputs.retrieved.base.repository.get_object_content('log.txt')
+    rows = [(float(e), float(f)) for e, f in re.findall(r'RMSE:\s+([0-9.]+)\s+[0-9.]+\s+([0-9.]+)', log)]
+    *_, (train_e, train_f), (test_e, test_f) = rows
+    assert round(metrics['rmse_energy_train'], 2) == pytest.approx(train_e, abs=0.006)
+    assert round(metrics['rmse_forces_train'], 2) == pytest.approx(train_f, abs=0.006)
+    assert round(metrics['rmse_energy_test'], 2) == pytest.approx(test_e, abs=0.006)
+    assert round(metrics['rmse_forces_test'], 2) == pytest.approx(test_f, abs=0.006)
+    assert metrics['iterations'] == 5
+    assert metrics['num_structures_train'] == 16 and metrics['num_structures_test'] == 4
+    assert metrics['elements'] == ['Al', 'Cu']
+    assert tiny_fit.outputs.learning_curve.get_array('iteration')[-1] == 5
+
+
+def test_dataset_pickle_is_written_by_pacemakers_own_pandas(tiny_fit, pacemaker_executable):
+    python = pacemaker_executable.read_text().splitlines()[0].removeprefix('#!').strip()
+    version = subprocess.run(
+        [python, '-c', 'import pandas; print(pandas.__version__)'], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    log = tiny_fit.outputs.retrieved.base.repository.get_object_content('aiida_prepare.log')
+    assert f'to-dataframe: 16 structures training_set.npz -> training_data.pckl.gzip (pandas {version})' in log
+
+
+def test_potential_is_queryable_without_opening_it(tiny_fit):
+    query = orm.QueryBuilder().append(
+        orm.SinglefileData,
+        filters={
+            'attributes.elements': {'contains': ['Al', 'Cu']},
+            'attributes.rmse_forces_train': {'<': 1e6},
+            'id': tiny_fit.outputs.potential.pk,
+        },
+        project=['attributes.cutoff', 'attributes.num_functions', 'attributes.pacemaker_version'],
+    )
+    assert query.all() == [[5.0, tiny_fit.outputs.metrics['num_functions'], '0.4.0rc1']]
+
+
+def test_continue_from_potential_yaml(tiny_fit, pacemaker_code, cu_al_sets):
+    """``initial_potential`` continues the fit (``pacemaker -p``): it starts where the previous one stopped."""
+    training, test = cu_al_sets
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=pacemaker_code,
+        training_set=training,
+        test_set=test,
+        initial_potential=tiny_fit.outputs.potential_yaml,
+        settings=orm.Dict({'potential': {'functions': {'number_of_functions_per_element': 5}}, 'fit': {'maxiter': 2}}),
+        metadata={'options': FIT_OPTIONS},
+    )
+    assert node.is_finished_ok, node.exit_message
+    curve = node.outputs.learning_curve
+    assert curve.get_array('loss')[0] == pytest.approx(tiny_fit.outputs.metrics['loss'], rel=1e-3)
+    assert node.outputs.metrics['loss'] <= tiny_fit.outputs.metrics['loss']
+    log = node.outputs.retrieved.base.repository.get_object_content('log.txt')
+    assert 'initial_potential.yaml' in log
+    assert isinstance(node.inputs.training_set, TrainingSetData)
