@@ -6,7 +6,7 @@
 set -euo pipefail
 VENV=${1:-.venv-pacemaker}
 PY=${PYTHON:-python3}
-if [ -x "$VENV/bin/pacemaker" ] && [ -x "$VENV/bin/pace_yaml2yace" ] && "$VENV/bin/python" -c "import tensorflow, tensorpotential, pyace" 2>/dev/null; then
+if [ -x "$VENV/bin/pacemaker" ] && [ -x "$VENV/bin/pace_yaml2yace" ] && "$VENV/bin/python" -c "import tensorpotential, tensorflow, pyace" 2>/dev/null; then
   echo "pacemaker environment already present: $VENV"; exit 0
 fi
 "$PY" -m venv "$VENV"
@@ -15,4 +15,4 @@ fi
 "$VENV/bin/pip" install -q --no-deps "tf_keras==2.20.1" "tensorpotential==0.6.2.1"
 "$VENV/bin/pip" install -q --pre "python-ace==0.4.0rc1" "numpy==2.3.5" "pandas>=2,<3" \
     ase matscipy sympy pyyaml tqdm questionary scikit-learn
-"$VENV/bin/python" -c "import tensorflow, tensorpotential, pyace; print('pacemaker env OK, pyace', pyace.__file__)"
+"$VENV/bin/python" -c "import tensorpotential, tensorflow, pyace; print('pacemaker env OK, pyace', pyace.__file__)"

@@ -22,7 +22,7 @@ def labelled(symbols='Cu2', energy=-1.0, forces=None, stress=None, calc=True):
 
 
 def test_round_trip_of_ragged_structures(aiida_profile):
-    structures = emt_structures(3, repeat=1, seed=1) + [labelled('Ni3H', energy=-7.5)] + emt_structures(2, repeat=2)
+    structures = [*emt_structures(3, repeat=1, seed=1), labelled('Ni3H', energy=-7.5), *emt_structures(2, repeat=2)]
     node = TrainingSetData.from_atoms(structures, sources=[f'src-{i}' for i in range(6)]).store()
     loaded = TrainingSetData.collection.get(pk=node.pk)
     assert len(loaded) == 6
