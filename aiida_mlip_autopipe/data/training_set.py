@@ -12,7 +12,7 @@ from aiida.orm import Data
 
 from aiida_mlip_autopipe.jobscripts import pacemaker_io
 
-__all__ = ('TrainingSetData', 'TrainingSetError')
+__all__ = ('TrainingSetBuilder', 'TrainingSetData', 'TrainingSetError')
 
 PER_STRUCTURE = ('natoms', 'cells', 'pbc', 'energy', 'has_forces', 'stress', 'has_stress', 'source')
 REQUIRED = ('numbers', 'positions', 'forces', 'natoms', 'cells', 'pbc', 'energy', 'has_forces')
@@ -57,6 +57,83 @@ def labels_of(atoms) -> tuple[float | None, np.ndarray | None, np.ndarray | None
     return energy, forces, stress
 
 
+class TrainingSetBuilder:
+    """Accumulate labelled structures into the flattened arrays of the stable format.
+
+    :meth:`add` checks one structure and returns ``None`` when it was added, or the reason it was not (no
+    atoms, no energy, NaN/inf values, badly shaped forces or stress), so that callers choose to refuse or skip.
+    """
+
+    def __init__(self):
+        self._numbers, self._positions, self._forces = [], [], []
+        self._natoms, self._cells, self._pbc, self._energy = [], [], [], []
+        self._has_forces, self._stress, self._has_stress, self._source = [], [], [], []
+
+    def __len__(self) -> int:
+        return len(self._natoms)
+
+    def add(self, numbers, positions, cell, pbc, energy, forces=None, stress=None, source: str = '') -> str | None:
+        """Add one structure; return why it was refused, or ``None``."""
+        count = len(numbers)
+        if count == 0:
+            return 'it has no atoms'
+        if energy is None:
+            return 'it has no energy label'
+        energy = float(energy)
+        positions = np.asarray(positions, dtype=float)
+        cell = np.asarray(cell, dtype=float)
+        if not np.isfinite(energy):
+            return f'its energy is {energy}'
+        if positions.shape != (count, 3) or not np.all(np.isfinite(positions)):
+            return 'its positions are not finite numbers of shape (natoms, 3)'
+        if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
+            return 'its cell is not a finite 3x3 matrix'
+        if forces is not None:
+            forces = np.asarray(forces, dtype=float)
+            if forces.shape != (count, 3):
+                return f'forces have shape {forces.shape}, expected ({count}, 3)'
+            if not np.all(np.isfinite(forces)):
+                return 'its forces contain NaN or infinity'
+        if stress is not None:
+            try:
+                stress = _voigt(stress)
+            except TrainingSetError as exception:
+                return str(exception)
+            if not np.all(np.isfinite(stress)):
+                return 'its stress contains NaN or infinity'
+        self._numbers.append(np.asarray(numbers, dtype=np.int32))
+        self._positions.append(positions)
+        self._natoms.append(count)
+        self._cells.append(cell)
+        self._pbc.append(np.asarray(pbc, dtype=bool).reshape(3) if np.ndim(pbc) else np.full(3, bool(pbc)))
+        self._energy.append(energy)
+        self._has_forces.append(forces is not None)
+        self._forces.append(forces if forces is not None else np.zeros((count, 3)))
+        self._has_stress.append(stress is not None)
+        self._stress.append(stress if stress is not None else np.zeros(6))
+        self._source.append(str(source))
+        return None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the flattened arrays (``stress``/``has_stress`` only if some structure has stress)."""
+        empty = not self._natoms
+        arrays = {
+            'numbers': np.zeros(0, dtype=np.int32) if empty else np.concatenate(self._numbers),
+            'positions': np.zeros((0, 3)) if empty else np.concatenate(self._positions),
+            'forces': np.zeros((0, 3)) if empty else np.concatenate(self._forces),
+            'natoms': np.asarray(self._natoms, dtype=np.int64),
+            'cells': np.asarray(self._cells, dtype=float).reshape(-1, 3, 3),
+            'pbc': np.asarray(self._pbc, dtype=bool).reshape(-1, 3),
+            'energy': np.asarray(self._energy, dtype=float),
+            'has_forces': np.asarray(self._has_forces, dtype=bool),
+            'source': np.asarray(self._source, dtype=str),
+        }
+        if any(self._has_stress):
+            arrays['stress'] = np.asarray(self._stress, dtype=float)
+            arrays['has_stress'] = np.asarray(self._has_stress, dtype=bool)
+        return arrays
+
+
 class TrainingSetData(Data):
     """Labelled structures (positions, cell, pbc, energy, forces, optional stress) stored as one ``.npz``.
 
@@ -86,52 +163,22 @@ class TrainingSetData(Data):
         structures = list(structures)
         if sources is not None and len(sources) != len(structures):
             raise TrainingSetError(f'{len(sources)} sources given for {len(structures)} structures')
-        numbers, positions, forces, natoms, cells, pbc, energy = [], [], [], [], [], [], []
-        has_forces, stress, has_stress = [], [], []
+        builder = TrainingSetBuilder()
         for index, atoms in enumerate(structures):
-            e, f, s = labels_of(atoms)
-            if e is None:
-                raise TrainingSetError(f'structure {index} ({atoms.get_chemical_formula()}) has no energy label')
-            count = len(atoms)
-            numbers.append(atoms.numbers)
-            positions.append(atoms.positions)
-            natoms.append(count)
-            cells.append(np.asarray(atoms.cell[:], dtype=float))
-            pbc.append(np.asarray(atoms.pbc, dtype=bool))
-            energy.append(float(e))
-            if f is None:
-                forces.append(np.zeros((count, 3)))
-                has_forces.append(False)
-            else:
-                f = np.asarray(f, dtype=float)
-                if f.shape != (count, 3):
-                    raise TrainingSetError(f'structure {index}: forces have shape {f.shape}, expected ({count}, 3)')
-                forces.append(f)
-                has_forces.append(True)
-            if s is None:
-                stress.append(np.zeros(6))
-                has_stress.append(False)
-            else:
-                try:
-                    stress.append(_voigt(s))
-                except TrainingSetError as exception:
-                    raise TrainingSetError(f'structure {index}: {exception}') from exception
-                has_stress.append(True)
-        arrays = {
-            'numbers': np.concatenate(numbers).astype(np.int32) if numbers else np.zeros(0, dtype=np.int32),
-            'positions': np.concatenate(positions) if positions else np.zeros((0, 3)),
-            'forces': np.concatenate(forces) if forces else np.zeros((0, 3)),
-            'natoms': np.asarray(natoms, dtype=np.int64),
-            'cells': np.asarray(cells, dtype=float).reshape(-1, 3, 3),
-            'pbc': np.asarray(pbc, dtype=bool).reshape(-1, 3),
-            'energy': np.asarray(energy, dtype=float),
-            'has_forces': np.asarray(has_forces, dtype=bool),
-            'source': np.asarray(list(sources) if sources is not None else [''] * len(structures), dtype=str),
-        }
-        if any(has_stress):
-            arrays['stress'] = np.asarray(stress, dtype=float)
-            arrays['has_stress'] = np.asarray(has_stress, dtype=bool)
-        return cls(arrays=arrays)
+            energy, forces, stress = labels_of(atoms)
+            problem = builder.add(
+                atoms.numbers,
+                atoms.positions,
+                atoms.cell[:],
+                atoms.pbc,
+                energy,
+                forces,
+                stress,
+                source=sources[index] if sources is not None else '',
+            )
+            if problem:
+                raise TrainingSetError(f'structure {index} ({atoms.get_chemical_formula()}): {problem}')
+        return cls(arrays=builder.arrays())
 
     @classmethod
     def from_arrays(cls, **arrays: np.ndarray) -> TrainingSetData:

@@ -81,12 +81,12 @@ def test_missing_forces_are_recorded_not_invented():
 @pytest.mark.parametrize(
     ('make', 'message'),
     [
-        (lambda: [labelled(energy=float('nan'))], r'energy of structure\(s\) \[0\] contain NaN'),
-        (lambda: [labelled(), labelled(energy=float('inf'))], r'energy of structure\(s\) \[1\]'),
-        (lambda: [labelled(forces=[[0, 0, np.nan], [0, 0, 0]])], r'forces of structure\(s\) \[0\]'),
-        (lambda: [labelled(forces=np.zeros((3, 3)))], r'structure 0: forces have shape \(3, 3\), expected \(2, 3\)'),
-        (lambda: [labelled(calc=False, energy=None)], 'structure 0 .* has no energy label'),
-        (lambda: [Atoms()], 'has no energy'),
+        (lambda: [labelled(energy=float('nan'))], r'structure 0 \(Cu2\): its energy is nan'),
+        (lambda: [labelled(), labelled(energy=float('inf'))], r'structure 1 \(Cu2\): its energy is inf'),
+        (lambda: [labelled(forces=[[0, 0, np.nan], [0, 0, 0]])], r'structure 0 \(Cu2\): its forces contain NaN'),
+        (lambda: [labelled(forces=np.zeros((3, 3)))], r'structure 0 \(Cu2\): forces have shape \(3, 3\), expected \(2, 3\)'),
+        (lambda: [labelled(calc=False, energy=None)], 'structure 0 \\(Cu2\\): it has no energy label'),
+        (lambda: [Atoms()], 'it has no atoms'),
     ],
 )
 def test_bad_labels_are_refused(make, message):
@@ -97,7 +97,7 @@ def test_bad_labels_are_refused(make, message):
 def test_empty_structure_is_refused():
     empty = Atoms(cell=[3, 3, 3])
     empty.info['energy'] = 0.0
-    with pytest.raises(TrainingSetError, match='have no atoms'):
+    with pytest.raises(TrainingSetError, match='it has no atoms'):
         TrainingSetData.from_atoms([empty])
 
 

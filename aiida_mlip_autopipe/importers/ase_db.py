@@ -1,0 +1,163 @@
+"""Import an ASE database (SQLite ``.db`` or ``.json``) as a ``TrainingSetData``, with provenance.
+
+Each structure keeps its origin as ``ase_db:<sha256[:16]>:row=<id>:uid=<unique_id>``. Rows without forces, rows
+with NaN/inf values or without energy, and rows with no atoms are handled by an explicit policy and counted in
+the node's ``import_info`` attribute; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import sqlite3
+import tempfile
+from typing import Literal
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData
+from aiida_mlip_autopipe.importers.source_file import (
+    DatasetImportError,
+    check_policies,
+    file_sha256,
+    import_file,
+    load_or_read,
+)
+
+__all__ = ('ase_db_to_training_set', 'check_ase_db', 'import_ase_db', 'read_ase_db')
+
+KIND = 'ase_db'
+MissingForcesPolicy = Literal['refuse', 'skip', 'keep']
+InvalidPolicy = Literal['refuse', 'skip']
+SQLITE_MAGIC = b'SQLite format 3\x00'
+MAX_LISTED = 100
+
+
+def check_ase_db(path: pathlib.Path) -> str:
+    """Return ``'db'`` or ``'json'`` if ``path`` is an ASE database; refuse anything else without touching it."""
+    with open(path, 'rb') as handle:
+        head = handle.read(16)
+    if head == SQLITE_MAGIC:
+        try:
+            connection = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+            try:
+                tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as exception:
+            raise DatasetImportError(f'{path}: corrupt SQLite file ({exception})') from exception
+        if not {'systems', 'keys', 'information'} <= tables:
+            raise DatasetImportError(
+                f'{path}: an SQLite file but not an ASE database (tables: {", ".join(sorted(tables)) or "none"})'
+            )
+        return 'db'
+    if head.lstrip()[:1] == b'{':
+        try:
+            document = json.loads(pathlib.Path(path).read_text())
+        except (ValueError, UnicodeDecodeError) as exception:
+            raise DatasetImportError(f'{path}: corrupt JSON ({exception})') from exception
+        if not isinstance(document, dict) or 'ids' not in document:
+            raise DatasetImportError(f'{path}: a JSON file but not an ASE database (no "ids" key)')
+        return 'json'
+    raise DatasetImportError(f'{path}: neither an ASE SQLite (.db) nor an ASE JSON database')
+
+
+def read_ase_db(
+    path: pathlib.Path,
+    selection: str = '',
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
+) -> tuple[dict, dict]:
+    """Read the selected rows into the stable arrays; return ``(arrays, report)``.
+
+    The database is read from a temporary copy (ASE may write indexes when it connects): the user's file is
+    never modified. ``selection`` is an ASE query string such as ``'config_type=bulk,energy<0'``.
+    """
+    from ase.db import connect
+
+    kind = check_ase_db(pathlib.Path(path))
+    check_policies(on_missing_forces, on_invalid)
+    prefix = f'ase_db:{file_sha256(pathlib.Path(path))[:16]}'
+    builder = TrainingSetBuilder()
+    selected, skipped_forces, skipped_invalid = 0, [], []
+    with tempfile.TemporaryDirectory() as directory:
+        copy = pathlib.Path(directory) / f'copy.{kind}'
+        shutil.copyfile(path, copy)
+        try:
+            rows = connect(str(copy), type=kind).select(selection or None)
+            for row in rows:
+                selected += 1
+                forces = row.get('forces')
+                if forces is None and on_missing_forces != 'keep':
+                    if on_missing_forces == 'refuse':
+                        raise DatasetImportError(
+                            f'{path}: row {row.id} has no forces (use on_missing_forces="skip" or "keep")'
+                        )
+                    skipped_forces.append(row.id)
+                    continue
+                problem = builder.add(
+                    row.numbers,
+                    row.positions,
+                    row.cell,
+                    row.pbc,
+                    row.get('energy'),
+                    forces,
+                    row.get('stress'),
+                    source=f'{prefix}:row={row.id}:uid={row.unique_id}',
+                )
+                if problem:
+                    if on_invalid == 'refuse':
+                        raise DatasetImportError(f'{path}: row {row.id}: {problem} (use on_invalid="skip")')
+                    skipped_invalid.append(row.id)
+        except DatasetImportError:
+            raise
+        except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows
+            raise DatasetImportError(
+                f'{path}: reading rows failed: {type(exception).__name__}: {exception}'
+            ) from exception
+    if len(builder) == 0:
+        raise DatasetImportError(
+            f'{path}: no structure to import (selection {selection!r} matched {selected} rows, '
+            f'{len(skipped_forces)} skipped without forces, {len(skipped_invalid)} skipped as invalid)'
+        )
+    report = {
+        'rows_selected': selected,
+        'rows_imported': len(builder),
+        'skipped_missing_forces': len(skipped_forces),
+        'skipped_invalid': len(skipped_invalid),
+        'skipped_row_ids': (skipped_forces + skipped_invalid)[:MAX_LISTED],
+    }
+    return builder.arrays(), report
+
+
+@calcfunction
+def ase_db_to_training_set(
+    database: orm.SinglefileData, selection: orm.Str, on_missing_forces: orm.Str, on_invalid: orm.Str
+) -> TrainingSetData:
+    """Turn the stored ASE database file into a ``TrainingSetData`` (the file is this node's input)."""
+    options = {'selection': selection, 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return load_or_read(KIND, database, read_ase_db, options)
+
+
+def import_ase_db(
+    path: str | pathlib.Path,
+    selection: str | None = None,
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
+) -> TrainingSetData:
+    """Import an ASE database as a ``TrainingSetData`` whose lineage reaches the database file.
+
+    :param path: the ``.db`` (SQLite) or ``.json`` ASE database.
+    :param selection: an ASE query string (e.g. ``'config_type=bulk,energy<0'``); all rows when omitted.
+    :param on_missing_forces: rows without forces: ``'refuse'`` (raise), ``'skip'`` (count and leave out) or
+        ``'keep'`` (import without forces; a training workflow then refuses them with a named exit code).
+    :param on_invalid: rows with NaN/inf values, no energy or no atoms: ``'refuse'`` or ``'skip'``.
+    :raises DatasetImportError: before anything is stored, for a missing, empty, corrupt or non-ASE file, a bad
+        selection, or a row the policy refuses.
+    :return: the stored ``TrainingSetData``; the same node again when this file was already imported with the
+        same selection and policies. Counts are in its ``import_info`` attribute.
+    """
+    options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return import_file(KIND, path, read_ase_db, ase_db_to_training_set, options)

@@ -1,0 +1,92 @@
+"""Import an extended-XYZ file (energies in the comment line, forces as a per-atom column) as a ``TrainingSetData``.
+
+Each structure keeps its origin as ``extxyz:<sha256[:16]>:frame=<index>``. The policies are those of
+:mod:`aiida_mlip_autopipe.importers.ase_db`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData, labels_of
+from aiida_mlip_autopipe.importers.ase_db import MAX_LISTED, InvalidPolicy, MissingForcesPolicy
+from aiida_mlip_autopipe.importers.source_file import (
+    DatasetImportError,
+    check_policies,
+    file_sha256,
+    import_file,
+    load_or_read,
+)
+
+__all__ = ('extxyz_to_training_set', 'import_extxyz', 'read_extxyz')
+
+KIND = 'extxyz'
+
+
+def read_extxyz(
+    path: pathlib.Path, on_missing_forces: MissingForcesPolicy = 'refuse', on_invalid: InvalidPolicy = 'refuse'
+) -> tuple[dict, dict]:
+    """Read every frame into the stable arrays; return ``(arrays, report)``."""
+    from ase.io import iread
+
+    check_policies(on_missing_forces, on_invalid)
+    prefix = f'extxyz:{file_sha256(pathlib.Path(path))[:16]}'
+    builder = TrainingSetBuilder()
+    count, skipped_forces, skipped_invalid = 0, [], []
+    try:
+        for index, atoms in enumerate(iread(str(path), index=':', format='extxyz')):
+            count += 1
+            energy, forces, stress = labels_of(atoms)
+            if forces is None and on_missing_forces != 'keep':
+                if on_missing_forces == 'refuse':
+                    raise DatasetImportError(f'{path}: frame {index} has no forces (use on_missing_forces="skip")')
+                skipped_forces.append(index)
+                continue
+            problem = builder.add(
+                atoms.numbers,
+                atoms.positions,
+                atoms.cell[:],
+                atoms.pbc,
+                energy,
+                forces,
+                stress,
+                source=f'{prefix}:frame={index}',
+            )
+            if problem:
+                if on_invalid == 'refuse':
+                    raise DatasetImportError(f'{path}: frame {index}: {problem} (use on_invalid="skip")')
+                skipped_invalid.append(index)
+    except DatasetImportError:
+        raise
+    except Exception as exception:  # ASE's reader raises many kinds on malformed files
+        raise DatasetImportError(
+            f'{path}: not a readable extxyz file: {type(exception).__name__}: {exception}'
+        ) from exception
+    if len(builder) == 0:
+        raise DatasetImportError(f'{path}: no structure to import ({count} frames read)')
+    report = {
+        'frames_read': count,
+        'frames_imported': len(builder),
+        'skipped_missing_forces': len(skipped_forces),
+        'skipped_invalid': len(skipped_invalid),
+        'skipped_frames': (skipped_forces + skipped_invalid)[:MAX_LISTED],
+    }
+    return builder.arrays(), report
+
+
+@calcfunction
+def extxyz_to_training_set(xyz: orm.SinglefileData, on_missing_forces: orm.Str, on_invalid: orm.Str) -> TrainingSetData:
+    """Turn the stored extxyz file into a ``TrainingSetData`` (the file is this node's input)."""
+    options = {'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return load_or_read(KIND, xyz, read_extxyz, options)
+
+
+def import_extxyz(
+    path: str | pathlib.Path, on_missing_forces: MissingForcesPolicy = 'refuse', on_invalid: InvalidPolicy = 'refuse'
+) -> TrainingSetData:
+    """Import an extxyz file as a ``TrainingSetData`` whose lineage reaches the file (see ``import_ase_db``)."""
+    options = {'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return import_file(KIND, path, read_extxyz, extxyz_to_training_set, options)

@@ -1,0 +1,119 @@
+"""Bring a dataset file into AiiDA with provenance: the file node, deduplication, and the import calcfunction.
+
+Every importer follows the same steps (:func:`import_file`):
+
+1. the file is checked (missing, empty, corrupt, wrong format) and read **before anything is stored**, so a
+   refused import leaves the database untouched;
+2. an earlier import of the same bytes with the same options is returned as it is (content hash);
+3. the file is stored as a ``SinglefileData`` (its SHA-256 in the ``sha256`` attribute, reused if the same
+   bytes are already stored) and a calcfunction turns it into a ``TrainingSetData``, so the lineage reaches the
+   exact file. The calcfunction reuses the arrays read in step 1 (a memo keyed by hash and options) instead of
+   reading the file a second time; without the memo it reads the file itself, with the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+from aiida import orm
+
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+
+__all__ = ('DatasetImportError', 'check_policies', 'file_sha256', 'import_file', 'load_or_read', 'store_source_file')
+
+#: arrays and report read before the calcfunction ran, keyed by (format, sha256, options)
+_MEMO: dict[tuple, tuple[dict, dict]] = {}
+
+Reader = Callable[..., tuple[dict, dict]]
+
+
+class DatasetImportError(ValueError):
+    """A dataset file cannot be imported (missing, empty, corrupt, wrong format, or refused by the policy)."""
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    """Return the SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_readable(path: pathlib.Path) -> pathlib.Path:
+    """Refuse a missing, unreadable or empty file with a message that names it."""
+    path = pathlib.Path(path).expanduser()
+    if not path.exists():
+        raise DatasetImportError(f'{path}: no such file')
+    if not path.is_file():
+        raise DatasetImportError(f'{path}: not a regular file')
+    if path.stat().st_size == 0:
+        raise DatasetImportError(f'{path}: the file is empty')
+    return path.resolve()
+
+
+def check_policies(on_missing_forces: str, on_invalid: str) -> None:
+    """Refuse unknown policy names."""
+    if on_missing_forces not in ('refuse', 'skip', 'keep'):
+        raise DatasetImportError(f"on_missing_forces={on_missing_forces!r}: use 'refuse', 'skip' or 'keep'")
+    if on_invalid not in ('refuse', 'skip'):
+        raise DatasetImportError(f"on_invalid={on_invalid!r}: use 'refuse' or 'skip'")
+
+
+def store_source_file(path: pathlib.Path, sha256: str) -> orm.SinglefileData:
+    """Return the stored ``SinglefileData`` holding these bytes (an existing one if already stored)."""
+    existing = (
+        orm.QueryBuilder()
+        .append(orm.SinglefileData, filters={'attributes.sha256': sha256}, project='*')
+        .first(flat=True)
+    )
+    if existing is not None:
+        return existing
+    node = orm.SinglefileData(path)
+    node.base.attributes.set('sha256', sha256)
+    return node.store()
+
+
+def find_import(kind: str, sha256: str, options: dict[str, str]) -> TrainingSetData | None:
+    """Return a ``TrainingSetData`` imported earlier from the same bytes with the same options."""
+    filters = {'attributes.import_info.format': kind, 'attributes.import_info.sha256': sha256}
+    for key, value in options.items():
+        filters[f'attributes.import_info.{key}'] = value
+    return orm.QueryBuilder().append(TrainingSetData, filters=filters, project='*').first(flat=True)
+
+
+def import_file(
+    kind: str, path: str | pathlib.Path, reader: Reader, calcfunction: Callable, options: dict[str, str]
+) -> TrainingSetData:
+    """Import ``path`` with ``reader`` (checks and reads) and ``calcfunction`` (provenance); see the module doc."""
+    path = check_readable(pathlib.Path(path))
+    sha256 = file_sha256(path)
+    existing = find_import(kind, sha256, options)
+    if existing is not None:
+        return existing
+    key = (kind, sha256, tuple(sorted(options.items())))
+    _MEMO[key] = reader(path, **options)
+    try:
+        source = store_source_file(path, sha256)
+        return calcfunction(source, **{name: orm.Str(value) for name, value in options.items()})
+    finally:
+        _MEMO.pop(key, None)
+
+
+def load_or_read(kind: str, source: orm.SinglefileData, reader: Reader, options: dict[str, Any]) -> TrainingSetData:
+    """Inside an import calcfunction: build the ``TrainingSetData`` (memoised arrays, else read the file)."""
+    options = {name: value.value for name, value in options.items()}
+    sha256 = source.base.attributes.get('sha256')
+    memo = _MEMO.get((kind, sha256, tuple(sorted(options.items()))))
+    if memo is None:
+        with source.as_path() as path:
+            memo = reader(path, **options)
+    arrays, report = memo
+    training_set = TrainingSetData(arrays=arrays)
+    training_set.base.attributes.set(
+        'import_info', {'format': kind, 'sha256': sha256, 'filename': source.filename, **options, **report}
+    )
+    return training_set

@@ -1,0 +1,256 @@
+"""``PacemakerTrainingWorkChain``: query the training data in the database, check it, split it, train.
+
+Outline: resolve the data source once (a group, QueryBuilder filters, or explicit nodes) → refuse too little
+data or structures without forces (named exit codes, before anything is created) → merge and split the resolved
+nodes in one calcfunction (so exactly which nodes were used is recorded as its input links) → train with
+``PacemakerBaseWorkChain`` → expose the potential, metrics and the training/test sets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
+from aiida_mlip_autopipe.collect import collect_from_pw
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+
+__all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'split_indices')
+
+SOURCES = ('group', 'filters', 'training_sets')
+
+
+def split_indices(count: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return reproducible ``(train, test)`` index arrays (sorted) for ``count`` structures."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f'test_fraction={test_fraction} must lie in [0, 1)')
+    count_test = round(test_fraction * count)
+    if test_fraction > 0 and count_test == 0 and count > 1:
+        count_test = 1
+    permutation = np.random.default_rng(seed).permutation(count)
+    return np.sort(permutation[count_test:]), np.sort(permutation[:count_test])
+
+
+@calcfunction
+def assemble_training_data(test_fraction: orm.Float, seed: orm.Int, **training_sets: TrainingSetData) -> dict:
+    """Merge ``training_sets`` (in label order) and split them reproducibly into training and test sets."""
+    merged = TrainingSetData.concatenate([training_sets[label] for label in sorted(training_sets)])
+    train, test = split_indices(len(merged), test_fraction.value, seed.value)
+    result = {'training_set': merged.select(train)}
+    if len(test):
+        result['test_set'] = merged.select(test)
+    return result
+
+
+def validate_inputs(inputs, _) -> str | None:
+    """Exactly one data source; features of later releases are refused, not ignored."""
+    given = [name for name in SOURCES if inputs.get(name)]
+    if len(given) != 1:
+        return f'give exactly one of `group`, `filters` or `training_sets` (got: {", ".join(given) or "none"})'
+    if inputs.get('delta_learning') and inputs['delta_learning'].value:
+        return 'delta_learning=True (ZBL baseline) is not implemented yet: set it to False'
+    if inputs.get('build_active_set') and inputs['build_active_set'].value:
+        return 'build_active_set=True is not implemented yet: set it to False'
+    fraction = inputs['test_fraction'].value
+    if not 0.0 <= fraction < 1.0:
+        return f'test_fraction={fraction} must lie in [0, 1)'
+    if inputs['min_structures'].value < 1:
+        return 'min_structures must be at least 1'
+    return None
+
+
+class PacemakerTrainingWorkChain(WorkChain):
+    """Train an ACE potential on training data found in the AiiDA database."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('code', valid_type=orm.AbstractCode, help='The `pacemaker` code.')
+        spec.input(
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_settings,
+            help='Pacemaker settings (see PacemakerSettings); `data.test_size` is replaced by test_fraction.',
+        )
+        spec.input('options', valid_type=orm.Dict, required=False, help="The calculation's metadata options.")
+        spec.input(
+            'min_structures',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(50),
+            help='Refuse to train on fewer structures.',
+        )
+        spec.input(
+            'test_fraction',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.1),
+            help='Fraction of the structures held out as the test set (0: none).',
+        )
+        spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(42), help='Seed of the train/test split.')
+        spec.input(
+            'delta_learning',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Fit DFT minus a ZBL baseline (not implemented yet: must be False).',
+        )
+        spec.input(
+            'build_active_set',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Build the active set for extrapolation grades (not implemented yet: must be False).',
+        )
+        spec.input(
+            'group',
+            valid_type=orm.Str,
+            required=False,
+            help='Label of a group of TrainingSetData and/or finished PwCalculation nodes.',
+        )
+        spec.input(
+            'filters',
+            valid_type=orm.Dict,
+            required=False,
+            help='QueryBuilder filters on TrainingSetData, e.g. {"attributes.elements": {"contains": ["Cu"]}}.',
+        )
+        spec.input_namespace(
+            'training_sets',
+            valid_type=TrainingSetData,
+            dynamic=True,
+            required=False,
+            help='Explicit TrainingSetData nodes.',
+        )
+        spec.input(
+            'initial_potential',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='A B-basis YAML to continue from (e.g. a previous potential_yaml).',
+        )
+        spec.input('template', valid_type=orm.SinglefileData, required=False, help='A Jinja2 input.yaml template.')
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.resolve_data,
+            cls.check_data,
+            cls.assemble,
+            cls.train,
+            cls.inspect_training,
+            if_(cls.should_build_active_set)(cls.build_active_set),
+        )
+        spec.expose_outputs(
+            PacemakerCalculation,
+            include=(
+                'potential',
+                'potential_yaml',
+                'metrics',
+                'learning_curve',
+                'train_predictions',
+                'test_predictions',
+            ),
+        )
+        spec.output('training_set', valid_type=TrainingSetData, help='The structures the potential was fitted to.')
+        spec.output('test_set', valid_type=TrainingSetData, required=False, help='The held-out structures.')
+
+        spec.exit_code(301, 'ERROR_NO_DATA', message='no training data found: {source}')
+        spec.exit_code(
+            302,
+            'ERROR_TOO_FEW_STRUCTURES',
+            message='found {count} structures in {nodes} node(s), at least {minimum} are required',
+        )
+        spec.exit_code(
+            303,
+            'ERROR_MISSING_FORCES',
+            message='{missing} of the {count} structures found have no forces; pacemaker fits forces',
+        )
+        spec.exit_code(
+            304,
+            'ERROR_UNSUPPORTED_NODES',
+            message='the group holds nodes that are neither TrainingSetData nor PW calculations: {types}',
+        )
+        spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='the training failed [{status}]: {message}')
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    def resolve_data(self):
+        """Resolve the data source once; remember exactly which nodes it gave."""
+        if 'group' in self.inputs:
+            label = self.inputs.group.value
+            try:
+                group = orm.Group.collection.get(label=label)
+            except Exception:
+                return self.exit_codes.ERROR_NO_DATA.format(source=f'no group labelled {label!r}')
+            nodes = sorted(group.nodes, key=lambda node: node.pk)
+            sets = [node for node in nodes if isinstance(node, TrainingSetData)]
+            calculations = [node for node in nodes if isinstance(node, orm.CalcJobNode)]
+            others = {type(node).__name__ for node in nodes} - {'TrainingSetData', 'CalcJobNode'}
+            if others:
+                return self.exit_codes.ERROR_UNSUPPORTED_NODES.format(types=', '.join(sorted(others)))
+            if calculations:
+                sets.append(collect_from_pw(calculations))
+            source = f'group {label!r}'
+        elif 'filters' in self.inputs:
+            query = orm.QueryBuilder().append(TrainingSetData, filters=self.inputs.filters.get_dict(), tag='set')
+            sets = sorted(query.all(flat=True), key=lambda node: node.pk)
+            source = f'filters {self.inputs.filters.get_dict()}'
+        else:
+            sets = [self.inputs.training_sets[label] for label in sorted(self.inputs.training_sets)]
+            source = 'the training_sets input'
+        if not sets:
+            return self.exit_codes.ERROR_NO_DATA.format(source=f'{source} matched nothing')
+        self.ctx.sets = sets
+        self.report(f'{source}: {len(sets)} TrainingSetData node(s): {", ".join(str(s.pk) for s in sets)}')
+
+    def check_data(self):
+        """The seed's invariants: at least ``min_structures`` structures, forces on every one."""
+        count = sum(len(node) for node in self.ctx.sets)
+        minimum = self.inputs.min_structures.value
+        if count < minimum:
+            return self.exit_codes.ERROR_TOO_FEW_STRUCTURES.format(
+                count=count, nodes=len(self.ctx.sets), minimum=minimum
+            )
+        missing = sum(node.base.attributes.get('num_structures_without_forces', 0) for node in self.ctx.sets)
+        if missing:
+            return self.exit_codes.ERROR_MISSING_FORCES.format(missing=missing, count=count)
+
+    def assemble(self):
+        """Merge the resolved nodes and split them (a calcfunction: the used nodes become its inputs)."""
+        sets = {f'set_{index:05d}': node for index, node in enumerate(self.ctx.sets)}
+        result = assemble_training_data(test_fraction=self.inputs.test_fraction, seed=self.inputs.split_seed, **sets)
+        self.ctx.training_set = result['training_set']
+        self.ctx.test_set = result.get('test_set')
+        self.out('training_set', self.ctx.training_set)
+        if self.ctx.test_set is not None:
+            self.out('test_set', self.ctx.test_set)
+
+    def train(self):
+        """Run pacemaker through ``PacemakerBaseWorkChain``."""
+        inputs = AttributeDict({'code': self.inputs.code, 'training_set': self.ctx.training_set})
+        if self.ctx.test_set is not None:
+            inputs.test_set = self.ctx.test_set
+        if 'settings' in self.inputs:
+            settings = self.inputs.settings.get_dict()
+            if settings.get('data', {}).pop('test_size', None) is not None:
+                self.report('settings data.test_size ignored: the split is made by test_fraction')
+            inputs.settings = orm.Dict(settings)
+        for name in ('initial_potential', 'template'):
+            if name in self.inputs:
+                inputs[name] = self.inputs[name]
+        if 'options' in self.inputs:
+            inputs.metadata = {'options': self.inputs.options.get_dict()}
+        running = self.submit(PacemakerBaseWorkChain, pacemaker=inputs)
+        self.report(f'launched PacemakerBaseWorkChain<{running.pk}> on {len(self.ctx.training_set)} structures')
+        return ToContext(training=running)
+
+    def inspect_training(self):
+        """Expose the potential and metrics, or fail with the training's own exit code."""
+        node = self.ctx.training
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(status=node.exit_status, message=node.exit_message)
+        self.out_many(self.exposed_outputs(node, PacemakerCalculation))
+
+    def should_build_active_set(self) -> bool:
+        return bool(self.inputs.build_active_set.value)
+
+    def build_active_set(self):
+        """Not implemented yet (refused by the input validator)."""
