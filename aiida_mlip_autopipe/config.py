@@ -15,6 +15,7 @@ Two plugin-level keys exist on top of pacemaker's:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ase.data import chemical_symbols
@@ -22,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -43,6 +45,7 @@ __all__ = (
     'LossWeights',
     'PacemakerSettings',
     'PotentialSettings',
+    'TrainingConfig',
     'WeightingSpec',
 )
 
@@ -453,3 +456,41 @@ def first_error_location(error: Exception) -> str:
         location = '.'.join(str(part) for part in item['loc'] if not re.fullmatch(r'function-after\[.*\]', str(part)))
         lines.append(f'{location}: {item["msg"]}' if location else item['msg'])
     return '; '.join(lines)
+
+
+class TrainingConfig(_Strict):
+    """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
+
+    ``settings`` has the nesting of :class:`PacemakerSettings`; ``loss_weights`` is mapped onto its
+    ``fit.loss.kappa`` (giving ``kappa`` in ``settings`` too is an error).
+    """
+
+    pacemaker_executable: FilePath
+    data_source_db: Path
+    template_file: FilePath | None = None
+    delta_learning: bool = True
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
+    on_missing_forces: Literal['refuse', 'skip'] = 'refuse'
+    on_invalid: Literal['refuse', 'skip'] = 'refuse'
+    min_structures: PositiveInt = 50
+    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    split_seed: int = 42
+    output_dir: Path = Path('.')
+    potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
+    computer: str = 'localhost'
+    num_threads: PositiveInt | None = Field(default=None, description='default: all cores of this machine')
+    max_wallclock_seconds: PositiveInt | None = None
+    profile: str | None = Field(default=None, description='AiiDA profile to load when none is loaded')
+
+    @model_validator(mode='after')
+    def _check(self) -> TrainingConfig:
+        if 'loss_weights' in self.settings:
+            raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
+        self.pacemaker_settings()
+        return self
+
+    def pacemaker_settings(self) -> PacemakerSettings:
+        """Return the validated pacemaker settings with the loss weights applied."""
+        return PacemakerSettings.model_validate({**self.settings, 'loss_weights': self.loss_weights.model_dump()})

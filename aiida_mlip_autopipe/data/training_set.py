@@ -311,6 +311,14 @@ class TrainingSetData(Data):
             self._arrays_cache = cached
         return cached
 
+    def get_array(self, name: str) -> np.ndarray:
+        """Return one array, reading only that member of the file when the arrays are not cached."""
+        cached = getattr(self, '_arrays_cache', None)
+        if cached is not None:
+            return cached[name]
+        with self.base.repository.as_path(self.FILENAME) as path, np.load(path, allow_pickle=False) as handle:
+            return handle[name]
+
     def get_atoms(self) -> list:
         """Return the structures as ``ase.Atoms`` with their labels on a ``SinglePointCalculator``."""
         from ase.calculators.singlepoint import SinglePointCalculator
@@ -330,7 +338,7 @@ class TrainingSetData(Data):
 
     def get_sources(self) -> list[str]:
         """Return where each structure came from (e.g. ``ase_db:<sha256>:row=12``)."""
-        return [str(source) for source in self.get_arrays()['source']]
+        return self.get_array('source').tolist()
 
     def __len__(self) -> int:
         return int(self.base.attributes.get('num_structures', 0))

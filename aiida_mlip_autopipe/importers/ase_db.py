@@ -90,7 +90,7 @@ def read_ase_db(
             for row in rows:
                 selected += 1
                 forces = row.get('forces')
-                if forces is None and on_missing_forces != 'keep':
+                if forces is None and len(row.numbers) and on_missing_forces != 'keep':
                     if on_missing_forces == 'refuse':
                         raise DatasetImportError(
                             f'{path}: row {row.id} has no forces (use on_missing_forces="skip" or "keep")'

@@ -40,7 +40,7 @@ def read_extxyz(
         for index, atoms in enumerate(iread(str(path), index=':', format='extxyz')):
             count += 1
             energy, forces, stress = labels_of(atoms)
-            if forces is None and on_missing_forces != 'keep':
+            if forces is None and len(atoms) and on_missing_forces != 'keep':
                 if on_missing_forces == 'refuse':
                     raise DatasetImportError(f'{path}: frame {index} has no forces (use on_missing_forces="skip")')
                 skipped_forces.append(index)

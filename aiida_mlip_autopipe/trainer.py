@@ -1,0 +1,176 @@
+"""``PacemakerTrainer``: the seed's one-call façade. ASE database in, path of a ``.yace`` potential out.
+
+Every step goes through AiiDA (nothing runs behind its back): the database is imported with provenance, the
+``PacemakerTrainingWorkChain`` trains on the loaded profile, and the potential is exported from its node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+
+from aiida_mlip_autopipe.config import TrainingConfig
+
+__all__ = ('PacemakerTrainer', 'TrainingError')
+
+LOG_TAIL_LINES = 25
+
+
+class TrainingError(RuntimeError):
+    """A training failed. Carries the exit code, the message and the tail of pacemaker's log."""
+
+    def __init__(self, message: str, exit_status: int | None = None, log_tail: str = '', process=None):
+        super().__init__(message if not log_tail else f'{message}\n--- tail of the pacemaker log ---\n{log_tail}')
+        self.exit_status = exit_status
+        self.exit_message = message
+        self.log_tail = log_tail
+        self.process = process
+
+
+class PacemakerTrainer:
+    """Train an ACE potential from an ASE database with pacemaker, through AiiDA."""
+
+    def __init__(self, config: TrainingConfig):
+        self.config = config
+
+    def train(self) -> pathlib.Path:
+        """Import the data, train, export the potential; return the absolute path of the ``.yace`` file."""
+        settings, template = self._prepare_pacemaker_input()
+        training_set = self._read_data_from_db()
+        node = self._execute_training(training_set, settings, template)
+        return self._find_output_potential(node)
+
+    # -- the seed's steps ---------------------------------------------------------------------------------
+
+    def _prepare_pacemaker_input(self):
+        """Validate the settings and template; refuse what cannot be honoured yet."""
+        if self.config.delta_learning:
+            raise TrainingError(
+                'delta_learning=True (fitting DFT minus a ZBL baseline) is not implemented yet; set '
+                'TrainingConfig(delta_learning=False) to fit the DFT data directly'
+            )
+        self._load_profile()
+        from aiida import orm
+
+        settings = self.config.pacemaker_settings().model_dump(mode='json', by_alias=True, exclude_none=True)
+        template = None
+        if self.config.template_file is not None:
+            template = orm.SinglefileData(self.config.template_file.resolve())
+        return orm.Dict(settings), template
+
+    def _read_data_from_db(self):
+        """Import the ASE database (deduplicated by content hash) as a ``TrainingSetData``."""
+        from aiida_mlip_autopipe.importers.ase_db import import_ase_db
+        from aiida_mlip_autopipe.importers.source_file import DatasetImportError
+
+        try:
+            return import_ase_db(
+                self.config.data_source_db,
+                selection=self.config.selection,
+                on_missing_forces=self.config.on_missing_forces,
+                on_invalid=self.config.on_invalid,
+            )
+        except DatasetImportError as exception:
+            raise TrainingError(f'cannot import the training data: {exception}') from exception
+
+    def _execute_training(self, training_set, settings, template):
+        """Run the ``PacemakerTrainingWorkChain``; raise ``TrainingError`` unless it finished ok."""
+        from aiida import orm
+        from aiida.engine import run_get_node
+
+        from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+        options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': self._threads()}}
+        if self.config.max_wallclock_seconds:
+            options['max_wallclock_seconds'] = self.config.max_wallclock_seconds
+        inputs = {
+            'code': self._code(),
+            'training_sets': {'database': training_set},
+            'settings': settings,
+            'options': orm.Dict(options),
+            'min_structures': orm.Int(self.config.min_structures),
+            'test_fraction': orm.Float(self.config.test_fraction),
+            'split_seed': orm.Int(self.config.split_seed),
+        }
+        if template is not None:
+            inputs['template'] = template
+        _, node = run_get_node(PacemakerTrainingWorkChain, **inputs)
+        if not node.is_finished_ok:
+            raise TrainingError(
+                f'PacemakerTrainingWorkChain<{node.pk}> failed [{node.exit_status}]: {node.exit_message}',
+                exit_status=node.exit_status,
+                log_tail=self._log_tail(node),
+                process=node,
+            )
+        return node
+
+    def _find_output_potential(self, node) -> pathlib.Path:
+        """Export the ``.yace`` potential of the finished workflow into ``output_dir``."""
+        potential = node.outputs.potential
+        elements = ''.join(potential.base.attributes.get('elements', []))
+        name = self.config.potential_filename or f'{elements or "potential"}_{potential.pk}.yace'
+        directory = self.config.output_dir.expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / name
+        path.write_bytes(potential.get_content(mode='rb'))
+        return path
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _load_profile(self) -> None:
+        from aiida import get_profile, load_profile
+        from aiida.common.exceptions import ConfigurationError, ProfileConfigurationError
+
+        if get_profile() is not None:
+            return
+        try:
+            load_profile(self.config.profile)
+        except (ConfigurationError, ProfileConfigurationError) as exception:
+            raise TrainingError(
+                f'no AiiDA profile could be loaded ({exception}); create one with `verdi presto --use-zeromq` '
+                '(scripts/setup.sh does) or name one with TrainingConfig(profile=...)'
+            ) from exception
+
+    def _threads(self) -> int:
+        return self.config.num_threads or os.cpu_count() or 1
+
+    def _code(self):
+        """Return the ``InstalledCode`` for ``pacemaker_executable`` on ``computer`` (created once)."""
+        from aiida import orm
+
+        executable = str(self.config.pacemaker_executable.resolve())
+        computer = orm.load_computer(self.config.computer)
+        query = orm.QueryBuilder().append(orm.Computer, filters={'id': computer.pk}, tag='computer')
+        query.append(
+            orm.InstalledCode, with_computer='computer', filters={'attributes.filepath_executable': executable}
+        )
+        existing = query.first(flat=True)
+        if existing is not None:
+            return existing
+        label = f'pacemaker-{hashlib.sha256(executable.encode()).hexdigest()[:8]}'
+        return orm.InstalledCode(
+            label=label,
+            computer=computer,
+            filepath_executable=executable,
+            default_calc_job_plugin='mlip_autopipe.pacemaker',
+            description=f'pacemaker at {executable} (created by PacemakerTrainer)',
+        ).store()
+
+    @staticmethod
+    def _log_tail(node) -> str:
+        """The tail of pacemaker's stderr (or log) of the last calculation under ``node``."""
+        from aiida import orm
+
+        calculations = sorted(
+            (child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)), key=lambda c: c.pk
+        )
+        if not calculations or 'retrieved' not in calculations[-1].outputs:
+            return ''
+        retrieved = calculations[-1].outputs.retrieved
+        names = retrieved.base.repository.list_object_names()
+        for name in ('pacemaker.err', 'log.txt'):
+            if name in names:
+                lines = retrieved.base.repository.get_object_content(name).splitlines()
+                return '\n'.join(lines[-LOG_TAIL_LINES:])
+        return ''
