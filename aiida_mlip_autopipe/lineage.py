@@ -144,8 +144,12 @@ def find_potentials(
     else:
         query.append(orm.CalcJobNode, filters={'process_type': CALCULATION_TYPE}, tag='calculation')
         query.append(
-            orm.SinglefileData, with_incoming='calculation', edge_filters={'label': 'potential'}, filters=filters,
-            tag='potential', project='*',
+            orm.SinglefileData,
+            with_incoming='calculation',
+            edge_filters={'label': 'potential'},
+            filters=filters,
+            tag='potential',
+            project='*',
         )
     query.order_by({'potential': {'ctime': 'desc'}})
     found = list({node.pk: node for node in query.all(flat=True)}.values())

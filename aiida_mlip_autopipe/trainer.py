@@ -53,7 +53,7 @@ class PacemakerTrainer:
         self._load_profile()
         from aiida import orm
 
-        settings = self.config.pacemaker_settings().model_dump(mode='json', by_alias=True, exclude_none=True)
+        settings = {**self.config.settings, 'loss_weights': self.config.loss_weights.model_dump(exclude_none=True)}
         template = None
         if self.config.template_file is not None:
             template = orm.SinglefileData(self.config.template_file.resolve())

@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
 rm -rf "$AIIDA_PATH"; mkdir -p "$AIIDA_PATH"
+export PATH="$PWD/.venv/bin:$PATH"  # the daemon runs `verdi` from the PATH
 export PACEMAKER_EXECUTABLE=${PACEMAKER_EXECUTABLE:-$PWD/.venv-pacemaker/bin/pacemaker}
 exec .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" tests

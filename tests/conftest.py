@@ -13,8 +13,10 @@ pytest_plugins = ['aiida.tools.pytest_fixtures']
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'fixtures'
 
-#: None: no broker (``run()`` only); 'core.zeromq' (no service) or 'core.rabbitmq' for daemon tests.
-BROKER = os.environ.get('AIIDA_TEST_BROKER') or None
+#: The test profile's broker: aiida-core's built-in 'core.zeromq' (no service) by default, or 'core.rabbitmq'
+#: (CI starts RabbitMQ), so that the daemon tests always run; 'none' gives a broker-less profile (run() only).
+BROKER = os.environ.get('AIIDA_TEST_BROKER', 'core.zeromq')
+BROKER = None if BROKER == 'none' else BROKER
 
 
 @pytest.fixture(scope='session')

@@ -18,7 +18,7 @@ from aiida_mlip_autopipe.collect import collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 
-__all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'split_indices')
+__all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
 
 SOURCES = ('group', 'filters', 'training_sets')
 
@@ -42,6 +42,52 @@ def assemble_training_data(test_fraction: orm.Float, seed: orm.Int, **training_s
     result = {'training_set': merged.select(train)}
     if len(test):
         result['test_set'] = merged.select(test)
+    return result
+
+
+QB_OPERATORS = frozenset(
+    {
+        '==',
+        '!==',
+        'in',
+        '!in',
+        '<',
+        '<=',
+        '>',
+        '>=',
+        'like',
+        '!like',
+        'ilike',
+        '!ilike',
+        'contains',
+        '!contains',
+        'has_key',
+        '!has_key',
+        'of_type',
+        'of_length',
+        'longer',
+        'shorter',
+        'and',
+        'or',
+        'is',
+        '!is',
+    }
+)
+
+
+def query_filters(nested: dict) -> dict:
+    """Turn nested filters into QueryBuilder's dotted form (``Dict`` keys cannot hold dots).
+
+    ``{'attributes': {'elements': {'contains': ['Cu']}, 'num_structures': {'>': 10}}}`` becomes
+    ``{'attributes.elements': {'contains': ['Cu']}, 'attributes.num_structures': {'>': 10}}``.
+    """
+    result = {}
+    for key, value in nested.items():
+        if key in QB_OPERATORS or not isinstance(value, dict) or (value and set(value) <= QB_OPERATORS):
+            result[key] = value
+        else:
+            for subkey, subvalue in query_filters(value).items():
+                result[f'{key}.{subkey}'] = subvalue
     return result
 
 
@@ -190,7 +236,8 @@ class PacemakerTrainingWorkChain(WorkChain):
                 sets.append(collect_from_pw(calculations))
             source = f'group {label!r}'
         elif 'filters' in self.inputs:
-            query = orm.QueryBuilder().append(TrainingSetData, filters=self.inputs.filters.get_dict(), tag='set')
+            filters = query_filters(self.inputs.filters.get_dict())
+            query = orm.QueryBuilder().append(TrainingSetData, filters=filters, tag='set')
             sets = sorted(query.all(flat=True), key=lambda node: node.pk)
             source = f'filters {self.inputs.filters.get_dict()}'
         else:

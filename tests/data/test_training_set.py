@@ -84,7 +84,10 @@ def test_missing_forces_are_recorded_not_invented():
         (lambda: [labelled(energy=float('nan'))], r'structure 0 \(Cu2\): its energy is nan'),
         (lambda: [labelled(), labelled(energy=float('inf'))], r'structure 1 \(Cu2\): its energy is inf'),
         (lambda: [labelled(forces=[[0, 0, np.nan], [0, 0, 0]])], r'structure 0 \(Cu2\): its forces contain NaN'),
-        (lambda: [labelled(forces=np.zeros((3, 3)))], r'structure 0 \(Cu2\): forces have shape \(3, 3\), expected \(2, 3\)'),
+        (
+            lambda: [labelled(forces=np.zeros((3, 3)))],
+            r'structure 0 \(Cu2\): forces have shape \(3, 3\), expected \(2, 3\)',
+        ),
         (lambda: [labelled(calc=False, energy=None)], 'structure 0 \\(Cu2\\): it has no energy label'),
         (lambda: [Atoms()], 'it has no atoms'),
     ],

@@ -60,9 +60,12 @@ def test_selection_and_dedup(aiida_profile, database):
     everything = import_ase_db(database)
     assert everything.uuid != bulk.uuid and len(everything) == 8
     # the database file itself is stored once
-    assert orm.QueryBuilder().append(
-        orm.SinglefileData, filters={'attributes.sha256': bulk.base.attributes.get('import_info')['sha256']}
-    ).count() == 1
+    assert (
+        orm.QueryBuilder()
+        .append(orm.SinglefileData, filters={'attributes.sha256': bulk.base.attributes.get('import_info')['sha256']})
+        .count()
+        == 1
+    )
     mixed = import_ase_db(database, selection='config_type=bulk,index<4')
     assert len(mixed) == 2
 

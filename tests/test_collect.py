@@ -1,0 +1,106 @@
+"""Collecting DFT results already in the database: PW outputs (units, stress sign) and the generic form."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ProcessState
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.units import GPa
+
+from aiida_mlip_autopipe.collect import collect_from_pw, collect_structures
+from aiida_mlip_autopipe.data.training_set import TrainingSetError
+
+
+def emt_labelled(scale: float, seed: int):
+    atoms = bulk('Cu', 'fcc', a=3.61 * scale, cubic=True)
+    atoms.rattle(0.05, seed=seed)
+    atoms.calc = EMT()
+    return atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+
+
+def make_pw_calculation(computer, atoms, energy, forces, stress_ase, finished=True):
+    """A finished ``PwCalculation`` node as aiida-quantumespresso leaves it (built by hand, as its tests do).
+
+    QE reports stress in GPa with the opposite sign of ASE's (positive under compression).
+    """
+    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:quantumespresso.pw')
+    node.set_process_label('PwCalculation')
+    node.set_option('resources', {'num_machines': 1})
+    structure = orm.StructureData(ase=atoms).store()
+    node.base.links.add_incoming(structure, LinkType.INPUT_CALC, 'structure')
+    node.store()
+    parameters = orm.Dict({'energy': energy, 'energy_units': 'eV', 'wall_time_seconds': 1.0})
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(
+        atoms.get_chemical_symbols(),
+        atoms.positions[None],
+        cells=atoms.cell[:][None],
+        pbc=tuple(bool(p) for p in atoms.pbc),
+    )
+    trajectory.set_array('forces', forces[None])
+    trajectory.set_array('stress', (-stress_ase / GPa)[None])
+    for label, output in (('output_parameters', parameters), ('output_trajectory', trajectory)):
+        output.base.links.add_incoming(node, LinkType.CREATE, label)
+        output.store()
+    node.set_process_state(ProcessState.FINISHED)
+    node.set_exit_status(0 if finished else 305)
+    node.seal()
+    return node
+
+
+def test_pw_results_are_collected_with_ase_units_and_sign(session_localhost):
+    compressed, e1, f1, s1 = emt_labelled(0.97, seed=1)
+    stretched, e2, f2, s2 = emt_labelled(1.03, seed=2)
+    assert np.all(np.diag(s1) < 0) and np.all(np.diag(s2) > 0)  # ASE: negative under compression
+    calculations = [
+        make_pw_calculation(session_localhost, *args) for args in ((compressed, e1, f1, s1), (stretched, e2, f2, s2))
+    ]
+    training_set = collect_from_pw(calculations)
+    assert len(training_set) == 2 and training_set.has_stress and training_set.has_forces
+    first, second = training_set.get_atoms()
+    assert first.get_potential_energy() == pytest.approx(e1)
+    np.testing.assert_allclose(first.get_forces(), f1)
+    np.testing.assert_allclose(first.get_stress(voigt=False), s1, atol=1e-12)
+    np.testing.assert_allclose(second.get_stress(voigt=False), s2, atol=1e-12)
+    assert np.all(first.get_stress()[:3] < 0)  # compressed: ASE sign, not QE's
+    np.testing.assert_allclose(first.positions, compressed.positions)
+    assert training_set.get_sources() == [f'aiida:{calc.uuid}' for calc in calculations]
+    # every source node is an input of the calcfunction, so the lineage reaches the calculations
+    collector = training_set.creator
+    inputs = {link.node.pk for link in collector.base.links.get_incoming().all()}
+    for calc in calculations:
+        assert {calc.outputs.output_parameters.pk, calc.outputs.output_trajectory.pk} <= inputs
+        assert calc.inputs.structure.pk in inputs
+
+
+def test_failed_calculations_are_refused(session_localhost):
+    atoms, energy, forces, stress = emt_labelled(1.0, seed=3)
+    failed = make_pw_calculation(session_localhost, atoms, energy, forces, stress, finished=False)
+    with pytest.raises(TrainingSetError, match='did not finish successfully'):
+        collect_from_pw([failed])
+
+
+def test_generic_structure_energy_forces(aiida_profile):
+    atoms, energy, forces, stress = emt_labelled(1.01, seed=4)
+    forces_node = orm.ArrayData()
+    forces_node.set_array('forces', forces)
+    stress_node = orm.ArrayData()
+    stress_node.set_array('stress', stress)
+    entry = {
+        'structure': orm.StructureData(ase=atoms),
+        'energy': orm.Float(energy),
+        'forces': forces_node,
+        'stress': stress_node,
+    }
+    training_set = collect_structures([entry, {**entry, 'energy': orm.Float(energy + 0.1)}])
+    assert len(training_set) == 2
+    restored = training_set.get_atoms()
+    assert restored[1].get_potential_energy() == pytest.approx(energy + 0.1)
+    np.testing.assert_allclose(restored[0].get_stress(voigt=False), stress, atol=1e-12)
+    assert training_set.get_sources()[0] == f'aiida:{entry["structure"].uuid}'
+    bad = orm.ArrayData()
+    bad.set_array('forces', np.full((4, 3), np.nan))
+    with pytest.raises(TrainingSetError, match='forces contain NaN'):
+        collect_structures([{**entry, 'forces': bad}])

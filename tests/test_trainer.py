@@ -1,0 +1,99 @@
+"""The seed's façade: TrainingConfig validation, a real train() returning a .yace path, TrainingError."""
+
+import os
+import pathlib
+
+import pytest
+from ase.db import connect
+from pydantic import ValidationError
+
+from aiida_mlip_autopipe import LossWeights, PacemakerTrainer, TrainingConfig, TrainingError
+from aiida_mlip_autopipe.datasets import emt_structures
+from tests.conftest import TINY_SETTINGS
+
+
+@pytest.fixture(scope='module')
+def database(tmp_path_factory):
+    path = tmp_path_factory.mktemp('trainer') / 'dft.db'
+    with connect(path) as db:
+        for atoms in emt_structures(22, repeat=2, seed=31):
+            db.write(atoms)
+    return path
+
+
+def config(executable, database, tmp_path, **extra) -> TrainingConfig:
+    values = {
+        'pacemaker_executable': executable,
+        'data_source_db': database,
+        'delta_learning': False,
+        'min_structures': 20,
+        'settings': TINY_SETTINGS,
+        'output_dir': tmp_path / 'potentials',
+        'computer': 'session-localhost',
+        'num_threads': os.cpu_count(),
+    }
+    values.update(extra)
+    return TrainingConfig(**values)
+
+
+def test_config_validation(pacemaker_executable, database, tmp_path):
+    with pytest.raises(ValidationError, match='unknown_field'):
+        TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database, unknown_field=1)
+    with pytest.raises(ValidationError, match='pacemaker_executable'):
+        TrainingConfig(pacemaker_executable=tmp_path / 'missing', data_source_db=database)
+    with pytest.raises(ValidationError, match='pacemaker cannot fit stress'):
+        config(pacemaker_executable, database, tmp_path, loss_weights=LossWeights(stress=0.5))
+    with pytest.raises(ValidationError, match='either loss_weights or fit.loss.kappa'):
+        config(pacemaker_executable, database, tmp_path, settings={'fit': {'loss': {'kappa': 0.5}}})
+    with pytest.raises(ValidationError, match='fit.maxiterr'):
+        config(pacemaker_executable, database, tmp_path, settings={'fit': {'maxiterr': 5}})
+    default = TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database)
+    assert default.delta_learning is True and default.template_file is None
+    assert default.pacemaker_settings().kappa == pytest.approx(0.3)
+
+
+def test_delta_learning_is_refused_until_implemented(pacemaker_executable, database, tmp_path, aiida_profile):
+    trainer = PacemakerTrainer(config(pacemaker_executable, database, tmp_path, delta_learning=True))
+    with pytest.raises(TrainingError, match='delta_learning=True .* is not implemented yet'):
+        trainer.train()
+
+
+def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, aiida_profile):
+    trainer = PacemakerTrainer(config(pacemaker_executable, tmp_path / 'nope.db', tmp_path))
+    with pytest.raises(TrainingError, match='cannot import the training data: .*nope.db: no such file'):
+        trainer.train()
+
+
+@pytest.mark.pacemaker
+def test_train_returns_the_path_of_a_working_yace(pacemaker_executable, session_localhost, database, tmp_path):
+    from pyace import PyACECalculator
+
+    path = PacemakerTrainer(config(pacemaker_executable, database, tmp_path, potential_filename='cu_al.yace')).train()
+    assert path == (tmp_path / 'potentials' / 'cu_al.yace').resolve() and path.is_absolute() and path.is_file()
+    atoms = emt_structures(1, repeat=2, seed=5)[0]
+    atoms.calc = PyACECalculator(str(path))
+    assert abs(atoms.get_potential_energy()) < 1e3
+
+
+def test_failed_run_raises_training_error_with_the_log_tail(
+    pacemaker_executable, session_localhost, database, tmp_path
+):
+    """A pacemaker that fails (a stand-in script run by the real interpreter) gives TrainingError with its log."""
+    bin_dir = tmp_path / 'fake-env' / 'bin'
+    bin_dir.mkdir(parents=True)
+    interpreter = pacemaker_executable.read_text().splitlines()[0]
+    fake = bin_dir / 'pacemaker'
+    fake.write_text(
+        f'{interpreter}\nimport sys\nopen("log.txt", "w").write("2026-01-01 I - Start pacemaker\\n")\n'
+        'sys.stderr.write("Traceback (most recent call last):\\nRuntimeError: simulated pacemaker failure\\n")\n'
+        'sys.exit(1)\n'
+    )
+    fake.chmod(0o755)
+    trainer = PacemakerTrainer(config(fake, database, tmp_path))
+    with pytest.raises(TrainingError) as info:
+        trainer.train()
+    error = info.value
+    assert error.exit_status == 401
+    assert 'ERROR_PACEMAKER_FAILED' not in str(error) and '[410]: pacemaker exited with status 1' in str(error)
+    assert 'RuntimeError: simulated pacemaker failure' in error.log_tail
+    assert not list(pathlib.Path(tmp_path / 'potentials').glob('*.yace'))

@@ -1,0 +1,185 @@
+"""PacemakerTrainingWorkChain: data checks with named exit codes, the split, a real run and its lineage."""
+
+import os
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.importers.ase_db import import_ase_db
+from aiida_mlip_autopipe.importers.source_file import file_sha256
+from aiida_mlip_autopipe.lineage import find_potentials, potential_lineage
+from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, query_filters, split_indices
+from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+
+
+def calculations_below(node) -> list:
+    return [child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)]
+
+
+def test_too_few_structures_stop_before_any_pacemaker_run(fake_code, aiida_profile):
+    small = TrainingSetData.from_atoms(emt_structures(4, seed=1)).store()
+    _, node = run_get_node(PacemakerTrainingWorkChain, code=fake_code, training_sets={'small': small})
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_TOO_FEW_STRUCTURES.status == 302
+    assert node.exit_message == 'found 4 structures in 1 node(s), at least 50 are required'
+    assert calculations_below(node) == [] and 'training_set' not in node.outputs
+
+
+def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_profile):
+    structures = emt_structures(3, seed=2)
+    structures[1].calc = SinglePointCalculator(structures[1], energy=-1.0)
+    data = TrainingSetData.from_atoms(structures).store()
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain, code=fake_code, training_sets={'data': data}, min_structures=orm.Int(2)
+    )
+    assert node.exit_status == 303
+    assert node.exit_message == '1 of the 3 structures found have no forces; pacemaker fits forces'
+    assert calculations_below(node) == []
+
+
+def test_unknown_group_and_foreign_nodes(fake_code, aiida_profile):
+    _, node = run_get_node(PacemakerTrainingWorkChain, code=fake_code, group=orm.Str('no-such-group'))
+    assert node.exit_status == 301 and "no group labelled 'no-such-group'" in node.exit_message
+    group = orm.Group(label='mixed-nodes').store()
+    group.add_nodes([orm.Int(3).store()])
+    _, node = run_get_node(PacemakerTrainingWorkChain, code=fake_code, group=orm.Str('mixed-nodes'))
+    assert node.exit_status == 304 and 'Int' in node.exit_message
+
+
+def validation_message(**inputs):
+    result = PacemakerTrainingWorkChain.spec().inputs.validate(inputs)
+    return None if result is None else result.message
+
+
+def test_exactly_one_data_source(fake_code, aiida_profile):
+    data = TrainingSetData.from_atoms(emt_structures(2, seed=3)).store()
+    assert 'exactly one of' in validation_message(code=fake_code)
+    assert 'got: group, training_sets' in validation_message(
+        code=fake_code, group=orm.Str('x'), training_sets={'a': data}
+    )
+    assert 'not implemented yet' in validation_message(
+        code=fake_code, training_sets={'a': data}, delta_learning=orm.Bool(True)
+    )
+    assert 'fit.kapa' in validation_message(
+        code=fake_code, training_sets={'a': data}, settings=orm.Dict({'fit': {'kapa': 1}})
+    )
+
+
+def test_nested_filters_become_dotted_paths():
+    nested = {'attributes': {'elements': {'contains': ['Cu']}, 'num_structures': {'>': 10, '<': 99}}, 'id': 5}
+    assert query_filters(nested) == {
+        'attributes.elements': {'contains': ['Cu']},
+        'attributes.num_structures': {'>': 10, '<': 99},
+        'id': 5,
+    }
+
+
+def test_split_is_reproducible_and_disjoint():
+    train, test = split_indices(50, 0.1, seed=7)
+    assert len(test) == 5 and len(train) == 45
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(range(50))
+    again = split_indices(50, 0.1, seed=7)
+    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
+    assert not np.array_equal(test, split_indices(50, 0.1, seed=8)[1])
+    assert len(split_indices(5, 0.01, seed=1)[1]) == 1 and len(split_indices(5, 0.0, seed=1)[1]) == 0
+
+
+@pytest.fixture(scope='module')
+def cu_al_database(tmp_path_factory):
+    """An ASE database of 24 two-element (Cu, Al) structures."""
+    path = tmp_path_factory.mktemp('db') / 'cu_al.db'
+    with connect(path) as db:
+        for atoms in emt_structures(24, repeat=2, seed=21):
+            db.write(atoms, config_type='bulk')
+    return path
+
+
+@pytest.fixture(scope='module')
+def workchain_fit(pacemaker_code, cu_al_database):
+    """A real run: import the database, put it in a group, train from the group query."""
+    imported = import_ase_db(cu_al_database)
+    group = orm.Group(label='cu-al-training').store()
+    group.add_nodes(imported)
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        code=pacemaker_code,
+        group=orm.Str('cu-al-training'),
+        min_structures=orm.Int(20),
+        test_fraction=orm.Float(0.2),
+        settings=orm.Dict(TINY_SETTINGS),
+        options=orm.Dict(FIT_OPTIONS),
+    )
+    return node, imported
+
+
+@pytest.mark.pacemaker
+def test_real_run_from_a_group_query(workchain_fit):
+    node, imported = workchain_fit
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    outputs = node.outputs
+    assert {'potential', 'potential_yaml', 'metrics', 'learning_curve', 'training_set', 'test_set'} <= set(outputs)
+    assert (len(outputs.training_set), len(outputs.test_set)) == (19, 5)
+    assert outputs.training_set.elements == ['Al', 'Cu']
+    assert outputs.metrics['num_structures_train'] == 19 and outputs.metrics['num_structures_test'] == 5
+    # the merge calcfunction records exactly which nodes were used
+    assembler = outputs.training_set.creator
+    used = [link.node.uuid for link in assembler.base.links.get_incoming(node_class=TrainingSetData).all()]
+    assert used == [imported.uuid]
+
+
+@pytest.mark.pacemaker
+def test_lineage_returns_the_file_hash_and_row_ids(workchain_fit, cu_al_database):
+    node, imported = workchain_fit
+    lineage = potential_lineage(node.outputs.potential)
+    (entry,) = lineage.files
+    assert entry['sha256'] == file_sha256(cu_al_database) and entry['filename'] == 'cu_al.db'
+    assert entry['format'] == 'ase_db'
+    assert entry['rows'] == list(range(1, 25))  # train and test together: every row of the database
+    train_rows = {int(s.split('row=')[1].split(':')[0]) for s in node.outputs.training_set.get_sources()}
+    assert len(train_rows) == 19 and train_rows < set(entry['rows'])
+    assert lineage.settings == TINY_SETTINGS
+    assert lineage.code.uuid == node.inputs.code.uuid
+    assert [n.uuid for n in lineage.source_nodes] == [imported.uuid]
+    assert lineage.dft_calculations == []
+    potential = node.outputs.potential
+    assert potential.uuid in [p.uuid for p in find_potentials(elements=['Cu', 'Al'], max_rmse_forces=1e9)]
+    assert potential.uuid not in [p.uuid for p in find_potentials(elements=['Cu'], max_rmse_forces=1e-6)]
+    file_node = orm.load_node(entry['uuid'])
+    assert [p.uuid for p in find_potentials(source=file_node)] == [potential.uuid]
+    assert potential.uuid not in [p.uuid for p in find_potentials(elements=['Ni'])]
+
+
+def test_filters_resolve_the_query_once(fake_code, cu_al_database, aiida_profile):
+    imported = import_ase_db(cu_al_database)
+    sha = imported.base.attributes.get('import_info')['sha256']
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        code=fake_code,
+        filters=orm.Dict({'attributes': {'import_info': {'sha256': sha}}}),
+        min_structures=orm.Int(1000),
+    )
+    assert node.exit_status == 302 and node.exit_message.startswith('found 24 structures in 1 node(s)')
+
+
+@pytest.mark.pacemaker
+@pytest.mark.daemon
+def test_submit_to_the_daemon(submit_and_await, pacemaker_code, cu_al_sets):
+    training, test = cu_al_sets
+    merged = TrainingSetData.concatenate([training, test]).store()
+    node = submit_and_await(
+        PacemakerTrainingWorkChain,
+        code=pacemaker_code,
+        training_sets={'merged': merged},
+        min_structures=orm.Int(10),
+        settings=orm.Dict({**TINY_SETTINGS, 'fit': {'maxiter': 2}}),
+        options=orm.Dict(FIT_OPTIONS),
+        timeout=300,
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert node.outputs.potential.filename == 'output_potential.yace'
+    assert os.path.basename(node.outputs.potential_yaml.filename) == 'output_potential.yaml'
