@@ -43,9 +43,9 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
         TrainingConfig(pacemaker_executable=tmp_path / 'missing', data_source_db=database)
     with pytest.raises(ValidationError, match='pacemaker cannot fit stress'):
         config(pacemaker_executable, database, tmp_path, loss_weights=LossWeights(stress=0.5))
-    with pytest.raises(ValidationError, match='either loss_weights or fit.loss.kappa'):
+    with pytest.raises(ValidationError, match=r'either loss_weights or fit.loss.kappa'):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'loss': {'kappa': 0.5}}})
-    with pytest.raises(ValidationError, match='fit.maxiterr'):
+    with pytest.raises(ValidationError, match=r'fit.maxiterr'):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'maxiterr': 5}})
     default = TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database)
     assert default.delta_learning is True and default.template_file is None
@@ -54,13 +54,13 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
 
 def test_delta_learning_is_refused_until_implemented(pacemaker_executable, database, tmp_path, aiida_profile):
     trainer = PacemakerTrainer(config(pacemaker_executable, database, tmp_path, delta_learning=True))
-    with pytest.raises(TrainingError, match='delta_learning=True .* is not implemented yet'):
+    with pytest.raises(TrainingError, match=r'delta_learning=True .* is not implemented yet'):
         trainer.train()
 
 
 def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, aiida_profile):
     trainer = PacemakerTrainer(config(pacemaker_executable, tmp_path / 'nope.db', tmp_path))
-    with pytest.raises(TrainingError, match='cannot import the training data: .*nope.db: no such file'):
+    with pytest.raises(TrainingError, match=r'cannot import the training data: .*nope.db: no such file'):
         trainer.train()
 
 

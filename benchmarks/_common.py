@@ -1,0 +1,37 @@
+"""Shared helpers of the benchmarks: a throw-away AiiDA profile, timing of subprocesses with peak memory."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+WORK = REPO / 'benchmarks' / '_work'
+PLUGIN_PYTHON = REPO / '.venv' / 'bin' / 'python'
+PACEMAKER_PYTHON = REPO / '.venv-pacemaker' / 'bin' / 'python'
+
+
+def ensure_profile(name: str = 'benchmarks') -> str:
+    """Create (once) a broker-less SQLite profile under benchmarks/_work/aiida and point AIIDA_PATH at it."""
+    os.environ['AIIDA_PATH'] = str(WORK / 'aiida')
+    (WORK / 'aiida').mkdir(parents=True, exist_ok=True)
+    verdi = [str(REPO / '.venv' / 'bin' / 'verdi')]
+    if subprocess.run([*verdi, 'profile', 'show', name], capture_output=True, check=False).returncode != 0:
+        subprocess.run([*verdi, 'presto', '--no-broker', '--profile-name', name], check=True, capture_output=True)
+    return name
+
+
+def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run a command; return (wall seconds, peak RSS in MiB, stdout)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.stderr.write(stderr)
+        raise RuntimeError(f'{argv} failed')
+    return wall, usage.ru_maxrss / 1024, stdout
