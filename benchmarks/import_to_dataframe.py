@@ -17,7 +17,7 @@ import textwrap
 
 from _common import PACEMAKER_PYTHON, PLUGIN_PYTHON, WORK, ensure_profile, run_measured
 
-MAKE_DB = textwrap.dedent('''
+MAKE_DB = textwrap.dedent("""
     import sys, numpy as np
     from ase import Atoms
     from ase.db import connect
@@ -35,9 +35,9 @@ MAKE_DB = textwrap.dedent('''
             atoms.calc = SinglePointCalculator(atoms, energy=float(rng.normal(-100, 1)),
                                                forces=rng.normal(0, 0.3, (32, 3)), stress=rng.normal(0, 0.01, 6))
             db.write(atoms, config_type='bulk')
-''')
+""")
 
-BASELINE = textwrap.dedent('''
+BASELINE = textwrap.dedent("""
     import sys, time, json
     import pandas as pd
     from ase.db import connect
@@ -46,9 +46,9 @@ BASELINE = textwrap.dedent('''
             for row in connect(sys.argv[1]).select()]
     pd.DataFrame(rows).to_pickle(sys.argv[2], compression='gzip', protocol=4)
     print(json.dumps({'seconds': time.perf_counter() - start}))
-''')
+""")
 
-AIIDA_SIDE = textwrap.dedent('''
+AIIDA_SIDE = textwrap.dedent("""
     import sys, time, json, pathlib, shutil
     from aiida import load_profile, orm
     load_profile(sys.argv[3])
@@ -72,7 +72,8 @@ AIIDA_SIDE = textwrap.dedent('''
             shutil.copyfileobj(source, out, 1 << 22)
     print(json.dumps({'seconds': time.perf_counter() - start, 'import_seconds': imported - start,
                       'structures': len(training_set)}))
-''')
+""")
+
 
 def measure(count: int, profile: str) -> dict:
     directory = WORK / f'import_{count}'

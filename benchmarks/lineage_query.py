@@ -37,14 +37,21 @@ def build_graph(count: int):
     node = existing.first(flat=True)
     if node is None:
         code = orm.InstalledCode(
-            label='pacemaker', computer=orm.load_computer('localhost'),
+            label='pacemaker',
+            computer=orm.load_computer('localhost'),
             filepath_executable=str(REPO / '.venv-pacemaker' / 'bin' / 'pacemaker'),
         ).store()
-        settings = {'potential': {'functions': {'number_of_functions_per_element': 3}}, 'fit': {'maxiter': 1},
-                    'backend': {'batch_size': 2000}}
+        settings = {
+            'potential': {'functions': {'number_of_functions_per_element': 3}},
+            'fit': {'maxiter': 1},
+            'backend': {'batch_size': 2000},
+        }
         start = time.perf_counter()
         _, node = run_get_node(
-            PacemakerTrainingWorkChain, code=code, training_sets={'db': training_set}, settings=orm.Dict(settings),
+            PacemakerTrainingWorkChain,
+            code=code,
+            training_sets={'db': training_set},
+            settings=orm.Dict(settings),
             options=orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}),
         )
         print(f'built the graph: fit on {count} structures in {time.perf_counter() - start:.1f} s')
@@ -71,11 +78,15 @@ def time_queries(potential_pk: int, repeats: int = 5) -> None:
         by_source = find_potentials(source=source)
         timings['find_potentials(source file)'].append(time.perf_counter() - start)
     rows = sum(len(entry['rows']) for entry in lineage.files)
-    print(f'potential<{potential_pk}>: {len(lineage.training_set)} training + {len(lineage.test_set)} test structures, '
-          f'{rows} database rows from {len(lineage.files)} file(s); found {len(found)} / {len(by_source)} potentials')
+    print(
+        f'potential<{potential_pk}>: {len(lineage.training_set)} training + {len(lineage.test_set)} test structures, '
+        f'{rows} database rows from {len(lineage.files)} file(s); found {len(found)} / {len(by_source)} potentials'
+    )
     for name, values in timings.items():
-        print(f'{name}: median {statistics.median(values):.3f} s, max {max(values):.3f} s over {repeats} runs '
-              f'(goal < 1 s)')
+        print(
+            f'{name}: median {statistics.median(values):.3f} s, max {max(values):.3f} s over {repeats} runs '
+            f'(goal < 1 s)'
+        )
 
 
 def main(count: int) -> None:

@@ -1,14 +1,49 @@
-"""``PacemakerBaseWorkChain``: run a ``PacemakerCalculation`` and react to its failures."""
+"""``PacemakerBaseWorkChain``: run a ``PacemakerCalculation`` and recover from what real runs meet.
+
+Handlers (highest priority first):
+
+* out of walltime (the scheduler's 120, mapped by the parser to 400, or the ``mlip_autopipe.walltime`` monitor's
+  150): continue the fit from the last interim potential (``pacemaker -p``, or ``-ip`` with ladder fitting) for
+  the iterations that remain, so no finished iteration is lost;
+* killed without an error message (430, the OOM killer): retry with half the ``batch_size``, continuing from the
+  interim potential when there is one;
+* anything else: stop with the calculation's own exit code and message.
+"""
 
 from __future__ import annotations
 
+import io
+
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, process_handler, while_
+from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, calcfunction, process_handler, while_
 
+from aiida_mlip_autopipe.calculations.monitors import WALLTIME_MESSAGE
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.config import PacemakerSettings
+from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
 
-__all__ = ('PacemakerBaseWorkChain',)
+__all__ = ('PacemakerBaseWorkChain', 'extract_interim_potential')
+
+INTERIM = 'interim_potential_0.yaml'
+SCHEDULER_OUT_OF_WALLTIME = PacemakerCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
+STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
+
+
+@calcfunction
+def extract_interim_potential(retrieved: orm.FolderData) -> orm.SinglefileData:
+    """Take the last interim potential pacemaker wrote out of a stopped job's retrieved files."""
+    content = retrieved.base.repository.get_object_content(INTERIM, mode='rb')
+    return orm.SinglefileData(io.BytesIO(content), filename=INTERIM)
+
+
+def iterations_done(retrieved: orm.FolderData) -> int:
+    """The last iteration recorded in the retrieved ``metrics.txt`` (0 when there is none)."""
+    try:
+        table = parse_metrics_table(retrieved.base.repository.get_object_content('metrics.txt'))
+    except (FileNotFoundError, OSError, ValueError):
+        return 0
+    return int(table['iter_num'][-1]) if len(table.get('iter_num', [])) else 0
 
 
 class PacemakerBaseWorkChain(BaseRestartWorkChain):
@@ -29,11 +64,69 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
             ),
             cls.results,
         )
+        spec.exit_code(
+            501,
+            'ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH',
+            message='pacemaker was killed (out of memory) even with batch_size 1',
+        )
 
     def setup(self):
         """Take the calculation's inputs from the ``pacemaker`` namespace."""
         super().setup()
         self.ctx.inputs = AttributeDict(self.exposed_inputs(PacemakerCalculation, 'pacemaker'))
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _settings(self) -> dict:
+        return self.ctx.inputs.settings.get_dict() if 'settings' in self.ctx.inputs else {}
+
+    def _continue_from_interim(self, node: orm.CalcJobNode, settings: dict) -> str:
+        """Point the next run at the last interim potential, for the iterations that remain."""
+        retrieved = node.outputs.retrieved if 'retrieved' in node.outputs else None
+        if retrieved is None or INTERIM not in retrieved.base.repository.list_object_names():
+            return 'no interim potential was written: restarting from the start'
+        done = iterations_done(retrieved)
+        maxiter = PacemakerSettings.model_validate(settings).fit.maxiter
+        remaining = max(1, maxiter - done)
+        settings.setdefault('fit', {})['maxiter'] = remaining
+        self.ctx.inputs.initial_potential = extract_interim_potential(retrieved)
+        return f'continuing from {INTERIM} after {done} iterations, {remaining} to go'
+
+    # -- handlers ---------------------------------------------------------------------------------------------
+
+    @process_handler(
+        priority=600,
+        exit_codes=[
+            PacemakerCalculation.exit_codes.ERROR_OUT_OF_WALLTIME,
+            PacemakerCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME,
+            PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR,
+        ],
+    )
+    def handle_out_of_walltime(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+        """Out of walltime: continue the fit from the last interim potential."""
+        if node.exit_status == STOPPED_BY_MONITOR and not (node.exit_message or '').startswith(WALLTIME_MESSAGE):
+            return None
+        settings = self._settings()
+        action = self._continue_from_interim(node, settings)
+        self.ctx.inputs.settings = orm.Dict(settings)
+        self.report(f'{node.process_label}<{node.pk}> ran out of walltime; {action}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=500, exit_codes=[PacemakerCalculation.exit_codes.ERROR_PACEMAKER_KILLED])
+    def handle_out_of_memory(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+        """Killed without an error message (the OOM killer): halve ``backend.batch_size`` and try again."""
+        settings = self._settings()
+        batch_size = PacemakerSettings.model_validate(settings).backend.batch_size
+        if batch_size <= 1:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH)
+        settings.setdefault('backend', {})['batch_size'] = max(1, batch_size // 2)
+        action = self._continue_from_interim(node, settings)
+        self.ctx.inputs.settings = orm.Dict(settings)
+        self.report(
+            f'{node.process_label}<{node.pk}> was killed (out of memory?): batch_size {batch_size} -> '
+            f'{settings["backend"]["batch_size"]}; {action}'
+        )
+        return ProcessHandlerReport(True)
 
     @process_handler(priority=0)
     def handle_unrecoverable_failure(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:

@@ -1,0 +1,129 @@
+"""PacemakerBaseWorkChain: the restart handlers, called directly on crafted failed nodes (aiida-qe's pattern)."""
+
+import io
+
+import pytest
+from aiida import orm
+from aiida.common import AttributeDict, LinkType
+from aiida.engine import ProcessState
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+from tests.conftest import FIXTURES
+
+SUCCESS = FIXTURES / 'pacemaker' / 'success_maxiter'
+
+
+@pytest.fixture
+def generate_workchain(fake_code):
+    """A ``PacemakerBaseWorkChain`` after ``setup()``, whose last child failed with ``exit_code``."""
+
+    def factory(exit_code=None, settings=None, retrieved_files=(), exit_message=None):
+        training_set = TrainingSetData.from_atoms(emt_structures(2, elements=('Cu',), seed=1)).store()
+        inputs = {'code': fake_code, 'training_set': training_set}
+        if settings is not None:
+            inputs['settings'] = orm.Dict(settings)
+        process = instantiate_process(get_manager().get_runner(), PacemakerBaseWorkChain, pacemaker=inputs)
+        process.setup()
+        node = orm.CalcJobNode(computer=fake_code.computer, process_type='aiida.calculations:mlip_autopipe.pacemaker')
+        node.set_process_label('PacemakerCalculation')
+        node.set_option('resources', {'num_machines': 1})
+        node.store()
+        retrieved = orm.FolderData()
+        for name in retrieved_files:
+            retrieved.base.repository.put_object_from_file(str(SUCCESS / name), name)
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        node.set_process_state(ProcessState.FINISHED)
+        if exit_code is not None:
+            node.set_exit_status(exit_code.status)
+            node.set_exit_message(exit_message or exit_code.message)
+        process.ctx.children = [node]
+        process.ctx.iteration = 1
+        return process, node
+
+    return factory
+
+
+CODES = PacemakerCalculation.exit_codes
+
+
+@pytest.mark.parametrize('exit_code', [CODES.ERROR_OUT_OF_WALLTIME, CODES.ERROR_SCHEDULER_OUT_OF_WALLTIME])
+def test_out_of_walltime_continues_from_the_interim_potential(generate_workchain, exit_code):
+    process, node = generate_workchain(
+        exit_code, settings={'fit': {'maxiter': 100}}, retrieved_files=('interim_potential_0.yaml', 'metrics.txt')
+    )
+    report = process.handle_out_of_walltime(node)
+    assert report.do_break and report.exit_code.status == 0
+    inputs = process.ctx.inputs
+    assert inputs.settings['fit']['maxiter'] == 70  # 30 of 100 iterations were done (metrics.txt)
+    potential = inputs.initial_potential
+    assert potential.filename == 'interim_potential_0.yaml'
+    assert potential.get_content() == (SUCCESS / 'interim_potential_0.yaml').read_text()
+    assert potential.creator.process_label == 'extract_interim_potential'  # lineage: taken from the retrieved files
+    assert process.inspect_process().status == 0  # restart, not abort
+
+
+def test_monitor_walltime_kill_is_handled_but_other_monitor_stops_are_not(generate_workchain):
+    process, node = generate_workchain(
+        CODES.STOPPED_BY_MONITOR,
+        exit_message='walltime exceeded: the job ran 31 s, longer than the 30 s allowed',
+        retrieved_files=('interim_potential_0.yaml', 'metrics.txt'),
+    )
+    assert process.handle_out_of_walltime(node).do_break
+    assert process.ctx.inputs.settings['fit']['maxiter'] == 70  # default maxiter 100
+    process, node = generate_workchain(CODES.STOPPED_BY_MONITOR, exit_message='some other monitor')
+    assert process.handle_out_of_walltime(node) is None
+
+
+def test_out_of_walltime_without_interim_restarts_from_scratch(generate_workchain):
+    process, node = generate_workchain(CODES.ERROR_OUT_OF_WALLTIME, settings={'fit': {'maxiter': 10}})
+    assert process.handle_out_of_walltime(node).do_break
+    assert 'initial_potential' not in process.ctx.inputs
+    assert process.ctx.inputs.settings['fit']['maxiter'] == 10
+
+
+def test_killed_halves_the_batch_size(generate_workchain):
+    process, node = generate_workchain(
+        CODES.ERROR_PACEMAKER_KILLED,
+        settings={'backend': {'batch_size': 50}},
+        retrieved_files=('interim_potential_0.yaml', 'metrics.txt'),
+    )
+    report = process.handle_out_of_memory(node)
+    assert report.do_break and report.exit_code.status == 0
+    assert process.ctx.inputs.settings['backend']['batch_size'] == 25
+    assert 'initial_potential' in process.ctx.inputs
+    process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED)
+    process.handle_out_of_memory(node)
+    assert process.ctx.inputs.settings['backend']['batch_size'] == 50  # from the default 100
+    process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED, settings={'backend': {'batch_size': 1}})
+    report = process.handle_out_of_memory(node)
+    assert report.exit_code.status == PacemakerBaseWorkChain.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH.status
+
+
+def test_other_failures_stop_with_the_calculations_own_exit_code(generate_workchain):
+    process, node = generate_workchain(
+        CODES.ERROR_PACEMAKER_FAILED, exit_message='pacemaker exited with status 1: KeyError: ndensity'
+    )
+    result = process.inspect_process()
+    assert result.status == 410 and result.message == 'pacemaker exited with status 1: KeyError: ndensity'
+
+
+def test_success_is_not_touched(generate_workchain):
+    process, node = generate_workchain(None)
+    node.set_exit_status(0)
+    assert process.handle_unrecoverable_failure(node) is None
+    assert process.inspect_process() is None
+    assert isinstance(process.ctx.inputs, AttributeDict)
+
+
+def test_interim_potential_bytes_are_kept(generate_workchain):
+    process, node = generate_workchain(CODES.ERROR_OUT_OF_WALLTIME, retrieved_files=('interim_potential_0.yaml',))
+    process.handle_out_of_walltime(node)
+    content = process.ctx.inputs.initial_potential.get_content(mode='rb')
+    assert io.BytesIO(content).read() == (SUCCESS / 'interim_potential_0.yaml').read_bytes()
+    assert process.ctx.inputs.settings['fit']['maxiter'] == 100  # no metrics: nothing counted as done
