@@ -106,7 +106,7 @@ def test_killed_halves_the_batch_size(generate_workchain):
 
 
 def test_other_failures_stop_with_the_calculations_own_exit_code(generate_workchain):
-    process, node = generate_workchain(
+    process, _ = generate_workchain(
         CODES.ERROR_PACEMAKER_FAILED, exit_message='pacemaker exited with status 1: KeyError: ndensity'
     )
     result = process.inspect_process()
