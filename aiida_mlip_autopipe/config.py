@@ -14,6 +14,7 @@ Two plugin-level keys exist on top of pacemaker's:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -486,6 +487,8 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode='after')
     def _check(self) -> TrainingConfig:
+        if not os.access(self.pacemaker_executable, os.X_OK):
+            raise ValueError(f'pacemaker_executable {self.pacemaker_executable} is not executable (chmod +x?)')
         if 'loss_weights' in self.settings:
             raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
         self.pacemaker_settings()

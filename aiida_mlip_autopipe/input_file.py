@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 import yaml
 
 from aiida_mlip_autopipe import __version__
@@ -82,7 +83,7 @@ def render_input(document: dict[str, Any], template: str | None = None) -> str:
     The template sees the document's sections as variables (``seed``, ``potential``, ``data``, ``fit``,
     ``backend``, optionally ``metadata``), plus ``plugin_version``. Undefined variables are errors.
     """
-    environment = jinja2.Environment(
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(  # a user's template must not reach Python
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=False
     )
     environment.filters['yaml'] = _strict(yaml_value)
@@ -94,6 +95,8 @@ def render_input(document: dict[str, Any], template: str | None = None) -> str:
         raise InputFileError(f'the input.yaml template uses an undefined variable: {exception}') from exception
     except jinja2.TemplateSyntaxError as exception:
         raise InputFileError(f'the input.yaml template has a syntax error: {exception}') from exception
+    except jinja2.sandbox.SecurityError as exception:
+        raise InputFileError(f'the input.yaml template tried an unsafe operation: {exception}') from exception
 
 
 def load_input(text: str) -> dict[str, Any]:

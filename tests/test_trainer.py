@@ -47,6 +47,10 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'loss': {'kappa': 0.5}}})
     with pytest.raises(ValidationError, match=r'fit.maxiterr'):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'maxiterr': 5}})
+    not_executable = tmp_path / 'pacemaker'
+    not_executable.write_text('#!/bin/sh\n')
+    with pytest.raises(ValidationError, match='is not executable'):
+        TrainingConfig(pacemaker_executable=not_executable, data_source_db=database)
     default = TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database)
     assert default.delta_learning is True and default.template_file is None
     assert default.pacemaker_settings().kappa == pytest.approx(0.3)

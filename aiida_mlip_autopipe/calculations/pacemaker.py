@@ -53,7 +53,9 @@ class PacemakerCalculation(CalcJob):
     YACE_LOG = 'pace_yaml2yace.log'
     YACE_STATUS = 'aiida_yaml2yace.status'
     PREDICTIONS_LOG = 'aiida_predictions.log'
+    MISSING_EXECUTABLE = 'aiida_missing_executable.txt'
     RETRIEVE = (
+        MISSING_EXECUTABLE,
         LOG,
         STDOUT,
         STDERR,
@@ -169,6 +171,11 @@ class PacemakerCalculation(CalcJob):
             'ERROR_DATASET_CONVERSION_FAILED',
             message="converting the dataset with pacemaker's Python interpreter failed: {line}",
         )
+        spec.exit_code(
+            402,
+            'ERROR_EXECUTABLE_MISSING',
+            message='the pacemaker executable {path} does not exist or is not executable on the computer',
+        )
         spec.exit_code(410, 'ERROR_PACEMAKER_FAILED', message='pacemaker exited with status {status}: {line}')
         spec.exit_code(420, 'ERROR_NAN_LOSS', message='the loss became NaN during the fit (iteration {iteration}).')
         spec.exit_code(
@@ -252,6 +259,10 @@ class PacemakerCalculation(CalcJob):
         threads = self._threads()
         lines = [f'export {name}="${{{name}:-{threads}}}"' for name in THREAD_VARIABLES]
         lines += [
+            f'if [ ! -x {shlex.quote(executable)} ]; then',
+            f'  echo {shlex.quote(executable)} > {self.MISSING_EXECUTABLE}',
+            '  exit 0',
+            'fi',
             f'PACEMAKER_BIN_DIR={shlex.quote(bin_dir)}',
             '# the Python interpreter of the pacemaker installation: its shebang, else python3 beside it',
             f'PACEMAKER_PYTHON=$(head -n 1 {shlex.quote(executable)} | sed -n "s/^#![[:space:]]*//p")',

@@ -267,6 +267,8 @@ class TrainingSetData(Data):
             if key not in arrays:
                 continue
             bad = ~np.isfinite(arrays[key])
+            if bad.size == 0:
+                continue
             if bad.ndim > 1:
                 bad = bad.reshape(len(bad), -1).any(axis=1)
             if bad.any():

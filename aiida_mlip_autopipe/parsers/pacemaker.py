@@ -101,6 +101,9 @@ class PacemakerParser(Parser):
         stderr = self._read(Calc.STDERR) or ''
         error_line = last_error_line(stderr)
 
+        missing = self._read(Calc.MISSING_EXECUTABLE)
+        if missing is not None:
+            return codes.ERROR_EXECUTABLE_MISSING.format(path=missing.strip())
         prepare_status = self._status(Calc.PREPARE_STATUS)
         if prepare_status not in (None, 0):
             line = last_error_line(self._read(Calc.PREPARE_LOG) or '') or f'exit status {prepare_status}'

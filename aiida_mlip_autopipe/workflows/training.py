@@ -174,6 +174,18 @@ class PacemakerTrainingWorkChain(WorkChain):
             help='A B-basis YAML to continue from (e.g. a previous potential_yaml).',
         )
         spec.input('template', valid_type=orm.SinglefileData, required=False, help='A Jinja2 input.yaml template.')
+        spec.input(
+            'clean_workdir',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Clean the remote work directories when done (off: keep them for diagnosis).',
+        )
+        spec.input(
+            'max_restarts',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(5),
+            help='Runs of pacemaker the base workflow may make (walltime continuations, OOM retries).',
+        )
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -285,7 +297,12 @@ class PacemakerTrainingWorkChain(WorkChain):
                 inputs[name] = self.inputs[name]
         if 'options' in self.inputs:
             inputs.metadata = {'options': self.inputs.options.get_dict()}
-        running = self.submit(PacemakerBaseWorkChain, pacemaker=inputs)
+        running = self.submit(
+            PacemakerBaseWorkChain,
+            pacemaker=inputs,
+            clean_workdir=self.inputs.clean_workdir,
+            max_iterations=self.inputs.max_restarts,
+        )
         self.report(f'launched PacemakerBaseWorkChain<{running.pk}> on {len(self.ctx.training_set)} structures')
         return ToContext(training=running)
 

@@ -157,3 +157,35 @@ def test_data_without_forces_is_refused(fake_code, aiida_profile):
 
 def test_valid_inputs_pass(fake_code, cu_set):
     assert run_validation(fake_code, cu_set, settings=orm.Dict({'fit': {'maxiter': 3}})) is None
+
+
+def test_empty_training_set_is_refused(fake_code, aiida_profile):
+    empty = TrainingSetData.from_atoms([]).store()
+    assert len(empty) == 0
+    assert 'the training_set is empty' in run_validation(fake_code, empty)
+
+
+def test_refused_inputs_store_nothing(fake_code, cu_set):
+    from aiida.engine import run
+
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match=r'fit\.loss\.kapa: Extra inputs are not permitted'):
+        settings = orm.Dict({'fit': {'loss': {'kapa': 1}}})
+        run(PacemakerCalculation, code=fake_code, training_set=cu_set, settings=settings)
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+
+
+@pytest.mark.parametrize('kind', ['missing', 'not executable'])
+def test_missing_or_non_executable_pacemaker_gives_a_named_exit_code(session_localhost, cu_set, tmp_path, kind):
+    from aiida.engine import run_get_node
+
+    executable = tmp_path / 'bin' / 'pacemaker'
+    if kind == 'not executable':
+        executable.parent.mkdir()
+        executable.write_text('#!/bin/sh\n')
+        executable.chmod(0o644)
+    code = orm.InstalledCode(label=kind, computer=session_localhost, filepath_executable=str(executable)).store()
+    _, node = run_get_node(PacemakerCalculation, code=code, training_set=cu_set)
+    assert node.exit_status == 402
+    expected = f'the pacemaker executable {executable} does not exist or is not executable on the computer'
+    assert node.exit_message == expected

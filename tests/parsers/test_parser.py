@@ -88,6 +88,7 @@ def test_early_converged_fit(parse_fixture):
         ('conversion_failed', 401, "ModuleNotFoundError: No module named 'pandas'"),
         ('no_status', 310, 'stopped before pacemaker finished'),
         ('no_log', 301, 'wrote no log.txt'),
+        ('missing_executable', 402, 'the pacemaker executable /opt/nowhere/bin/pacemaker does not exist'),
     ],
 )
 def test_failures_map_to_named_exit_codes(parse_fixture, case, exit_code, fragment):

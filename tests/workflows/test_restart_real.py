@@ -1,0 +1,117 @@
+"""Real runs that meet trouble: a walltime stop completed by continuation, a daemon restart during a fit."""
+
+import time
+
+import numpy as np
+import pytest
+import yaml
+from aiida import orm
+from aiida.engine import run_get_node, submit
+
+from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+
+pytestmark = pytest.mark.pacemaker
+
+
+def calculations(node) -> list:
+    return sorted((c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.pk)
+
+
+def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets):
+    """The walltime monitor kills the first run mid-fit; the handler continues from the interim potential."""
+    training, test = cu_al_sets
+    maxiter = 50
+    settings = {
+        'potential': {'functions': {'number_of_functions_per_element': 5}},
+        'fit': {'maxiter': maxiter, 'options': {'gtol': 1e-14}},
+        'backend': {'display_step': 10},
+    }
+    monitors = {
+        'walltime': orm.Dict(
+            {'entry_point': 'mlip_autopipe.walltime', 'kwargs': {'seconds': 28}, 'minimum_poll_interval': 1}
+        )
+    }
+    _, node = run_get_node(
+        PacemakerBaseWorkChain,
+        pacemaker={
+            'code': pacemaker_code,
+            'training_set': training,
+            'test_set': test,
+            'settings': orm.Dict(settings),
+            'monitors': monitors,
+            'metadata': {'options': FIT_OPTIONS},
+        },
+        max_iterations=orm.Int(10),
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    runs = calculations(node)
+    first, last = runs[0], runs[-1]
+    assert first.exit_status == 150 and first.exit_message.startswith('walltime exceeded')
+    assert len(runs) >= 2 and last.is_finished_ok
+    # the stopped run kept its log and interim potential for diagnosis and continuation
+    kept = set(first.outputs.retrieved.base.repository.list_object_names())
+    assert {'log.txt', 'interim_potential_0.yaml', 'metrics.txt'} <= kept
+    # no finished iteration was lost: the runs' iterations add up, each run starts where the last one stopped
+    done = []
+    for run in runs:
+        table = parse_metrics_table(run.outputs.retrieved.base.repository.get_object_content('metrics.txt'))
+        done.append(int(table['iter_num'][-1]))
+        if run is not first:
+            previous = parse_metrics_table(
+                runs[runs.index(run) - 1].outputs.retrieved.base.repository.get_object_content('metrics.txt')
+            )
+            assert table['loss'][0] == pytest.approx(previous['loss'][-1], rel=1e-3)
+            assert run.inputs.initial_potential.creator.process_label == 'extract_interim_potential'
+    assert sum(done) >= maxiter and last.outputs.metrics['iterations'] == maxiter - sum(done[:-1])
+
+
+def coefficients(potential_yaml: orm.SinglefileData) -> np.ndarray:
+    document = yaml.safe_load(potential_yaml.get_content())
+    values = []
+    for block in document['species']:
+        values.extend(np.ravel(block.get('radcoefficients', [])))
+        for function in block.get('nbody', []):
+            values.extend(function['c'])
+    return np.asarray(values, dtype=float)
+
+
+@pytest.mark.daemon
+def test_daemon_restart_during_a_fit(started_daemon_client, pacemaker_code, cu_al_sets, tiny_fit):
+    """Stop the daemon while pacemaker runs, start it again: the fit finishes as an uninterrupted one."""
+    training, test = cu_al_sets
+    node = submit(
+        PacemakerBaseWorkChain,
+        pacemaker={
+            'code': pacemaker_code,
+            'training_set': training,
+            'test_set': test,
+            'settings': orm.Dict(TINY_SETTINGS),
+            'metadata': {'options': FIT_OPTIONS},
+        },
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = calculations(node)
+        if runs and runs[0].get_job_id() is not None:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail('the calculation was not submitted to the scheduler within 120 s')
+    started_daemon_client.stop_daemon(wait=True)
+    time.sleep(3)
+    assert not node.is_terminated
+    started_daemon_client.start_daemon()
+    deadline = time.time() + 300
+    while not node.is_terminated and time.time() < deadline:
+        time.sleep(1)
+    assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message)
+    assert len(calculations(node)) == 1
+    reference, restarted = tiny_fit.outputs, node.outputs
+    np.testing.assert_allclose(
+        coefficients(restarted.potential_yaml), coefficients(reference.potential_yaml), rtol=1e-6, atol=1e-9
+    )
+    for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test', 'loss'):
+        assert restarted.metrics[key] == pytest.approx(reference.metrics[key], rel=1e-6)
+    assert restarted.metrics['iterations'] == reference.metrics['iterations']
