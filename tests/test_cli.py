@@ -14,7 +14,7 @@ def test_import_and_refusal(aiida_profile, tmp_path):
             db.write(atoms)
     result = CliRunner().invoke(cli, ['import', str(path)])
     assert result.exit_code == 0, result.output
-    assert '3 structures' in result.output and '"rows_imported": 3' in result.output
+    assert '3 structures' in result.output and '"imported": 3' in result.output
     result = CliRunner().invoke(cli, ['import', str(tmp_path / 'missing.db')])
     assert result.exit_code == 1 and 'no such file' in result.output
 

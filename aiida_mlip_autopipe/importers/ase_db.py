@@ -17,9 +17,10 @@ from typing import Literal
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    build_with_policies,
     check_policies,
     file_sha256,
     import_file,
@@ -32,7 +33,6 @@ KIND = 'ase_db'
 MissingForcesPolicy = Literal['refuse', 'skip', 'keep']
 InvalidPolicy = Literal['refuse', 'skip']
 SQLITE_MAGIC = b'SQLite format 3\x00'
-MAX_LISTED = 100
 
 
 def check_ase_db(path: pathlib.Path) -> str:
@@ -80,56 +80,34 @@ def read_ase_db(
     kind = check_ase_db(pathlib.Path(path))
     check_policies(on_missing_forces, on_invalid)
     prefix = f'ase_db:{file_sha256(pathlib.Path(path))[:16]}'
-    builder = TrainingSetBuilder()
-    selected, skipped_forces, skipped_invalid = 0, [], []
+
+    def rows(database):
+        for row in database.select(selection or None):
+            yield (
+                row.id,
+                {
+                    'numbers': row.numbers,
+                    'positions': row.positions,
+                    'cell': row.cell,
+                    'pbc': row.pbc,
+                    'energy': row.get('energy'),
+                    'forces': row.get('forces'),
+                    'stress': row.get('stress'),
+                    'source': f'{prefix}:row={row.id}:uid={row.unique_id}',
+                },
+            )
+
     with tempfile.TemporaryDirectory() as directory:
         copy = pathlib.Path(directory) / f'copy.{kind}'
         shutil.copyfile(path, copy)
         try:
-            rows = connect(str(copy), type=kind).select(selection or None)
-            for row in rows:
-                selected += 1
-                forces = row.get('forces')
-                if forces is None and len(row.numbers) and on_missing_forces != 'keep':
-                    if on_missing_forces == 'refuse':
-                        raise DatasetImportError(
-                            f'{path}: row {row.id} has no forces (use on_missing_forces="skip" or "keep")'
-                        )
-                    skipped_forces.append(row.id)
-                    continue
-                problem = builder.add(
-                    row.numbers,
-                    row.positions,
-                    row.cell,
-                    row.pbc,
-                    row.get('energy'),
-                    forces,
-                    row.get('stress'),
-                    source=f'{prefix}:row={row.id}:uid={row.unique_id}',
-                )
-                if problem:
-                    if on_invalid == 'refuse':
-                        raise DatasetImportError(f'{path}: row {row.id}: {problem} (use on_invalid="skip")')
-                    skipped_invalid.append(row.id)
+            return build_with_policies(path, rows(connect(str(copy), type=kind)), 'row', on_missing_forces, on_invalid)
         except DatasetImportError:
             raise
         except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows
             raise DatasetImportError(
-                f'{path}: reading rows failed: {type(exception).__name__}: {exception}'
+                f'{path}: reading rows (selection {selection!r}) failed: {type(exception).__name__}: {exception}'
             ) from exception
-    if len(builder) == 0:
-        raise DatasetImportError(
-            f'{path}: no structure to import (selection {selection!r} matched {selected} rows, '
-            f'{len(skipped_forces)} skipped without forces, {len(skipped_invalid)} skipped as invalid)'
-        )
-    report = {
-        'rows_selected': selected,
-        'rows_imported': len(builder),
-        'skipped_missing_forces': len(skipped_forces),
-        'skipped_invalid': len(skipped_invalid),
-        'skipped_row_ids': (skipped_forces + skipped_invalid)[:MAX_LISTED],
-    }
-    return builder.arrays(), report
 
 
 @calcfunction

@@ -11,10 +11,11 @@ import pathlib
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData, labels_of
-from aiida_mlip_autopipe.importers.ase_db import MAX_LISTED, InvalidPolicy, MissingForcesPolicy
+from aiida_mlip_autopipe.data.training_set import TrainingSetData, labels_of
+from aiida_mlip_autopipe.importers.ase_db import InvalidPolicy, MissingForcesPolicy
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    build_with_policies,
     check_policies,
     file_sha256,
     import_file,
@@ -34,47 +35,32 @@ def read_extxyz(
 
     check_policies(on_missing_forces, on_invalid)
     prefix = f'extxyz:{file_sha256(pathlib.Path(path))[:16]}'
-    builder = TrainingSetBuilder()
-    count, skipped_forces, skipped_invalid = 0, [], []
-    try:
+
+    def frames():
         for index, atoms in enumerate(iread(str(path), index=':', format='extxyz')):
-            count += 1
             energy, forces, stress = labels_of(atoms)
-            if forces is None and len(atoms) and on_missing_forces != 'keep':
-                if on_missing_forces == 'refuse':
-                    raise DatasetImportError(f'{path}: frame {index} has no forces (use on_missing_forces="skip")')
-                skipped_forces.append(index)
-                continue
-            problem = builder.add(
-                atoms.numbers,
-                atoms.positions,
-                atoms.cell[:],
-                atoms.pbc,
-                energy,
-                forces,
-                stress,
-                source=f'{prefix}:frame={index}',
+            yield (
+                index,
+                {
+                    'numbers': atoms.numbers,
+                    'positions': atoms.positions,
+                    'cell': atoms.cell[:],
+                    'pbc': atoms.pbc,
+                    'energy': energy,
+                    'forces': forces,
+                    'stress': stress,
+                    'source': f'{prefix}:frame={index}',
+                },
             )
-            if problem:
-                if on_invalid == 'refuse':
-                    raise DatasetImportError(f'{path}: frame {index}: {problem} (use on_invalid="skip")')
-                skipped_invalid.append(index)
+
+    try:
+        return build_with_policies(path, frames(), 'frame', on_missing_forces, on_invalid)
     except DatasetImportError:
         raise
     except Exception as exception:  # ASE's reader raises many kinds on malformed files
         raise DatasetImportError(
             f'{path}: not a readable extxyz file: {type(exception).__name__}: {exception}'
         ) from exception
-    if len(builder) == 0:
-        raise DatasetImportError(f'{path}: no structure to import ({count} frames read)')
-    report = {
-        'frames_read': count,
-        'frames_imported': len(builder),
-        'skipped_missing_forces': len(skipped_forces),
-        'skipped_invalid': len(skipped_invalid),
-        'skipped_frames': (skipped_forces + skipped_invalid)[:MAX_LISTED],
-    }
-    return builder.arrays(), report
 
 
 @calcfunction

@@ -15,14 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiida import orm
 
-from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData
 
-__all__ = ('DatasetImportError', 'check_policies', 'file_sha256', 'import_file', 'load_or_read', 'store_source_file')
+__all__ = (
+    'DatasetImportError',
+    'build_with_policies',
+    'check_policies',
+    'file_sha256',
+    'import_file',
+    'load_or_read',
+    'store_source_file',
+)
+
+#: at most this many skipped row ids / frames are listed in ``import_info``
+MAX_LISTED = 100
 
 #: arrays and report read before the calcfunction ran, keyed by (format, sha256, options)
 _MEMO: dict[tuple, tuple[dict, dict]] = {}
@@ -61,6 +72,46 @@ def check_policies(on_missing_forces: str, on_invalid: str) -> None:
         raise DatasetImportError(f"on_missing_forces={on_missing_forces!r}: use 'refuse', 'skip' or 'keep'")
     if on_invalid not in ('refuse', 'skip'):
         raise DatasetImportError(f"on_invalid={on_invalid!r}: use 'refuse' or 'skip'")
+
+
+def build_with_policies(
+    path: pathlib.Path, items: Iterable[tuple[int, dict]], noun: str, on_missing_forces: str, on_invalid: str
+) -> tuple[dict, dict]:
+    """Add ``(id, fields)`` items (``TrainingSetBuilder.add`` keywords) under the policies; return arrays, report.
+
+    Structures without forces are refused, skipped or kept (``on_missing_forces``); invalid ones (no atoms, no
+    energy, NaN/inf, bad shapes) are refused or skipped (``on_invalid``). Skips are counted, never silent.
+    """
+    check_policies(on_missing_forces, on_invalid)
+    builder = TrainingSetBuilder()
+    seen, skipped_forces, skipped_invalid = 0, [], []
+    for identifier, fields in items:
+        seen += 1
+        if fields['forces'] is None and len(fields['numbers']) and on_missing_forces != 'keep':
+            if on_missing_forces == 'refuse':
+                raise DatasetImportError(
+                    f'{path}: {noun} {identifier} has no forces (use on_missing_forces="skip" or "keep")'
+                )
+            skipped_forces.append(identifier)
+            continue
+        problem = builder.add(**fields)
+        if problem:
+            if on_invalid == 'refuse':
+                raise DatasetImportError(f'{path}: {noun} {identifier}: {problem} (use on_invalid="skip")')
+            skipped_invalid.append(identifier)
+    if len(builder) == 0:
+        raise DatasetImportError(
+            f'{path}: no structure to import ({seen} {noun}s read, {len(skipped_forces)} skipped without forces, '
+            f'{len(skipped_invalid)} skipped as invalid)'
+        )
+    report = {
+        'read': seen,
+        'imported': len(builder),
+        'skipped_missing_forces': len(skipped_forces),
+        'skipped_invalid': len(skipped_invalid),
+        'skipped_ids': (skipped_forces + skipped_invalid)[:MAX_LISTED],
+    }
+    return builder.arrays(), report
 
 
 def store_source_file(path: pathlib.Path, sha256: str) -> orm.SinglefileData:

@@ -35,7 +35,7 @@ def test_import_keeps_counts_row_ids_and_labels(aiida_profile, database):
     node = import_ase_db(database)
     assert isinstance(node, TrainingSetData) and node.is_stored
     info = node.base.attributes.get('import_info')
-    assert info['rows_selected'] == info['rows_imported'] == 8
+    assert info['read'] == info['imported'] == 8
     assert info['skipped_missing_forces'] == info['skipped_invalid'] == 0
     sha = info['sha256']
     with connect(database) as db:
@@ -101,9 +101,9 @@ def test_skip_and_keep_policies_are_counted(aiida_profile, database):
     add_bad_rows(database)
     skipped = import_ase_db(database, on_missing_forces='skip', on_invalid='skip')
     info = skipped.base.attributes.get('import_info')
-    assert (info['rows_selected'], info['rows_imported']) == (11, 8)
+    assert (info['read'], info['imported']) == (11, 8)
     assert (info['skipped_missing_forces'], info['skipped_invalid']) == (1, 2)
-    assert info['skipped_row_ids'] == [9, 10, 11]
+    assert info['skipped_ids'] == [9, 10, 11]
     kept = import_ase_db(database, on_missing_forces='keep', on_invalid='skip')
     assert len(kept) == 9 and kept.base.attributes.get('num_structures_without_forces') == 1
 
@@ -138,7 +138,7 @@ def test_bad_files_are_refused_before_anything_is_stored(aiida_profile, tmp_path
 
 
 def test_bad_selection_is_refused(aiida_profile, database):
-    with pytest.raises(DatasetImportError, match='reading rows failed'):
+    with pytest.raises(DatasetImportError, match=r"reading rows \(selection 'energy<<<0'\) failed"):
         import_ase_db(database, selection='energy<<<0')
     with pytest.raises(DatasetImportError, match='no structure to import'):
         import_ase_db(database, selection='config_type=nothing')
