@@ -1,4 +1,4 @@
-"""Use a trained potential: an ASE calculator (pyace) and the LAMMPS input lines."""
+"""Use a trained potential: an ASE calculator (pyace, plus the ZBL baseline when delta-learned) and LAMMPS lines."""
 
 from __future__ import annotations
 
@@ -7,10 +7,29 @@ import re
 import tempfile
 
 from aiida import orm
+from ase.calculators.mixing import SumCalculator
 
-__all__ = ('get_calculator', 'lammps_commands')
+from aiida_mlip_autopipe.delta import baseline_of
+from aiida_mlip_autopipe.zbl import ZBLCalculator
+
+__all__ = ('DeltaCalculator', 'get_calculator', 'lammps_commands')
 
 _FILENAME = re.compile(r'^[A-Za-z0-9_./\-]+$')
+
+
+class DeltaCalculator(SumCalculator):
+    """ACE (fitted to DFT minus ZBL) plus the ZBL baseline; exposes the ACE part's ``gamma`` when available."""
+
+    def __init__(self, ace, zbl: ZBLCalculator):
+        super().__init__([ace, zbl])
+        self.ace, self.zbl = ace, zbl
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=None):
+        from ase.calculators.calculator import all_changes
+
+        super().calculate(atoms, properties, system_changes if system_changes is not None else all_changes)
+        if 'gamma' in self.ace.results:
+            self.results['gamma'] = self.ace.results['gamma']
 
 
 def _b_basis_of(potential: orm.SinglefileData) -> orm.SinglefileData:
@@ -24,25 +43,27 @@ def _b_basis_of(potential: orm.SinglefileData) -> orm.SinglefileData:
 
 
 def get_calculator(potential: orm.SinglefileData, active_set: orm.SinglefileData | None = None):
-    """Return an ASE calculator (pyace's ``PyACECalculator``) for a potential node.
+    """Return an ASE calculator for a potential node: pyace's ``PyACECalculator``, summed with its ZBL baseline
+    when the potential was delta-learned (never without it).
 
-    With ``active_set`` (an ``.asi`` node) the B-basis YAML of the same fit is loaded instead of the ``.yace``,
-    so that the extrapolation grade is available as ``calc.results['gamma']``.
+    With ``active_set`` (an ``.asi`` node) the B-basis YAML of the same fit is loaded instead of the ``.yace``, so
+    that the extrapolation grade is available as ``calc.results['gamma']`` (per atom).
     """
     from pyace import PyACECalculator
 
-    if potential.base.attributes.get('delta_learning') is not None:
-        raise NotImplementedError('delta-learned potentials need their ZBL baseline, which is not supported yet')
     source = _b_basis_of(potential) if active_set is not None else potential
     with tempfile.TemporaryDirectory() as directory:
         path = pathlib.Path(directory) / source.filename
         path.write_bytes(source.get_content(mode='rb'))
-        calculator = PyACECalculator(str(path))
+        ace = PyACECalculator(str(path))
         if active_set is not None:
             asi = pathlib.Path(directory) / active_set.filename
             asi.write_bytes(active_set.get_content(mode='rb'))
-            calculator.set_active_set(str(asi))
-    return calculator
+            ace.set_active_set(str(asi))
+    baseline = baseline_of(potential)
+    if baseline is None:
+        return ace
+    return DeltaCalculator(ace, ZBLCalculator(baseline.inner, baseline.outer))
 
 
 def lammps_commands(
@@ -51,7 +72,10 @@ def lammps_commands(
     """Return the LAMMPS lines (metal units) that use ``potential`` written to ``filename``.
 
     :param species: the element of each LAMMPS atom type, in type order (default: the potential's elements).
+    A delta-learned potential gets ``pair_style hybrid/overlay pace zbl inner outer`` with its baseline's ZBL terms.
     """
+    from ase.data import atomic_numbers
+
     if not _FILENAME.match(filename):
         raise ValueError(f'filename {filename!r}: use letters, digits and ._/- only')
     elements = list(potential.base.attributes.get('elements', []))
@@ -59,6 +83,17 @@ def lammps_commands(
     unknown = [symbol for symbol in species if symbol not in elements]
     if unknown or not species:
         raise ValueError(f'species {species}: the potential covers {elements}')
-    if potential.base.attributes.get('delta_learning') is not None:
-        raise NotImplementedError('delta-learned potentials need their ZBL baseline, which is not supported yet')
-    return ['units metal', 'pair_style pace', f'pair_coeff * * {filename} {" ".join(species)}']
+    baseline = baseline_of(potential)
+    if baseline is None:
+        return ['units metal', 'pair_style pace', f'pair_coeff * * {filename} {" ".join(species)}']
+    lines = [
+        'units metal',
+        f'pair_style hybrid/overlay pace zbl {baseline.inner!r} {baseline.outer!r}',
+        f'pair_coeff * * pace {filename} {" ".join(species)}',
+    ]
+    for first, symbol in enumerate(species, start=1):
+        for second in range(first, len(species) + 1):
+            lines.append(
+                f'pair_coeff {first} {second} zbl {atomic_numbers[symbol]} {atomic_numbers[species[second - 1]]}'
+            )
+    return lines

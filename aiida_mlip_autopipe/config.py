@@ -470,6 +470,8 @@ class TrainingConfig(_Strict):
     data_source_db: Path
     template_file: FilePath | None = None
     delta_learning: bool = True
+    zbl_inner: PositiveFloat = Field(default=1.0, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)')
+    zbl_outer: PositiveFloat = Field(default=2.0, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)')
     loss_weights: LossWeights = Field(default_factory=LossWeights)
     settings: dict[str, Any] = Field(default_factory=dict)
     selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
@@ -491,6 +493,10 @@ class TrainingConfig(_Strict):
             raise ValueError(f'pacemaker_executable {self.pacemaker_executable} is not executable (chmod +x?)')
         if 'loss_weights' in self.settings:
             raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
+        if self.zbl_inner >= self.zbl_outer:
+            raise ValueError(f'zbl_inner={self.zbl_inner} must be smaller than zbl_outer={self.zbl_outer}')
+        if self.delta_learning and (self.settings.get('fit') or {}).get('repulsion') == 'auto':
+            raise ValueError('delta_learning: fit.repulsion="auto" would add a second ZBL core; omit it')
         self.pacemaker_settings()
         return self
 

@@ -45,11 +45,6 @@ class PacemakerTrainer:
 
     def _prepare_pacemaker_input(self):
         """Validate the settings and template; refuse what cannot be honoured yet."""
-        if self.config.delta_learning:
-            raise TrainingError(
-                'delta_learning=True (fitting DFT minus a ZBL baseline) is not implemented yet; set '
-                'TrainingConfig(delta_learning=False) to fit the DFT data directly'
-            )
         self._load_profile()
         from aiida import orm
 
@@ -92,6 +87,8 @@ class PacemakerTrainer:
             'min_structures': orm.Int(self.config.min_structures),
             'test_fraction': orm.Float(self.config.test_fraction),
             'split_seed': orm.Int(self.config.split_seed),
+            'delta_learning': orm.Bool(self.config.delta_learning),
+            'zbl_cutoffs': orm.Dict({'inner': self.config.zbl_inner, 'outer': self.config.zbl_outer}),
         }
         if template is not None:
             inputs['template'] = template

@@ -56,10 +56,12 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
     assert default.pacemaker_settings().kappa == pytest.approx(0.3)
 
 
-def test_delta_learning_is_refused_until_implemented(pacemaker_executable, database, tmp_path, aiida_profile):
-    trainer = PacemakerTrainer(config(pacemaker_executable, database, tmp_path, delta_learning=True))
-    with pytest.raises(TrainingError, match=r'delta_learning=True .* is not implemented yet'):
-        trainer.train()
+def test_delta_learning_options_are_checked(pacemaker_executable, database, tmp_path):
+    with pytest.raises(ValidationError, match=r'zbl_inner=3.0 must be smaller than zbl_outer=2.0'):
+        config(pacemaker_executable, database, tmp_path, delta_learning=True, zbl_inner=3.0)
+    with pytest.raises(ValidationError, match='second ZBL core'):
+        config(pacemaker_executable, database, tmp_path, delta_learning=True, settings={'fit': {'repulsion': 'auto'}})
+    assert config(pacemaker_executable, database, tmp_path, delta_learning=True).zbl_outer == 2.0
 
 
 def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, aiida_profile):

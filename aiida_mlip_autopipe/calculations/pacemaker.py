@@ -361,6 +361,19 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         settings = PacemakerCalculation.resolve_settings(inputs)
     except (ValidationError, ValueError) as exception:
         return f'invalid settings: {first_error_location(exception)}'
+    baselines = {
+        inputs[name].base.attributes.get('zbl_baseline', None) is not None
+        and str(inputs[name].base.attributes.get('zbl_baseline'))
+        for name in ('training_set', 'test_set')
+        if name in inputs
+    }
+    if len(baselines) > 1:
+        return 'the training_set and test_set must both carry the same ZBL baseline (delta learning), or neither'
+    if training_set.base.attributes.get('zbl_baseline', None) and settings.fit.repulsion is not None:
+        return (
+            'the training_set is delta-learned on a ZBL baseline: pacemaker\'s fit.repulsion="auto" would add a '
+            'second ZBL core; set fit.repulsion to null'
+        )
     if 'test_set' in inputs and settings.data.test_size is not None:
         return 'give either the test_set input or settings data.test_size, not both'
     data_elements = set(training_set.base.attributes.get('elements', []))

@@ -148,6 +148,10 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_METRICS_MISSING
 
         metrics = self._metrics(train, test, summary, log)
+        link = self.node.base.links.get_incoming(link_label_filter='training_set').first()
+        baseline = link.node.base.attributes.get('zbl_baseline', None) if link is not None else None
+        if baseline:
+            metrics['delta_learning'] = baseline
         self.out('metrics', orm.Dict(metrics))
         self.out('learning_curve', self._learning_curve(train, test))
         self.out('potential_yaml', self._singlefile(Calc.OUTPUT_YAML, summary, metrics))
@@ -233,7 +237,7 @@ class PacemakerParser(Parser):
             'num_functions': metrics['num_functions'],
             'pacemaker_version': metrics.get('pacemaker_version'),
         }
-        for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test'):
+        for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test', 'delta_learning'):
             if key in metrics:
                 attributes[key] = metrics[key]
         for key, value in attributes.items():

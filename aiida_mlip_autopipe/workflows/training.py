@@ -16,7 +16,9 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
 from aiida_mlip_autopipe.collect import collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+from aiida_mlip_autopipe.zbl import ZBLBaseline
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
 
@@ -97,7 +99,14 @@ def validate_inputs(inputs, _) -> str | None:
     if len(given) != 1:
         return f'give exactly one of `group`, `filters` or `training_sets` (got: {", ".join(given) or "none"})'
     if inputs.get('delta_learning') and inputs['delta_learning'].value:
-        return 'delta_learning=True (ZBL baseline) is not implemented yet: set it to False'
+        cutoffs = inputs['zbl_cutoffs'].get_dict() if inputs.get('zbl_cutoffs') else {'inner': 1.0, 'outer': 2.0}
+        try:
+            ZBLBaseline(**cutoffs)
+        except (TypeError, ValueError) as exception:
+            return f'zbl_cutoffs={cutoffs}: {exception} (give {{"inner": ..., "outer": ...}} in Å)'
+        settings = inputs['settings'].get_dict() if inputs.get('settings') else {}
+        if (settings.get('fit') or {}).get('repulsion') == 'auto':
+            return 'delta_learning fits DFT minus ZBL: fit.repulsion="auto" would add a second ZBL core; omit it'
     if inputs.get('build_active_set') and inputs['build_active_set'].value:
         return 'build_active_set=True is not implemented yet: set it to False'
     fraction = inputs['test_fraction'].value
@@ -140,7 +149,13 @@ class PacemakerTrainingWorkChain(WorkChain):
             'delta_learning',
             valid_type=orm.Bool,
             default=lambda: orm.Bool(False),
-            help='Fit DFT minus a ZBL baseline (not implemented yet: must be False).',
+            help='Fit DFT minus the ZBL baseline (pair_style zbl inner outer); the potential carries it.',
+        )
+        spec.input(
+            'zbl_cutoffs',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict({'inner': 1.0, 'outer': 2.0}),
+            help="The ZBL baseline's switching cutoffs (Å), as LAMMPS's pair_style zbl inner outer.",
         )
         spec.input(
             'build_active_set',
@@ -281,16 +296,24 @@ class PacemakerTrainingWorkChain(WorkChain):
         self.out('training_set', self.ctx.training_set)
         if self.ctx.test_set is not None:
             self.out('test_set', self.ctx.test_set)
+        if self.inputs.delta_learning.value:
+            cutoffs = self.inputs.zbl_cutoffs
+            self.ctx.training_set = subtract_zbl_baseline(self.ctx.training_set, cutoffs)
+            if self.ctx.test_set is not None:
+                self.ctx.test_set = subtract_zbl_baseline(self.ctx.test_set, cutoffs)
+            self.report(f'delta learning: fitting DFT minus ZBL (inner {cutoffs["inner"]}, outer {cutoffs["outer"]} A)')
 
     def train(self):
         """Run pacemaker through ``PacemakerBaseWorkChain``."""
         inputs = AttributeDict({'code': self.inputs.code, 'training_set': self.ctx.training_set})
         if self.ctx.test_set is not None:
             inputs.test_set = self.ctx.test_set
-        if 'settings' in self.inputs:
-            settings = self.inputs.settings.get_dict()
-            if settings.get('data', {}).pop('test_size', None) is not None:
-                self.report('settings data.test_size ignored: the split is made by test_fraction')
+        settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
+        if settings.get('data', {}).pop('test_size', None) is not None:
+            self.report('settings data.test_size ignored: the split is made by test_fraction')
+        if self.inputs.delta_learning.value:
+            settings.setdefault('fit', {})['repulsion'] = None  # no second ZBL core from pacemaker
+        if settings or 'settings' in self.inputs:
             inputs.settings = orm.Dict(settings)
         for name in ('initial_potential', 'template'):
             if name in self.inputs:

