@@ -107,3 +107,22 @@ def find_command(context, elements, max_rmse_forces, max_rmse_energy, split):
         )
     if not found:
         click.echo('no potential matches')
+
+
+@cli.command('plot')
+@click.argument('node')
+@click.option('-o', '--output', type=click.Path(path_type=pathlib.Path), default=pathlib.Path('.'), show_default=True)
+@click.pass_context
+def plot_command(context, node, output):
+    """Write learning_curve.png and parity.png of a fit (a potential, calculation or workflow pk/UUID)."""
+    _load(context)
+    from aiida import orm
+
+    from aiida_mlip_autopipe.plots import make_plots
+
+    try:
+        paths = make_plots(orm.load_node(node), output)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from exception
+    for path in paths:
+        click.echo(str(path))

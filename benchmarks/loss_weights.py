@@ -22,9 +22,10 @@ VARIANTS = {
 
 
 def main() -> None:
+    profile = ensure_profile()  # sets AIIDA_PATH: before importing aiida
     from aiida import load_profile, orm
 
-    load_profile(ensure_profile())
+    load_profile(profile)
     from aiida.engine import run_get_node
 
     from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation

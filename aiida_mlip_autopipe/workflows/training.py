@@ -17,6 +17,7 @@ from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, val
 from aiida_mlip_autopipe.collect import collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
+from aiida_mlip_autopipe.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 from aiida_mlip_autopipe.zbl import ZBLBaseline
 
@@ -190,6 +191,12 @@ class PacemakerTrainingWorkChain(WorkChain):
         )
         spec.input('template', valid_type=orm.SinglefileData, required=False, help='A Jinja2 input.yaml template.')
         spec.input(
+            'plots',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Store learning-curve and parity plots (PNG) as outputs.',
+        )
+        spec.input(
             'clean_workdir',
             valid_type=orm.Bool,
             default=lambda: orm.Bool(False),
@@ -210,6 +217,7 @@ class PacemakerTrainingWorkChain(WorkChain):
             cls.train,
             cls.inspect_training,
             if_(cls.should_build_active_set)(cls.build_active_set),
+            if_(cls.should_make_plots)(cls.make_plots),
         )
         spec.expose_outputs(
             PacemakerCalculation,
@@ -223,6 +231,13 @@ class PacemakerTrainingWorkChain(WorkChain):
             ),
         )
         spec.output('training_set', valid_type=TrainingSetData, help='The structures the potential was fitted to.')
+        spec.output_namespace(
+            'plots',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            required=False,
+            help='learning_curve.png and parity.png of the fit.',
+        )
         spec.output('test_set', valid_type=TrainingSetData, required=False, help='The held-out structures.')
 
         spec.exit_code(301, 'ERROR_NO_DATA', message='no training data found: {source}')
@@ -335,6 +350,19 @@ class PacemakerTrainingWorkChain(WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_TRAINING_FAILED.format(status=node.exit_status, message=node.exit_message)
         self.out_many(self.exposed_outputs(node, PacemakerCalculation))
+
+    def should_make_plots(self) -> bool:
+        return bool(self.inputs.plots.value)
+
+    def make_plots(self):
+        """Store the learning curve and parity plots as PNG nodes."""
+        outputs = self.ctx.training.outputs
+        predictions = {
+            f'{split}_predictions': outputs[f'{split}_predictions']
+            for split in ('train', 'test')
+            if f'{split}_predictions' in outputs
+        }
+        self.out_many({'plots': render_plots(outputs.learning_curve, outputs.metrics, **predictions)})
 
     def should_build_active_set(self) -> bool:
         return bool(self.inputs.build_active_set.value)

@@ -1,0 +1,147 @@
+"""Plots from a fit's stored outputs: the learning curve and parity plots (predicted vs reference), as PNG.
+
+One call: ``make_plots(node, directory)`` with a potential, a ``PacemakerCalculation`` or a training workflow node.
+Inside the training workflow, :func:`render_plots` (a calcfunction) stores the same PNGs as nodes.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+__all__ = ('make_plots', 'plot_learning_curve', 'plot_parity', 'render_plots')
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curve(learning_curve: orm.ArrayData, title: str = 'Learning curve'):
+    """Return a figure: loss (log scale), energy RMSE (meV/atom) and force RMSE (meV/Å) per iteration."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    names = learning_curve.get_arraynames()
+    panels = (
+        ('loss', 'Loss', True),
+        ('rmse_energy', 'Energy RMSE (meV/atom)', False),
+        ('rmse_forces', 'Force RMSE (meV/Å)', False),
+    )
+    for axis, (name, label, log) in zip(axes, panels, strict=True):
+        axis.plot(learning_curve.get_array('iteration'), learning_curve.get_array(name), label='train', color='C0')
+        if f'test_{name}' in names:
+            axis.plot(
+                learning_curve.get_array('test_iteration'),
+                learning_curve.get_array(f'test_{name}'),
+                'o-',
+                label='test',
+                color='C1',
+                markersize=4,
+            )
+        axis.set_xlabel('Iteration')
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(label)
+        if log:
+            axis.set_yscale('log')
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    return figure
+
+
+def plot_parity(predictions: dict[str, orm.ArrayData], title: str = 'Parity', reference_label: str = 'DFT'):
+    """Return a figure: predicted vs reference energy per atom (eV/atom) and force components (eV/Å)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    for color, (split, node) in zip(('C0', 'C1'), predictions.items(), strict=False):
+        natoms = node.get_array('natoms')
+        energy = node.get_array('energy') / natoms
+        energy_pred = node.get_array('energy_pred') / natoms
+        forces, forces_pred = node.get_array('forces').ravel(), node.get_array('forces_pred').ravel()
+        rmse_e = 1000 * np.sqrt(np.mean((energy_pred - energy) ** 2))
+        rmse_f = 1000 * np.sqrt(np.mean((forces_pred - forces) ** 2))
+        axes[0].scatter(
+            energy,
+            energy_pred,
+            s=12,
+            color=color,
+            alpha=0.7,
+            label=f'{split} ({len(natoms)}): RMSE {rmse_e:.2f} meV/atom',
+        )
+        axes[1].scatter(forces, forces_pred, s=4, color=color, alpha=0.4, label=f'{split}: RMSE {rmse_f:.1f} meV/Å')
+    for axis, unit, quantity in ((axes[0], 'eV/atom', 'Energy per atom'), (axes[1], 'eV/Å', 'Force component')):
+        low, high = axis.get_xlim()
+        low, high = min(low, axis.get_ylim()[0]), max(high, axis.get_ylim()[1])
+        axis.plot([low, high], [low, high], color='grey', linewidth=1)
+        axis.set_xlim(low, high)
+        axis.set_ylim(low, high)
+        axis.set_xlabel(f'{quantity}, {reference_label} ({unit})')
+        axis.set_ylabel(f'{quantity}, ACE ({unit})')
+        axis.grid(alpha=0.3)
+        axis.legend(loc='upper left')
+    figure.suptitle(title)
+    return figure
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=120)
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _figures(learning_curve, predictions, metrics) -> dict[str, bytes]:
+    delta = bool(metrics and metrics.get('delta_learning'))
+    reference = 'DFT - ZBL' if delta else 'DFT'
+    suffix = ' (delta-learned: targets are DFT - ZBL)' if delta else ''
+    figures = {'learning_curve': _png(plot_learning_curve(learning_curve, f'Learning curve{suffix}'))}
+    if predictions:
+        figures['parity'] = _png(plot_parity(predictions, f'Parity{suffix}', reference))
+    return figures
+
+
+@calcfunction
+def render_plots(learning_curve: orm.ArrayData, metrics: orm.Dict, **predictions: orm.ArrayData) -> dict:
+    """Store the learning curve and parity plots of a fit as PNG ``SinglefileData`` nodes."""
+    figures = _figures(
+        learning_curve,
+        {key.removesuffix('_predictions'): node for key, node in predictions.items()},
+        metrics.get_dict(),
+    )
+    return {name: orm.SinglefileData(io.BytesIO(content), filename=f'{name}.png') for name, content in figures.items()}
+
+
+def _calculation_outputs(node: orm.Node):
+    """The outputs holding learning_curve/predictions for a potential, calculation or workflow node."""
+    if isinstance(node, orm.SinglefileData):
+        node = node.creator
+    if node is None or 'learning_curve' not in node.outputs:
+        raise ValueError('give a potential, a PacemakerCalculation or a training workflow node with a learning curve')
+    return node.outputs
+
+
+def make_plots(node: orm.Node, directory: str | pathlib.Path = '.') -> list[pathlib.Path]:
+    """Write ``learning_curve.png`` and ``parity.png`` of a fit to ``directory``; return their paths."""
+    outputs = _calculation_outputs(node)
+    predictions = {
+        split: outputs[f'{split}_predictions'] for split in ('train', 'test') if f'{split}_predictions' in outputs
+    }
+    metrics = outputs['metrics'].get_dict() if 'metrics' in outputs else {}
+    directory = pathlib.Path(directory).expanduser().resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, content in _figures(outputs['learning_curve'], predictions, metrics).items():
+        path = directory / f'{name}.png'
+        path.write_bytes(content)
+        paths.append(path)
+    return paths
