@@ -23,7 +23,7 @@ from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.config import PacemakerSettings
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
 
-__all__ = ('PacemakerBaseWorkChain', 'extract_interim_potential')
+__all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file')
 
 INTERIM = 'interim_potential_0.yaml'
 SCHEDULER_OUT_OF_WALLTIME = PacemakerCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
@@ -31,10 +31,10 @@ STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
 
 
 @calcfunction
-def extract_interim_potential(retrieved: orm.FolderData) -> orm.SinglefileData:
-    """Take the last interim potential pacemaker wrote out of a stopped job's retrieved files."""
-    content = retrieved.base.repository.get_object_content(INTERIM, mode='rb')
-    return orm.SinglefileData(io.BytesIO(content), filename=INTERIM)
+def extract_retrieved_file(retrieved: orm.FolderData, filename: orm.Str) -> orm.SinglefileData:
+    """Take one file (e.g. the last interim potential of a stopped job) out of a job's retrieved files."""
+    content = retrieved.base.repository.get_object_content(filename.value, mode='rb')
+    return orm.SinglefileData(io.BytesIO(content), filename=filename.value)
 
 
 def iterations_done(retrieved: orm.FolderData) -> int:
@@ -89,7 +89,7 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         maxiter = PacemakerSettings.model_validate(settings).fit.maxiter
         remaining = max(1, maxiter - done)
         settings.setdefault('fit', {})['maxiter'] = remaining
-        self.ctx.inputs.initial_potential = extract_interim_potential(retrieved)
+        self.ctx.inputs.initial_potential = extract_retrieved_file(retrieved, orm.Str(INTERIM))
         return f'continuing from {INTERIM} after {done} iterations, {remaining} to go'
 
     # -- handlers ---------------------------------------------------------------------------------------------

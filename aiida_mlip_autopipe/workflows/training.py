@@ -8,6 +8,8 @@ nodes in one calcfunction (so exactly which nodes were used is recorded as its i
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
@@ -18,7 +20,7 @@ from aiida_mlip_autopipe.collect import collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
-from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file
 from aiida_mlip_autopipe.zbl import ZBLBaseline
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
@@ -108,8 +110,6 @@ def validate_inputs(inputs, _) -> str | None:
         settings = inputs['settings'].get_dict() if inputs.get('settings') else {}
         if (settings.get('fit') or {}).get('repulsion') == 'auto':
             return 'delta_learning fits DFT minus ZBL: fit.repulsion="auto" would add a second ZBL core; omit it'
-    if inputs.get('build_active_set') and inputs['build_active_set'].value:
-        return 'build_active_set=True is not implemented yet: set it to False'
     fraction = inputs['test_fraction'].value
     if not 0.0 <= fraction < 1.0:
         return f'test_fraction={fraction} must lie in [0, 1)'
@@ -162,7 +162,7 @@ class PacemakerTrainingWorkChain(WorkChain):
             'build_active_set',
             valid_type=orm.Bool,
             default=lambda: orm.Bool(False),
-            help='Build the active set for extrapolation grades (not implemented yet: must be False).',
+            help='Build the active set (pace_activeset, beside pacemaker) for extrapolation grades.',
         )
         spec.input(
             'group',
@@ -216,7 +216,7 @@ class PacemakerTrainingWorkChain(WorkChain):
             cls.assemble,
             cls.train,
             cls.inspect_training,
-            if_(cls.should_build_active_set)(cls.build_active_set),
+            if_(cls.should_build_active_set)(cls.build_active_set, cls.inspect_active_set),
             if_(cls.should_make_plots)(cls.make_plots),
         )
         spec.expose_outputs(
@@ -231,6 +231,12 @@ class PacemakerTrainingWorkChain(WorkChain):
             ),
         )
         spec.output('training_set', valid_type=TrainingSetData, help='The structures the potential was fitted to.')
+        spec.output(
+            'active_set',
+            valid_type=orm.SinglefileData,
+            required=False,
+            help='The active set (.asi) of the B-basis potential, for extrapolation grades.',
+        )
         spec.output_namespace(
             'plots',
             valid_type=orm.SinglefileData,
@@ -257,6 +263,7 @@ class PacemakerTrainingWorkChain(WorkChain):
             message='the group holds nodes that are neither TrainingSetData nor PW calculations: {types}',
         )
         spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='the training failed [{status}]: {message}')
+        spec.exit_code(402, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
 
     # -- steps --------------------------------------------------------------------------------------------
 
@@ -368,4 +375,46 @@ class PacemakerTrainingWorkChain(WorkChain):
         return bool(self.inputs.build_active_set.value)
 
     def build_active_set(self):
-        """Not implemented yet (refused by the input validator)."""
+        """Run ``pace_activeset`` (beside pacemaker) through aiida-shell on the B-basis YAML and the fitting data."""
+        from aiida_shell import ShellJob
+        from aiida_shell.launch import prepare_shell_job_inputs
+
+        calculation = self.ctx.training.outputs.potential.creator
+        data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str('fitting_data_info.pckl.gzip'))
+        inputs = prepare_shell_job_inputs(
+            command=sibling_code(self.inputs.code, 'pace_activeset'),
+            arguments='-d {data} {potential}',
+            nodes={'data': data, 'potential': self.ctx.training.outputs.potential_yaml},
+            outputs=['*.asi'],
+            metadata={
+                'call_link_label': 'pace_activeset',
+                'options': {'redirect_stderr': True, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}},
+            },
+        )
+        running = self.submit(ShellJob, **inputs)
+        self.report(f'launched ShellJob<{running.pk}> (pace_activeset)')
+        return ToContext(active_set=running)
+
+    def inspect_active_set(self):
+        """Expose the ``.asi`` file."""
+        node = self.ctx.active_set
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_ACTIVE_SET_FAILED.format(status=node.exit_status, message=node.exit_message)
+        (label,) = [label for label in node.outputs if label.endswith('_asi')]
+        self.out('active_set', node.outputs[label])
+
+
+def sibling_code(code: orm.AbstractCode, name: str) -> orm.InstalledCode:
+    """Return (creating it once) the ``InstalledCode`` of tool ``name`` in the directory of ``code``'s executable."""
+    executable = str(PurePosixPath(str(code.get_executable())).parent / name)
+    query = orm.QueryBuilder().append(orm.Computer, filters={'id': code.computer.pk}, tag='computer')
+    query.append(orm.InstalledCode, with_computer='computer', filters={'attributes.filepath_executable': executable})
+    existing = query.first(flat=True)
+    if existing is not None:
+        return existing
+    return orm.InstalledCode(
+        label=f'{name}-{code.label}',
+        computer=code.computer,
+        filepath_executable=executable,
+        description=f'{name} beside {code.full_label}',
+    ).store()

@@ -64,7 +64,7 @@ def test_out_of_walltime_continues_from_the_interim_potential(generate_workchain
     potential = inputs.initial_potential
     assert potential.filename == 'interim_potential_0.yaml'
     assert potential.get_content() == (SUCCESS / 'interim_potential_0.yaml').read_text()
-    assert potential.creator.process_label == 'extract_interim_potential'  # lineage: taken from the retrieved files
+    assert potential.creator.process_label == 'extract_retrieved_file'  # lineage: taken from the retrieved files
     assert process.inspect_process().status == 0  # restart, not abort
 
 

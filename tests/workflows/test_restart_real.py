@@ -68,7 +68,7 @@ def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets, 
                 runs[runs.index(run) - 1].outputs.retrieved.base.repository.get_object_content('metrics.txt')
             )
             assert table['loss'][0] == pytest.approx(previous['loss'][-1], rel=1e-3)
-            assert run.inputs.initial_potential.creator.process_label == 'extract_interim_potential'
+            assert run.inputs.initial_potential.creator.process_label == 'extract_retrieved_file'
     assert sum(done) >= maxiter and last.outputs.metrics['iterations'] == maxiter - sum(done[:-1])
 
 
