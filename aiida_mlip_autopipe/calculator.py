@@ -12,7 +12,7 @@ from ase.calculators.mixing import SumCalculator
 from aiida_mlip_autopipe.delta import baseline_of
 from aiida_mlip_autopipe.zbl import ZBLCalculator
 
-__all__ = ('DeltaCalculator', 'get_calculator', 'lammps_commands')
+__all__ = ('DeltaCalculator', 'get_calculator', 'lammps_commands', 'lammps_potential_data')
 
 _FILENAME = re.compile(r'^[A-Za-z0-9_./\-]+$')
 
@@ -97,3 +97,33 @@ def lammps_commands(
                 f'pair_coeff {first} {second} zbl {atomic_numbers[symbol]} {atomic_numbers[species[second - 1]]}'
             )
     return lines
+
+
+def lammps_potential_data(potential: orm.SinglefileData, species: list[str] | None = None):
+    """Return an aiida-lammps ``LammpsPotentialData`` (``pair_style='pace'``, ``units='metal'``) for a potential.
+
+    aiida-lammps's defaults say "unknown" units for ``pace``; ACE potentials are in metal units. A delta-learned
+    potential is refused: ``LammpsPotentialData`` has one pair style, and the potential is not valid without its
+    ZBL baseline (use :func:`lammps_commands`, which writes the ``hybrid/overlay`` lines).
+    """
+    import io
+
+    try:
+        from aiida_lammps.data.potential import LammpsPotentialData
+    except ImportError as exception:
+        raise ImportError('aiida-lammps is not installed: `pip install aiida-lammps`') from exception
+    if baseline_of(potential) is not None:
+        raise ValueError('a delta-learned potential needs its ZBL baseline: use lammps_commands(), not pair_style pace')
+    elements = list(potential.base.attributes.get('elements', []))
+    return LammpsPotentialData.get_or_create(
+        source=io.BytesIO(potential.get_content(mode='rb')),
+        filename=potential.filename,
+        pair_style='pace',
+        species=list(species) if species is not None else elements,
+        atom_style='atomic',
+        units='metal',
+        extra_tags={
+            'title': f'ACE potential {potential.uuid}',
+            'generation_method': 'pacemaker fit (aiida-mlip-autopipe)',
+        },
+    )

@@ -9,7 +9,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-from aiida_mlip_autopipe.calculator import DeltaCalculator, lammps_commands
+from aiida_mlip_autopipe.calculator import DeltaCalculator, lammps_commands, lammps_potential_data
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.datasets import emt_structures
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
@@ -154,3 +154,13 @@ def get_calculator_for(potential):
     from aiida_mlip_autopipe import get_calculator
 
     return get_calculator(potential)
+
+
+def test_lammps_potential_data_for_aiida_lammps(tiny_fit):
+    potential = tiny_fit.outputs.potential
+    data = lammps_potential_data(potential, species=['Cu', 'Al'])
+    assert data.pair_style == 'pace' and data.default_units == 'metal' and data.atom_style == 'atomic'
+    assert data.species == ['Cu', 'Al']
+    assert data.get_content() == potential.get_content()
+    with pytest.raises(ValueError, match='needs its ZBL baseline'):
+        lammps_potential_data(fake_potential(['Al', 'Cu'], CUTOFFS))
