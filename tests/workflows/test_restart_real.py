@@ -1,5 +1,8 @@
 """Real runs that meet trouble: a walltime stop completed by continuation, a daemon restart during a fit."""
 
+import datetime
+import pathlib
+import re
 import time
 
 import numpy as np
@@ -8,6 +11,7 @@ import yaml
 from aiida import orm
 from aiida.engine import run_get_node, submit
 
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
@@ -19,36 +23,51 @@ def calculations(node) -> list:
     return sorted((c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.pk)
 
 
-def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets, tiny_fit):
+def timeline(calculation) -> tuple[float, float, float]:
+    """Seconds from the job's start to pacemaker's first iteration, of the iterations, and after the last one."""
+    workdir = pathlib.Path(calculation.outputs.remote_folder.get_remote_path())
+    started = (workdir / '_aiidasubmit.sh').stat().st_mtime
+    ended = max(path.stat().st_mtime for path in workdir.iterdir())
+    log = calculation.outputs.retrieved.base.repository.get_object_content('log.txt')
+    stamps = [
+        datetime.datetime.strptime(stamp, '%Y-%m-%d %H:%M:%S,%f').timestamp()
+        for stamp in re.findall(r'^(\S+ \S+) I - Iteration\s+#\d+', log, flags=re.MULTILINE)
+    ]
+    return stamps[0] - started, stamps[-1] - stamps[0], ended - stamps[-1]
+
+
+def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets):
     """The walltime monitor kills the first run mid-fit; the handler continues from the interim potential.
 
-    The walltime is the duration of the shared tiny fit (start-up, TensorFlow tracing, predictions: the part of a
-    run that is not iterations) plus 20 s of iterations, so it fits any machine speed.
+    An uninterrupted run of the same fit measures this machine's start-up, iteration and wrap-up times; the
+    walltime is then set to stop the fit half-way through its iterations, leaving the continuation enough time.
     """
     training, test = cu_al_sets
-    overhead = (tiny_fit.mtime - tiny_fit.ctime).total_seconds()
     maxiter = 200
     settings = {
         'potential': {'functions': {'number_of_functions_per_element': 25}},
         'fit': {'maxiter': maxiter, 'options': {'gtol': 1e-14}},
         'backend': {'display_step': 50},
     }
+    pacemaker = {
+        'code': pacemaker_code,
+        'training_set': training,
+        'test_set': test,
+        'settings': orm.Dict(settings),
+        'metadata': {'options': FIT_OPTIONS},
+    }
+    _, calibration = run_get_node(PacemakerCalculation, **pacemaker)
+    assert calibration.is_finished_ok, calibration.exit_message
+    before, fitting, after = timeline(calibration)
+    assert fitting > 8, f'the fit iterated for only {fitting:.1f} s: too short to stop it half-way'
+    walltime = before + 0.5 * fitting + after + 2
     monitors = {
         'walltime': orm.Dict(
-            {'entry_point': 'mlip_autopipe.walltime', 'kwargs': {'seconds': overhead + 20}, 'minimum_poll_interval': 1}
+            {'entry_point': 'mlip_autopipe.walltime', 'kwargs': {'seconds': walltime}, 'minimum_poll_interval': 1}
         )
     }
     _, node = run_get_node(
-        PacemakerBaseWorkChain,
-        pacemaker={
-            'code': pacemaker_code,
-            'training_set': training,
-            'test_set': test,
-            'settings': orm.Dict(settings),
-            'monitors': monitors,
-            'metadata': {'options': FIT_OPTIONS},
-        },
-        max_iterations=orm.Int(10),
+        PacemakerBaseWorkChain, pacemaker={**pacemaker, 'monitors': monitors}, max_iterations=orm.Int(6)
     )
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     runs = calculations(node)
@@ -69,7 +88,11 @@ def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets, 
             )
             assert table['loss'][0] == pytest.approx(previous['loss'][-1], rel=1e-3)
             assert run.inputs.initial_potential.creator.process_label == 'extract_retrieved_file'
-    assert sum(done) >= maxiter and last.outputs.metrics['iterations'] == maxiter - sum(done[:-1])
+    # each continuation runs exactly the iterations that remained
+    budgets = [run.inputs.settings['fit']['maxiter'] for run in runs]
+    assert budgets[0] == maxiter
+    for index in range(1, len(runs)):
+        assert budgets[index] == max(1, budgets[index - 1] - done[index - 1])
 
 
 def coefficients(potential_yaml: orm.SinglefileData) -> np.ndarray:
