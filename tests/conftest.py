@@ -111,6 +111,31 @@ def cu_al_sets(aiida_profile):
 
 
 @pytest.fixture(scope='session')
+def train_cu_al(pacemaker_code, cu_al_sets):
+    """Return a runner of a tiny real ``PacemakerTrainingWorkChain`` on all 20 Cu-Al structures (extra inputs win)."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+    merged = TrainingSetData.concatenate(list(cu_al_sets)).store()
+
+    def run(**inputs):
+        defaults = {
+            'code': pacemaker_code,
+            'training_sets': {'all': merged},
+            'min_structures': orm.Int(10),
+            'settings': orm.Dict(TINY_SETTINGS),
+            'options': orm.Dict(FIT_OPTIONS),
+        }
+        return run_get_node(PacemakerTrainingWorkChain, **{**defaults, **inputs})[1]
+
+    run.merged = merged
+    return run
+
+
+@pytest.fixture(scope='session')
 def tiny_fit(pacemaker_code, cu_al_sets):
     """One real tiny pacemaker fit through ``run()``, shared by the integration tests."""
     from aiida import orm

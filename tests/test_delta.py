@@ -6,7 +6,6 @@ import io
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.calculator import DeltaCalculator, lammps_commands, lammps_potential_data
@@ -15,7 +14,6 @@ from aiida_mlip_autopipe.datasets import emt_structures
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 from aiida_mlip_autopipe.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
-from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
 
 #: Cutoffs reaching the nearest neighbours of the EMT fcc cells (2.5-2.9 Å), so that the baseline matters.
 CUTOFFS = {'inner': 1.5, 'outer': 2.8}
@@ -109,21 +107,8 @@ def test_lammps_zbl_part_matches_the_baseline(aiida_profile):
 
 
 @pytest.fixture(scope='module')
-def delta_fit(pacemaker_code, cu_al_sets):
-    training, test = cu_al_sets
-    merged = TrainingSetData.concatenate([training, test]).store()
-    _, node = run_get_node(
-        PacemakerTrainingWorkChain,
-        code=pacemaker_code,
-        training_sets={'all': merged},
-        min_structures=orm.Int(10),
-        test_fraction=orm.Float(0.2),
-        delta_learning=orm.Bool(True),
-        zbl_cutoffs=orm.Dict(CUTOFFS),
-        settings=orm.Dict(TINY_SETTINGS),
-        options=orm.Dict(FIT_OPTIONS),
-    )
-    return node
+def delta_fit(train_cu_al):
+    return train_cu_al(test_fraction=orm.Float(0.2), delta_learning=orm.Bool(True), zbl_cutoffs=orm.Dict(CUTOFFS))
 
 
 @pytest.mark.pacemaker

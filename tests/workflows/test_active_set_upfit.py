@@ -17,19 +17,8 @@ pytestmark = pytest.mark.pacemaker
 
 
 @pytest.fixture(scope='module')
-def active_fit(pacemaker_code, cu_al_sets):
-    training, test = cu_al_sets
-    merged = TrainingSetData.concatenate([training, test]).store()
-    _, node = run_get_node(
-        PacemakerTrainingWorkChain,
-        code=pacemaker_code,
-        training_sets={'all': merged},
-        min_structures=orm.Int(10),
-        build_active_set=orm.Bool(True),
-        settings=orm.Dict(TINY_SETTINGS),
-        options=orm.Dict(FIT_OPTIONS),
-    )
-    return node
+def active_fit(train_cu_al):
+    return train_cu_al(build_active_set=orm.Bool(True))
 
 
 def test_active_set_gives_low_gamma_inside_and_high_gamma_outside(active_fit):

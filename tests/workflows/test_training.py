@@ -171,13 +171,11 @@ def test_filters_resolve_the_query_once(fake_code, cu_al_database, aiida_profile
 
 @pytest.mark.pacemaker
 @pytest.mark.daemon
-def test_submit_to_the_daemon(submit_and_await, pacemaker_code, cu_al_sets):
-    training, test = cu_al_sets
-    merged = TrainingSetData.concatenate([training, test]).store()
+def test_submit_to_the_daemon(submit_and_await, pacemaker_code, train_cu_al):
     node = submit_and_await(
         PacemakerTrainingWorkChain,
         code=pacemaker_code,
-        training_sets={'merged': merged},
+        training_sets={'merged': train_cu_al.merged},
         min_structures=orm.Int(10),
         settings=orm.Dict({**TINY_SETTINGS, 'fit': {'maxiter': 2}}),
         options=orm.Dict(FIT_OPTIONS),
