@@ -86,7 +86,12 @@ def test_walltime_stop_is_completed_by_continuation(pacemaker_code, cu_al_sets):
             previous = parse_metrics_table(
                 runs[runs.index(run) - 1].outputs.retrieved.base.repository.get_object_content('metrics.txt')
             )
-            assert table['loss'][0] == pytest.approx(previous['loss'][-1], rel=1e-3)
+            # it starts from the last interim potential: the loss of one of the last iterations logged (the kill
+            # may fall between writing metrics.txt and the interim potential, so at most one iteration is redone)
+            assert any(table['loss'][0] == pytest.approx(loss, rel=1e-6) for loss in previous['loss'][-2:]), (
+                table['loss'][0],
+                previous['loss'][-3:],
+            )
             assert run.inputs.initial_potential.creator.process_label == 'extract_retrieved_file'
     # each continuation runs exactly the iterations that remained
     budgets = [run.inputs.settings['fit']['maxiter'] for run in runs]
