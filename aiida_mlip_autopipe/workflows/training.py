@@ -2,8 +2,9 @@
 
 Outline: resolve the data source once (a group, QueryBuilder filters, or explicit nodes) → refuse too little
 data or structures without forces (named exit codes, before anything is created) → merge and split the resolved
-nodes in one calcfunction (so exactly which nodes were used is recorded as its input links) → train with
-``PacemakerBaseWorkChain`` → expose the potential, metrics and the training/test sets.
+nodes in one calcfunction (so exactly which nodes were used is recorded as its input links) → optionally subtract
+the ZBL baseline (delta learning) → train with ``PacemakerBaseWorkChain`` → optionally build the active set
+(``pace_activeset`` through aiida-shell) → store the plots → expose the potential, metrics and the data sets.
 """
 
 from __future__ import annotations
