@@ -136,23 +136,16 @@ class PacemakerTrainer:
         """Return the ``InstalledCode`` for ``pacemaker_executable`` on ``computer`` (created once)."""
         from aiida import orm
 
+        from aiida_mlip_autopipe.codes import installed_code
+
         executable = str(self.config.pacemaker_executable.resolve())
-        computer = orm.load_computer(self.config.computer)
-        query = orm.QueryBuilder().append(orm.Computer, filters={'id': computer.pk}, tag='computer')
-        query.append(
-            orm.InstalledCode, with_computer='computer', filters={'attributes.filepath_executable': executable}
-        )
-        existing = query.first(flat=True)
-        if existing is not None:
-            return existing
-        label = f'pacemaker-{hashlib.sha256(executable.encode()).hexdigest()[:8]}'
-        return orm.InstalledCode(
-            label=label,
-            computer=computer,
-            filepath_executable=executable,
-            default_calc_job_plugin='mlip_autopipe.pacemaker',
+        return installed_code(
+            orm.load_computer(self.config.computer),
+            executable,
+            label=f'pacemaker-{hashlib.sha256(executable.encode()).hexdigest()[:8]}',
             description=f'pacemaker at {executable} (created by PacemakerTrainer)',
-        ).store()
+            default_calc_job_plugin='mlip_autopipe.pacemaker',
+        )
 
     @staticmethod
     def _log_tail(node) -> str:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.delta import baseline_of
 from aiida_mlip_autopipe.input_file import InputFileError, load_input, render_input
 
 __all__ = ('PacemakerCalculation',)
@@ -361,15 +362,10 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         settings = PacemakerCalculation.resolve_settings(inputs)
     except (ValidationError, ValueError) as exception:
         return f'invalid settings: {first_error_location(exception)}'
-    baselines = {
-        inputs[name].base.attributes.get('zbl_baseline', None) is not None
-        and str(inputs[name].base.attributes.get('zbl_baseline'))
-        for name in ('training_set', 'test_set')
-        if name in inputs
-    }
+    baselines = {baseline_of(inputs[name]) for name in ('training_set', 'test_set') if name in inputs}
     if len(baselines) > 1:
         return 'the training_set and test_set must both carry the same ZBL baseline (delta learning), or neither'
-    if training_set.base.attributes.get('zbl_baseline', None) and settings.fit.repulsion is not None:
+    if baseline_of(training_set) is not None and settings.fit.repulsion is not None:
         return (
             'the training_set is delta-learned on a ZBL baseline: pacemaker\'s fit.repulsion="auto" would add a '
             'second ZBL core; set fit.repulsion to null'

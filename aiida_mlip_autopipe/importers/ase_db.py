@@ -22,7 +22,6 @@ from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
     build_with_policies,
     check_policies,
-    file_sha256,
     import_file,
     load_or_read,
 )
@@ -66,6 +65,7 @@ def check_ase_db(path: pathlib.Path) -> str:
 
 def read_ase_db(
     path: pathlib.Path,
+    sha256: str,
     selection: str = '',
     on_missing_forces: MissingForcesPolicy = 'refuse',
     on_invalid: InvalidPolicy = 'refuse',
@@ -73,13 +73,14 @@ def read_ase_db(
     """Read the selected rows into the stable arrays; return ``(arrays, report)``.
 
     The database is read from a temporary copy (ASE may write indexes when it connects): the user's file is
-    never modified. ``selection`` is an ASE query string such as ``'config_type=bulk,energy<0'``.
+    never modified. ``sha256`` is the file's hash (for the sources); ``selection`` is an ASE query string such
+    as ``'config_type=bulk,energy<0'``.
     """
     from ase.db import connect
 
     kind = check_ase_db(pathlib.Path(path))
     check_policies(on_missing_forces, on_invalid)
-    prefix = f'ase_db:{file_sha256(pathlib.Path(path))[:16]}'
+    prefix = f'ase_db:{sha256[:16]}'
 
     def rows(database):
         for row in database.select(selection or None):

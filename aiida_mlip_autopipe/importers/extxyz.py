@@ -17,7 +17,6 @@ from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
     build_with_policies,
     check_policies,
-    file_sha256,
     import_file,
     load_or_read,
 )
@@ -28,13 +27,16 @@ KIND = 'extxyz'
 
 
 def read_extxyz(
-    path: pathlib.Path, on_missing_forces: MissingForcesPolicy = 'refuse', on_invalid: InvalidPolicy = 'refuse'
+    path: pathlib.Path,
+    sha256: str,
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
 ) -> tuple[dict, dict]:
-    """Read every frame into the stable arrays; return ``(arrays, report)``."""
+    """Read every frame into the stable arrays (``sha256``: the file's hash); return ``(arrays, report)``."""
     from ase.io import iread
 
     check_policies(on_missing_forces, on_invalid)
-    prefix = f'extxyz:{file_sha256(pathlib.Path(path))[:16]}'
+    prefix = f'extxyz:{sha256[:16]}'
 
     def frames():
         for index, atoms in enumerate(iread(str(path), index=':', format='extxyz')):

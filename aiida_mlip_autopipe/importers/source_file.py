@@ -38,6 +38,7 @@ MAX_LISTED = 100
 #: arrays and report read before the calcfunction ran, keyed by (format, sha256, options)
 _MEMO: dict[tuple, tuple[dict, dict]] = {}
 
+#: ``reader(path, sha256, **options) -> (arrays, report)``
 Reader = Callable[..., tuple[dict, dict]]
 
 
@@ -146,7 +147,7 @@ def import_file(
     if existing is not None:
         return existing
     key = (kind, sha256, tuple(sorted(options.items())))
-    _MEMO[key] = reader(path, **options)
+    _MEMO[key] = reader(path, sha256, **options)
     try:
         source = store_source_file(path, sha256)
         return calcfunction(source, **{name: orm.Str(value) for name, value in options.items()})
@@ -161,7 +162,7 @@ def load_or_read(kind: str, source: orm.SinglefileData, reader: Reader, options:
     memo = _MEMO.get((kind, sha256, tuple(sorted(options.items()))))
     if memo is None:
         with source.as_path() as path:
-            memo = reader(path, **options)
+            memo = reader(path, sha256, **options)
     arrays, report = memo
     training_set = TrainingSetData(arrays=arrays)
     training_set.base.attributes.set(

@@ -26,7 +26,6 @@ from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
 __all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file')
 
 INTERIM = 'interim_potential_0.yaml'
-SCHEDULER_OUT_OF_WALLTIME = PacemakerCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
 STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
 
 

@@ -9,7 +9,7 @@ the ZBL baseline (delta learning) → train with ``PacemakerBaseWorkChain`` → 
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import dataclasses
 
 import numpy as np
 from aiida import orm
@@ -17,6 +17,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
+from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.collect import collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
@@ -98,12 +99,12 @@ def query_filters(nested: dict) -> dict:
 
 
 def validate_inputs(inputs, _) -> str | None:
-    """Exactly one data source; features of later releases are refused, not ignored."""
+    """Exactly one data source, valid ZBL cutoffs, no second ZBL core, a test fraction in [0, 1)."""
     given = [name for name in SOURCES if inputs.get(name)]
     if len(given) != 1:
         return f'give exactly one of `group`, `filters` or `training_sets` (got: {", ".join(given) or "none"})'
     if inputs.get('delta_learning') and inputs['delta_learning'].value:
-        cutoffs = inputs['zbl_cutoffs'].get_dict() if inputs.get('zbl_cutoffs') else {'inner': 1.0, 'outer': 2.0}
+        cutoffs = inputs['zbl_cutoffs'].get_dict() if inputs.get('zbl_cutoffs') else {}
         try:
             ZBLBaseline(**cutoffs)
         except (TypeError, ValueError) as exception:
@@ -156,7 +157,7 @@ class PacemakerTrainingWorkChain(WorkChain):
         spec.input(
             'zbl_cutoffs',
             valid_type=orm.Dict,
-            default=lambda: orm.Dict({'inner': 1.0, 'outer': 2.0}),
+            default=lambda: orm.Dict(dataclasses.asdict(ZBLBaseline())),
             help="The ZBL baseline's switching cutoffs (Å), as LAMMPS's pair_style zbl inner outer.",
         )
         spec.input(
@@ -175,7 +176,7 @@ class PacemakerTrainingWorkChain(WorkChain):
             'filters',
             valid_type=orm.Dict,
             required=False,
-            help='QueryBuilder filters on TrainingSetData, e.g. {"attributes.elements": {"contains": ["Cu"]}}.',
+            help='QueryBuilder filters on TrainingSetData, nested: {"attributes": {"elements": {"contains": ["Cu"]}}}.',
         )
         spec.input_namespace(
             'training_sets',
@@ -403,19 +404,3 @@ class PacemakerTrainingWorkChain(WorkChain):
             return self.exit_codes.ERROR_ACTIVE_SET_FAILED.format(status=node.exit_status, message=node.exit_message)
         (label,) = [label for label in node.outputs if label.endswith('_asi')]
         self.out('active_set', node.outputs[label])
-
-
-def sibling_code(code: orm.AbstractCode, name: str) -> orm.InstalledCode:
-    """Return (creating it once) the ``InstalledCode`` of tool ``name`` in the directory of ``code``'s executable."""
-    executable = str(PurePosixPath(str(code.get_executable())).parent / name)
-    query = orm.QueryBuilder().append(orm.Computer, filters={'id': code.computer.pk}, tag='computer')
-    query.append(orm.InstalledCode, with_computer='computer', filters={'attributes.filepath_executable': executable})
-    existing = query.first(flat=True)
-    if existing is not None:
-        return existing
-    return orm.InstalledCode(
-        label=f'{name}-{code.label}',
-        computer=code.computer,
-        filepath_executable=executable,
-        description=f'{name} beside {code.full_label}',
-    ).store()
