@@ -6,23 +6,46 @@ import pathlib
 import re
 import tempfile
 
+import numpy as np
 from aiida import orm
+from ase.calculators.calculator import Calculator
 from ase.calculators.mixing import SumCalculator
 
 from aiida_mlip_autopipe.delta import baseline_of
 from aiida_mlip_autopipe.zbl import ZBLCalculator
 
-__all__ = ('DeltaCalculator', 'get_calculator', 'lammps_commands', 'lammps_potential_data')
+__all__ = ('DeltaCalculator', 'ElementEnergyCalculator', 'get_calculator', 'lammps_commands', 'lammps_potential_data')
 
 _FILENAME = re.compile(r'^[A-Za-z0-9_./\-]+$')
 
 
-class DeltaCalculator(SumCalculator):
-    """ACE (fitted to DFT minus ZBL) plus the ZBL baseline; exposes the ACE part's ``gamma`` when available."""
+class ElementEnergyCalculator(Calculator):
+    """A constant energy per atom of each element (a potential's reference energies); no forces, no stress."""
 
-    def __init__(self, ace, zbl: ZBLCalculator):
-        super().__init__([ace, zbl])
-        self.ace, self.zbl = ace, zbl
+    implemented_properties = ('energy', 'free_energy', 'energies', 'forces', 'stress')
+
+    def __init__(self, energies: dict[str, float]):
+        super().__init__()
+        self.element_energies = dict(energies)
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=None):
+        super().calculate(atoms, properties, system_changes)
+        per_atom = np.asarray([self.element_energies.get(symbol, 0.0) for symbol in self.atoms.get_chemical_symbols()])
+        self.results = {
+            'energy': float(per_atom.sum()),
+            'free_energy': float(per_atom.sum()),
+            'energies': per_atom,
+            'forces': np.zeros((len(self.atoms), 3)),
+            'stress': np.zeros(6),
+        }
+
+
+class DeltaCalculator(SumCalculator):
+    """ACE plus other terms (the ZBL baseline, reference energies); exposes the ACE part's ``gamma`` if available."""
+
+    def __init__(self, ace, *others):
+        super().__init__([ace, *others])
+        self.ace = ace
 
     def calculate(self, atoms=None, properties=('energy',), system_changes=None):
         from ase.calculators.calculator import all_changes
@@ -44,7 +67,8 @@ def _b_basis_of(potential: orm.SinglefileData) -> orm.SinglefileData:
 
 def get_calculator(potential: orm.SinglefileData, active_set: orm.SinglefileData | None = None):
     """Return an ASE calculator for a potential node: pyace's ``PyACECalculator``, summed with its ZBL baseline
-    when the potential was delta-learned (never without it).
+    when the potential was delta-learned (never without it). Energies are on the scale of the training labels (the
+    ``.yace`` carries the reference energies as ``E0``; for the B-basis YAML they are added here).
 
     With ``active_set`` (an ``.asi`` node) the B-basis YAML of the same fit is loaded instead of the ``.yace``, so
     that the extrapolation grade is available as ``calc.results['gamma']`` (per atom).
@@ -60,10 +84,14 @@ def get_calculator(potential: orm.SinglefileData, active_set: orm.SinglefileData
             asi = pathlib.Path(directory) / active_set.filename
             asi.write_bytes(active_set.get_content(mode='rb'))
             ace.set_active_set(str(asi))
+    others = []
+    reference = source.base.attributes.get('reference_energy', None) or {}
+    if source.filename.endswith(('.yaml', '.yml')) and any(reference.values()):
+        others.append(ElementEnergyCalculator(reference))  # the B-basis YAML has no E0 of its own
     baseline = baseline_of(potential)
-    if baseline is None:
-        return ace
-    return DeltaCalculator(ace, ZBLCalculator(baseline.inner, baseline.outer))
+    if baseline is not None:
+        others.append(ZBLCalculator(baseline.inner, baseline.outer))
+    return DeltaCalculator(ace, *others) if others else ace
 
 
 def lammps_commands(

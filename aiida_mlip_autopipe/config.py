@@ -1,19 +1,29 @@
 """Validated settings: Pacemaker's ``input.yaml`` as pydantic models, plus the seed's ``LossWeights``.
 
-``PacemakerSettings`` mirrors the sections of pacemaker's own ``input.yaml`` (``potential``, ``fit``,
-``backend``, ``data``, ``seed``) with the same key names. Every model forbids unknown keys, so a typo such as
-``kapa`` or ``maxiterr`` is an error here instead of being silently ignored by pacemaker.
+``PacemakerSettings`` mirrors the sections of pacemaker 0.4's own ``input.yaml`` (``seed``, ``metadata``,
+``potential``, ``fit``, ``backend``, ``data``) with the same key names and every key pacemaker reads (taken from
+its installed source, see ``docs/settings.md``). The rules:
 
-Two plugin-level keys exist on top of pacemaker's:
+* **Absent means pacemaker's default.** No model here carries a default of its own: a key the user leaves out is
+  not written, so pacemaker applies its own value (``maxiter`` 100, ``kappa`` 0, all functions of the basis when
+  ``number_of_functions_per_element`` is absent, no ZBL core without ``repulsion: auto``, ...).
+* **Unknown keys are errors** (a typo such as ``kapa`` would silently become pacemaker's ``kappa: 0``).
+* **Keys pacemaker reads but ignores are dropped with a message** (:func:`ignored_keys`): the top-level
+  ``cutoff`` (deprecated in pacemaker) and ``fit.loss.w1_coeffs`` / ``w2_coeffs`` (swallowed by its ``**kwargs``).
+* **The plugin fills only what pacemaker requires and the user left out** (:meth:`PacemakerSettings.complete`):
+  ``potential.elements`` (from the data), the ``embeddings`` / ``bonds`` / ``functions`` blocks of the basis
+  (pacemaker's own template values, :data:`TEMPLATE_BLOCKS`) and ``backend.evaluator`` (``tensorpot``; pacemaker's
+  fallback is its finite-difference ``pyace`` evaluator). What was filled is recorded on the calculation.
+* Values pacemaker would accept and then fail on after start-up are refused here (``seed`` outside numpy's
+  ``[0, 2**32)``, empty ``radparameters``, a ``deltaSplineBins`` that exhausts memory, booleans for integers).
 
-* ``loss_weights`` (:class:`LossWeights`): energy/force weights, mapped onto pacemaker's single ``kappa``
-  (see :meth:`LossWeights.to_kappa`). Giving it together with an explicit ``fit.loss.kappa`` is an error.
-* ``cutoff``: a shortcut that sets ``rcut`` of every ``potential.bonds`` block (pacemaker's own top-level
-  ``cutoff`` is deprecated and ignored, so it is never written).
+``loss_weights`` (:class:`LossWeights`) is the one plugin-level key: energy/force weights mapped onto pacemaker's
+single ``kappa``; giving it together with ``fit.loss.kappa`` is an error.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -26,32 +36,61 @@ from pydantic import (
     Field,
     FilePath,
     NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
+    StrictBool,
+    StrictInt,
     field_validator,
     model_validator,
 )
 
 __all__ = (
+    'PACEMAKER_DEFAULTS',
     'PLUGIN_OWNED_KEYS',
+    'TEMPLATE_BLOCKS',
     'BackendSettings',
     'BondSpec',
     'DataSettings',
     'EmbeddingSpec',
     'FitSettings',
     'FunctionSpec',
-    'FunctionsSettings',
     'LossSpec',
     'LossWeights',
     'PacemakerSettings',
     'PotentialSettings',
     'TrainingConfig',
     'WeightingSpec',
+    'ignored_keys',
 )
 
 VALID_ELEMENTS = frozenset(chemical_symbols[1:])
 BLOCK_KEYWORDS = ('ALL', 'UNARY', 'BINARY', 'TERNARY', 'QUATERNARY', 'QUINARY')
+BOND_KEYWORDS = ('ALL', 'UNARY', 'BINARY')
+EMBEDDING_KEYWORDS = ('ALL', 'UNARY')
+ELEMENT_PATTERN = re.compile(r'[A-Z][a-z]?')
+
+#: Pacemaker 0.4's own values for keys the plugin reads back (``pyace/generalfit.py``, ``fitadapter.py``).
+PACEMAKER_DEFAULTS: dict[str, Any] = {
+    'seed': 42,
+    'fit.maxiter': 100,
+    'fit.optimizer': 'BFGS',
+    'fit.loss.kappa': 0.0,
+    'backend.batch_size': 10,
+    'backend.display_step': 20,
+}
+
+#: The basis blocks of pacemaker's own ``input_template.yaml`` (``pacemaker -t``), filled where the user gave none.
+#: ``rcut`` is the template's suggested 7.0 Å.
+TEMPLATE_BLOCKS: dict[str, dict[str, Any]] = {
+    'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+    'bonds': {
+        'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 7.0, 'dcut': 0.01, 'NameOfCutoffFunction': 'cos'}
+    },
+    'functions': {
+        'UNARY': {'nradmax_by_orders': [15, 6, 4, 3, 2, 2], 'lmax_by_orders': [0, 3, 3, 2, 2, 1]},
+        'BINARY': {'nradmax_by_orders': [15, 6, 3, 2, 2, 1], 'lmax_by_orders': [0, 3, 2, 1, 1, 0]},
+        'TERNARY': {'nradmax_by_orders': [15, 3, 3, 2, 1], 'lmax_by_orders': [0, 2, 2, 1, 1]},
+        'ALL': {'nradmax_by_orders': [15, 3, 2, 1, 1], 'lmax_by_orders': [0, 2, 2, 1, 1]},
+    },
+}
 
 #: Keys of ``input.yaml`` that the plugin writes itself, and the input to use instead.
 PLUGIN_OWNED_KEYS: dict[tuple[str, str], str] = {
@@ -63,8 +102,26 @@ PLUGIN_OWNED_KEYS: dict[tuple[str, str], str] = {
     ('potential', 'filename'): 'the `initial_potential` input (a B-basis YAML SinglefileData)',
 }
 
+#: Keys pacemaker 0.4 reads and ignores: dropped, with the reason, before validation.
+IGNORED_KEYS: dict[tuple[str, ...], str] = {
+    ('cutoff',): (
+        "pacemaker ignores the top-level 'cutoff' (deprecated: the neighbour cutoff is the largest "
+        'potential.bonds.*.rcut); set rcut in the bond blocks'
+    ),
+    ('fit', 'loss', 'w1_coeffs'): 'pacemaker 0.4 takes fit.loss.w1_coeffs through **kwargs and ignores it',
+    ('fit', 'loss', 'w2_coeffs'): 'pacemaker 0.4 takes fit.loss.w2_coeffs through **kwargs and ignores it',
+}
+
+#: numpy's seeds (``np.random.seed``) must lie in [0, 2**32).
+SEED_MAX = 2**32 - 1
+#: Below this ``deltaSplineBins`` the spline tables (rcut / deltaSplineBins points per function) exhaust memory.
+MIN_DELTA_SPLINE_BINS = 1e-5
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Identifier = Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*$')]
 
 
 def validate_element(symbol: str) -> str:
@@ -74,20 +131,37 @@ def validate_element(symbol: str) -> str:
     return symbol
 
 
-def validate_block_key(key: str) -> str:
-    """Return ``key`` if it names a basis block: ALL/UNARY/BINARY/... or one element."""
-    if key in BLOCK_KEYWORDS or key in VALID_ELEMENTS:
+def block_elements(key: str) -> list[str]:
+    """The elements named by a basis block key (``'Cu'``, ``'AlNi'``, ``'(Al, Ni)'``); none for keywords."""
+    if key in BLOCK_KEYWORDS:
+        return []
+    return ELEMENT_PATTERN.findall(key)
+
+
+def validate_block_key(key: str, keywords: tuple[str, ...] = BLOCK_KEYWORDS, max_elements: int = 5) -> str:
+    """Return ``key`` if it names a basis block: one of ``keywords`` or up to ``max_elements`` element symbols."""
+    if key in keywords:
         return key
-    raise ValueError(f'block key {key!r} must be one of {", ".join(BLOCK_KEYWORDS)} or an element symbol')
+    elements = ELEMENT_PATTERN.findall(key)
+    if (
+        0 < len(elements) <= max_elements
+        and all(symbol in VALID_ELEMENTS for symbol in elements)
+        and re.sub(r'[\s(),]', '', key) == ''.join(elements)
+    ):
+        return key
+    raise ValueError(
+        f'block key {key!r} must be one of {", ".join(keywords)} or at most {max_elements} element symbols '
+        '(e.g. Al, AlNi)'
+    )
 
 
 class _Strict(BaseModel):
-    """Base: unknown keys are errors, assignments are validated, NaN/inf refused."""
+    """Base: unknown keys are errors, assignments are validated, NaN/inf refused, nothing has a default."""
 
     model_config = ConfigDict(extra='forbid', validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
     def to_input(self) -> dict[str, Any]:
-        """Return the plain dictionary as pacemaker reads it (aliases, no ``None`` values)."""
+        """Return the plain dictionary as pacemaker reads it (aliases; absent keys stay absent)."""
         return self.model_dump(mode='json', by_alias=True, exclude_none=True)
 
 
@@ -122,40 +196,44 @@ class LossWeights(_Strict):
 
 
 class EmbeddingSpec(_Strict):
-    """One ``potential.embeddings`` block."""
+    """One ``potential.embeddings`` block (pacemaker's C++ defaults apply to what is absent)."""
 
-    npot: Literal['FinnisSinclair', 'FinnisSinclairShiftedScaled'] = 'FinnisSinclairShiftedScaled'
-    fs_parameters: list[FiniteFloat] = Field(default_factory=lambda: [1.0, 1.0, 1.0, 0.5])
-    ndensity: PositiveInt = 2
-    rho_core_cut: PositiveFloat | None = None
-    drho_core_cut: PositiveFloat | None = None
+    npot: Literal['FinnisSinclair', 'FinnisSinclairShiftedScaled'] | None = None
+    fs_parameters: Annotated[list[FiniteFloat], Field(min_length=2)] | None = None
+    ndensity: PositiveInt | None = None
+    rho_core_cut: NonNegativeFloat | None = None
+    drho_core_cut: NonNegativeFloat | None = None
 
     @model_validator(mode='after')
     def _check(self) -> EmbeddingSpec:
-        if len(self.fs_parameters) != 2 * self.ndensity:
-            raise ValueError(
-                f'fs_parameters has {len(self.fs_parameters)} values but ndensity={self.ndensity} needs '
-                f'{2 * self.ndensity} (two per density)'
-            )
+        if self.fs_parameters is not None and self.ndensity is not None:
+            if len(self.fs_parameters) != 2 * self.ndensity:
+                raise ValueError(
+                    f'fs_parameters has {len(self.fs_parameters)} values but ndensity={self.ndensity} needs '
+                    f'{2 * self.ndensity} (two per density)'
+                )
         return self
 
 
 class BondSpec(_Strict):
     """One ``potential.bonds`` block (radial basis and cutoffs, in Å)."""
 
-    radbase: Literal['SBessel', 'ChebExpCos', 'ChebPow', 'ChebLinear'] = 'SBessel'
-    radparameters: list[FiniteFloat] = Field(default_factory=lambda: [5.25])
-    rcut: PositiveFloat = 5.0
-    dcut: PositiveFloat = 0.01
-    NameOfCutoffFunction: Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*$')] = 'cos'
+    radbase: Literal['SBessel', 'ChebExpCos', 'ChebPow', 'ChebLinear'] | None = None
+    radparameters: Annotated[list[FiniteFloat], Field(min_length=1)] | None = None
+    rcut: PositiveFloat | None = None
+    dcut: PositiveFloat | None = None
+    NameOfCutoffFunction: Identifier | None = None
     r_in: PositiveFloat | None = None
     delta_in: PositiveFloat | None = None
     inner_cutoff_type: Literal['distance', 'zbl'] | None = None
     core_repulsion: tuple[FiniteFloat, FiniteFloat] | None = Field(default=None, alias='core-repulsion')
+    nradbase: PositiveInt | None = None
+    nradmax: PositiveInt | None = None
+    lmax: NonNegativeInt | None = None
 
     @model_validator(mode='after')
     def _check(self) -> BondSpec:
-        if self.r_in is not None and self.r_in >= self.rcut:
+        if self.r_in is not None and self.rcut is not None and self.r_in >= self.rcut:
             raise ValueError(f'r_in={self.r_in} must be smaller than rcut={self.rcut}')
         return self
 
@@ -163,8 +241,8 @@ class BondSpec(_Strict):
 class FunctionSpec(_Strict):
     """One ``potential.functions`` block: radial and angular limits per body order."""
 
-    nradmax_by_orders: list[PositiveInt]
-    lmax_by_orders: list[NonNegativeInt]
+    nradmax_by_orders: Annotated[list[PositiveInt], Field(min_length=1)]
+    lmax_by_orders: Annotated[list[NonNegativeInt], Field(min_length=1)]
     coefs_init: Literal['zero', 'random'] | None = None
 
     @model_validator(mode='after')
@@ -177,42 +255,68 @@ class FunctionSpec(_Strict):
         return self
 
 
-class FunctionsSettings(_Strict):
-    """``potential.functions``: basis size and per-block limits."""
+class FunctionsSettings(BaseModel):
+    """``potential.functions``: ``number_of_functions_per_element`` and blocks (ALL, UNARY, ..., ``AlNi``)."""
 
-    number_of_functions_per_element: PositiveInt | None = 100
-    UNARY: FunctionSpec | None = None
-    BINARY: FunctionSpec | None = None
-    TERNARY: FunctionSpec | None = None
-    QUATERNARY: FunctionSpec | None = None
-    QUINARY: FunctionSpec | None = None
-    ALL: FunctionSpec | None = Field(
-        default_factory=lambda: FunctionSpec(nradmax_by_orders=[15, 3, 2, 1], lmax_by_orders=[0, 2, 2, 1])
-    )
+    model_config = ConfigDict(extra='allow', validate_assignment=True, allow_inf_nan=False)
+
+    number_of_functions_per_element: PositiveInt | None = None
+
+    @model_validator(mode='before')
+    @classmethod
+    def _blocks(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        result = {}
+        for key, value in data.items():
+            if key == 'number_of_functions_per_element':
+                result[key] = value
+            else:
+                validate_block_key(str(key))
+                result[key] = FunctionSpec.model_validate(value)
+        return result
+
+    @property
+    def blocks(self) -> dict[str, FunctionSpec]:
+        """The function blocks given (without ``number_of_functions_per_element``)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def to_input(self) -> dict[str, Any]:
+        document = (
+            {}
+            if self.number_of_functions_per_element is None
+            else {'number_of_functions_per_element': self.number_of_functions_per_element}
+        )
+        document.update({key: spec.to_input() for key, spec in self.blocks.items()})
+        return document
 
 
 BlockKey = Annotated[str, Field(min_length=1)]
 
 
-def _check_blocks(blocks: dict[str, Any]) -> dict[str, Any]:
-    for key in blocks:
-        validate_block_key(key)
-    if not blocks:
-        raise ValueError('at least one block (e.g. ALL) is required')
-    return blocks
-
-
 class PotentialSettings(_Strict):
     """``potential``: the ACE basis."""
 
-    deltaSplineBins: PositiveFloat = 0.001
+    deltaSplineBins: Annotated[float, Field(ge=MIN_DELTA_SPLINE_BINS, allow_inf_nan=False)] | None = None
     elements: list[str] | None = Field(default=None, description='default: the elements of the training data')
-    embeddings: dict[BlockKey, EmbeddingSpec] = Field(default_factory=lambda: {'ALL': EmbeddingSpec()})
-    bonds: dict[BlockKey, BondSpec] = Field(default_factory=lambda: {'ALL': BondSpec()})
-    functions: FunctionsSettings = Field(default_factory=FunctionsSettings)
+    embeddings: dict[BlockKey, EmbeddingSpec] | None = None
+    bonds: dict[BlockKey, BondSpec] | None = None
+    functions: FunctionsSettings | None = None
+    overwrite_blocks_from_initial_bbasis: StrictBool | None = None
 
-    _check_embeddings = field_validator('embeddings')(_check_blocks)
-    _check_bonds = field_validator('bonds')(_check_blocks)
+    @field_validator('embeddings')
+    @classmethod
+    def _check_embeddings(cls, blocks: dict | None) -> dict | None:
+        for key in blocks or {}:
+            validate_block_key(key, EMBEDDING_KEYWORDS, max_elements=1)
+        return blocks
+
+    @field_validator('bonds')
+    @classmethod
+    def _check_bonds(cls, blocks: dict | None) -> dict | None:
+        for key in blocks or {}:
+            validate_block_key(key, BOND_KEYWORDS, max_elements=2)
+        return blocks
 
     @field_validator('elements')
     @classmethod
@@ -227,18 +331,41 @@ class PotentialSettings(_Strict):
             raise ValueError(f'elements {value} contains duplicates')
         return value
 
+    @model_validator(mode='after')
+    def _check_block_elements(self) -> PotentialSettings:
+        if self.elements is None:
+            return self
+        for section in ('embeddings', 'bonds', 'functions'):
+            value = getattr(self, section)
+            keys = value.blocks if isinstance(value, FunctionsSettings) else (value or {})
+            for key in keys:
+                unknown = sorted(set(block_elements(key)) - set(self.elements))
+                if unknown:
+                    raise ValueError(
+                        f'potential.{section}.{key} names {", ".join(unknown)}, which is not among the elements '
+                        f'{self.elements} (pacemaker fails on it after start-up)'
+                    )
+        return self
+
+    def to_input(self) -> dict[str, Any]:
+        document = super().to_input()
+        if self.functions is not None:
+            document['functions'] = self.functions.to_input()
+        return document
+
     @property
-    def cutoff(self) -> float:
-        """The neighbour cutoff pacemaker uses: the largest ``rcut`` over the bond blocks."""
-        return max(bond.rcut for bond in self.bonds.values())
+    def cutoff(self) -> float | None:
+        """The neighbour cutoff pacemaker uses: the largest ``rcut`` over the bond blocks (``None`` if unknown)."""
+        values = [bond.rcut for bond in (self.bonds or {}).values() if bond.rcut is not None]
+        return max(values) if values else None
 
 
 class LossSpec(_Strict):
     """``fit.loss``: force weight ``kappa`` (energy weight is ``1 - kappa``) and regularisation."""
 
-    kappa: Annotated[float, Field(ge=0.0, le=1.0)] | Literal['auto'] = 0.3
-    L1_coeffs: NonNegativeFloat = 1e-8
-    L2_coeffs: NonNegativeFloat = 1e-8
+    kappa: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | Literal['auto'] | None = None
+    L1_coeffs: NonNegativeFloat | None = None
+    L2_coeffs: NonNegativeFloat | None = None
     w0_rad: NonNegativeFloat | None = None
     w1_rad: NonNegativeFloat | None = None
     w2_rad: NonNegativeFloat | None = None
@@ -246,39 +373,56 @@ class LossSpec(_Strict):
 
 
 class WeightingSpec(_Strict):
-    """``fit.weighting``: pacemaker's ``EnergyBasedWeightingPolicy`` (without it: uniform weights)."""
+    """``fit.weighting``: pacemaker's ``EnergyBasedWeightingPolicy`` (without it: uniform weights).
 
-    type: Literal['EnergyBasedWeightingPolicy'] = 'EnergyBasedWeightingPolicy'
+    Pacemaker requires ``type``; every other key absent keeps pacemaker's own value (e.g. no ``DFup`` cut).
+    """
+
+    type: Literal['EnergyBasedWeightingPolicy']
     nfit: PositiveInt | None = None
     cutoff: PositiveFloat | None = None
-    DElow: PositiveFloat = 1.0
-    DEup: PositiveFloat = 10.0
-    DFup: PositiveFloat | None = 50.0
-    DE: PositiveFloat = 1.0
-    DF: PositiveFloat = 1.0
-    wlow: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    DElow: PositiveFloat | None = None
+    DEup: PositiveFloat | None = None
+    DFup: PositiveFloat | None = None
+    DE: PositiveFloat | None = None
+    DF: PositiveFloat | None = None
+    wlow: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     n_lower: PositiveInt | None = None
     n_upper: PositiveInt | None = None
-    reftype: Literal['all', 'bulk', 'cluster'] = 'all'
-    energy: Literal['convex_hull', 'cohesive'] = 'convex_hull'
-    seed: int | None = None
+    reftype: Literal['all', 'bulk', 'cluster'] | None = None
+    energy: Literal['convex_hull', 'cohesive'] | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
 
     @model_validator(mode='after')
     def _check(self) -> WeightingSpec:
-        if self.DElow >= self.DEup:
-            raise ValueError(f'DElow={self.DElow} must be smaller than DEup={self.DEup}')
+        low, up = self.DElow if self.DElow is not None else 1.0, self.DEup if self.DEup is not None else 10.0
+        if low >= up:
+            raise ValueError(f'DElow={low} must be smaller than DEup={up}')
         return self
+
+
+TrainableKey = Annotated[
+    str, Field(pattern=r'^(ALL|UNARY|BINARY|TERNARY|QUATERNARY|QUINARY|[A-Z][a-z]?([A-Z][a-z]?)*)$')
+]
+TrainableValue = Literal['func', 'radial', 'all']
 
 
 class FitSettings(_Strict):
     """``fit``: loss, weighting, optimiser and iteration control."""
 
-    loss: LossSpec = Field(default_factory=LossSpec)
+    loss: LossSpec | None = None
     weighting: WeightingSpec | None = None
-    optimizer: Literal['BFGS', 'L-BFGS-B', 'CG', 'trf', 'dogbox', 'lm', 'dual_annealing', 'Adam', 'SGD'] = 'BFGS'
-    options: dict[Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*$')], FiniteFloat | int | bool] | None = None
-    maxiter: PositiveInt = 100
-    repulsion: Literal['auto'] | None = 'auto'
+    optimizer: Literal['BFGS', 'L-BFGS-B', 'CG', 'trf', 'dogbox', 'lm', 'dual_annealing', 'Adam', 'SGD'] | None = None
+    options: dict[Identifier, FiniteFloat | StrictInt | StrictBool] | None = None
+    maxiter: PositiveInt | None = None
+    repulsion: Literal['auto'] | None = None
+    trainable_parameters: (
+        TrainableValue
+        | TrainableKey
+        | list[TrainableValue | TrainableKey]
+        | dict[TrainableKey, TrainableValue | list[TrainableValue]]
+        | None
+    ) = None
     ladder_step: (
         PositiveInt
         | Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -289,32 +433,45 @@ class FitSettings(_Strict):
     fit_cycles: PositiveInt | None = None
     noise_relative_sigma: NonNegativeFloat | None = None
     noise_absolute_sigma: NonNegativeFloat | None = None
+    randomize_func_coeffs: NonNegativeFloat | None = None
     min_relative_train_loss_per_iter: NonNegativeFloat | None = None
     min_relative_test_loss_per_iter: NonNegativeFloat | None = None
     early_stopping_patience: PositiveInt | None = None
+
+    @property
+    def effective_maxiter(self) -> int:
+        """The number of iterations pacemaker will run (its default when absent)."""
+        return self.maxiter if self.maxiter is not None else PACEMAKER_DEFAULTS['fit.maxiter']
 
 
 class GpuConfig(_Strict):
     """``backend.gpu_config``."""
 
-    gpu_ind: int = -1
+    gpu_ind: StrictInt | None = None
     mem_limit: NonNegativeInt | None = None
 
 
 class BackendSettings(_Strict):
-    """``backend``: always written (without it pacemaker fails or falls back to the slow pyace evaluator)."""
+    """``backend``: the evaluator and batching."""
 
-    evaluator: Literal['tensorpot', 'pyace'] = 'tensorpot'
-    batch_size: PositiveInt = 100
-    batch_size_reduction: bool | None = None
-    batch_size_reduction_factor: Annotated[float, Field(gt=1.0)] | None = None
-    display_step: PositiveInt = 20
+    evaluator: Literal['tensorpot', 'pyace'] | None = None
+    batch_size: PositiveInt | None = None
+    batch_size_reduction: StrictBool | None = None
+    batch_size_reduction_factor: Annotated[float, Field(gt=1.0, allow_inf_nan=False)] | None = None
+    display_step: PositiveInt | None = None
     gpu_config: GpuConfig | None = None
+    imagetype: Literal['png', 'pdf', 'svg', 'jpg'] | None = None
     parallel_mode: Literal['serial', 'process'] | None = None
     n_workers: PositiveInt | None = None
 
+    @property
+    def effective_batch_size(self) -> int:
+        """The batch size pacemaker will use (its default when absent)."""
+        return self.batch_size if self.batch_size is not None else PACEMAKER_DEFAULTS['backend.batch_size']
 
-ReferenceEnergy = Literal['auto'] | FiniteFloat | dict[str, FiniteFloat]
+
+REFERENCE_PRESETS = ('VASP_PBE_500_0.125_0.1_NM',)
+ReferenceEnergy = Literal['auto', 'VASP_PBE_500_0.125_0.1_NM'] | FiniteFloat | dict[str, FiniteFloat]
 
 
 class DataSettings(_Strict):
@@ -322,9 +479,9 @@ class DataSettings(_Strict):
 
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] | PositiveInt | None = None
     reference_energy: ReferenceEnergy | None = None
-    ignore_weights: bool | None = None
+    ignore_weights: StrictBool | None = None
     aug_factor: NonNegativeFloat | None = None
-    seed: int | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
 
     @field_validator('reference_energy')
     @classmethod
@@ -336,50 +493,70 @@ class DataSettings(_Strict):
         return value
 
 
-def _refuse_owned_keys(data: Any) -> Any:
-    if not isinstance(data, dict):
-        return data
-    for (section, key), instead in PLUGIN_OWNED_KEYS.items():
-        if isinstance(data.get(section), dict) and key in data[section]:
-            raise ValueError(f'{section}.{key} is set by the plugin; use {instead}')
-    if 'cutoff' in data and isinstance(data.get('potential'), dict):
-        bonds = data['potential'].get('bonds') or {}
-        for name, bond in bonds.items():
-            if isinstance(bond, dict) and 'rcut' in bond and bond['rcut'] != data['cutoff']:
-                raise ValueError(
-                    f'cutoff={data["cutoff"]} conflicts with potential.bonds.{name}.rcut={bond["rcut"]}: give one'
-                )
+def ignored_keys(raw: Any) -> list[str]:
+    """Return the messages for the keys of ``raw`` settings that pacemaker reads and ignores (they are dropped)."""
+    messages = []
+    for path, reason in IGNORED_KEYS.items():
+        node = raw
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            messages.append(f'{".".join(path)} dropped: {reason}')
+    return messages
+
+
+def _drop_ignored(data: dict) -> dict:
+    data = copy.deepcopy(data)
+    for path in IGNORED_KEYS:
+        node = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
     return data
 
 
-class PacemakerSettings(_Strict):
-    """Everything pacemaker's ``input.yaml`` says, validated. Every key is optional."""
+def _refuse_owned_keys(data: dict) -> None:
+    for (section, key), instead in PLUGIN_OWNED_KEYS.items():
+        if isinstance(data.get(section), dict) and key in data[section]:
+            raise ValueError(f'{section}.{key} is set by the plugin; use {instead}')
+    if isinstance(data.get('potential'), str):
+        raise ValueError('potential given as a file name is set by the plugin; use the `initial_potential` input')
+    weighting = (data.get('fit') or {}).get('weighting') if isinstance(data.get('fit'), dict) else None
+    if isinstance(weighting, dict) and weighting.get('type') == 'ExternalWeightingPolicy':
+        raise ValueError(
+            'fit.weighting.type ExternalWeightingPolicy reads a file from the job directory, which the plugin '
+            'does not ship; use EnergyBasedWeightingPolicy or no weighting (uniform)'
+        )
 
-    seed: int = 42
-    cutoff: PositiveFloat | None = Field(default=None, description='shortcut: rcut of every bond block')
+
+class PacemakerSettings(_Strict):
+    """Everything pacemaker's ``input.yaml`` says, validated. Every key is optional; absent means pacemaker's."""
+
+    seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
     loss_weights: LossWeights | None = None
-    metadata: dict[Annotated[str, Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*$')], str] | None = None
-    potential: PotentialSettings = Field(default_factory=PotentialSettings)
-    fit: FitSettings = Field(default_factory=FitSettings)
-    backend: BackendSettings = Field(default_factory=BackendSettings)
-    data: DataSettings = Field(default_factory=DataSettings)
+    metadata: dict[Identifier, str] | None = None
+    potential: PotentialSettings | None = None
+    fit: FitSettings | None = None
+    backend: BackendSettings | None = None
+    data: DataSettings | None = None
 
     @model_validator(mode='before')
     @classmethod
     def _before(cls, data: Any) -> Any:
-        return _refuse_owned_keys(data)
+        if not isinstance(data, dict):
+            return data
+        _refuse_owned_keys(data)
+        return _drop_ignored(data)
 
     @model_validator(mode='after')
     def _after(self) -> PacemakerSettings:
-        if self.loss_weights is not None:
-            if 'kappa' in self.fit.loss.model_fields_set:
+        if self.loss_weights is not None and self.fit is not None and self.fit.loss is not None:
+            if self.fit.loss.kappa is not None:
                 raise ValueError(
                     'give either loss_weights or fit.loss.kappa, not both (loss_weights maps onto kappa = '
                     'forces / (energy + forces))'
                 )
-        if self.cutoff is not None:
-            for bond in self.potential.bonds.values():
-                bond.rcut = self.cutoff
         return self
 
     @property
@@ -387,28 +564,77 @@ class PacemakerSettings(_Strict):
         """The ``kappa`` pacemaker will use."""
         if self.loss_weights is not None:
             return self.loss_weights.to_kappa()
-        return self.fit.loss.kappa
+        if self.fit is not None and self.fit.loss is not None and self.fit.loss.kappa is not None:
+            return self.fit.loss.kappa
+        return PACEMAKER_DEFAULTS['fit.loss.kappa']
 
-    def with_elements(self, elements: list[str]) -> PacemakerSettings:
-        """Return a copy whose ``potential.elements`` is ``elements`` where it was omitted."""
-        if self.potential.elements is not None:
-            return self
-        copy = self.model_copy(deep=True)
-        copy.potential.elements = sorted(elements)
-        return copy
+    @property
+    def section_fit(self) -> FitSettings:
+        return self.fit if self.fit is not None else FitSettings()
+
+    @property
+    def section_backend(self) -> BackendSettings:
+        return self.backend if self.backend is not None else BackendSettings()
+
+    @property
+    def section_data(self) -> DataSettings:
+        return self.data if self.data is not None else DataSettings()
+
+    @property
+    def section_potential(self) -> PotentialSettings:
+        return self.potential if self.potential is not None else PotentialSettings()
+
+    def complete(self, elements: list[str]) -> tuple[PacemakerSettings, dict[str, Any]]:
+        """Return ``(settings, filled)``: a copy with what pacemaker requires and the user left out, and what it was.
+
+        Filled: ``potential.elements`` (the data's ``elements``), the ``embeddings`` / ``bonds`` / ``functions``
+        blocks (:data:`TEMPLATE_BLOCKS`, pacemaker's template) and ``backend.evaluator`` (``tensorpot``).
+        Nothing the user gave is changed.
+        """
+        result = self.model_copy(deep=True)
+        filled: dict[str, Any] = {}
+        potential = result.potential.model_copy(deep=True) if result.potential is not None else PotentialSettings()
+        if potential.elements is None:
+            potential.elements = sorted(elements)
+            filled['potential.elements'] = potential.elements
+        if not potential.embeddings:
+            potential.embeddings = copy.deepcopy(TEMPLATE_BLOCKS['embeddings'])
+            filled['potential.embeddings'] = TEMPLATE_BLOCKS['embeddings']
+        if not potential.bonds:
+            potential.bonds = copy.deepcopy(TEMPLATE_BLOCKS['bonds'])
+            filled['potential.bonds'] = TEMPLATE_BLOCKS['bonds']
+        functions = potential.functions if potential.functions is not None else FunctionsSettings()
+        if not functions.blocks:
+            given = functions.to_input()
+            functions = FunctionsSettings.model_validate({**given, **copy.deepcopy(TEMPLATE_BLOCKS['functions'])})
+            potential.functions = functions
+            filled['potential.functions'] = TEMPLATE_BLOCKS['functions']
+        result.potential = potential
+        backend = result.backend.model_copy() if result.backend is not None else BackendSettings()
+        if backend.evaluator is None:
+            backend.evaluator = 'tensorpot'
+            filled['backend.evaluator'] = 'tensorpot'
+        result.backend = backend
+        return result, filled
 
     def to_pacemaker_input(self, filename: str, test_filename: str | None = None) -> dict[str, Any]:
         """Return the ``input.yaml`` content as a dictionary, with the plugin's dataset file names.
 
-        ``loss_weights`` and ``cutoff`` are resolved (into ``fit.loss.kappa`` and ``bonds.*.rcut``), not written.
+        ``loss_weights`` is resolved into ``fit.loss.kappa``; sections the user left out are written empty only
+        where pacemaker requires them (``potential``, ``data``, ``backend``).
         """
         document = self.to_input()
         document.pop('loss_weights', None)
-        document.pop('cutoff', None)
-        document['fit']['loss']['kappa'] = self.kappa
-        document['data']['filename'] = filename
+        if self.potential is not None:
+            document['potential'] = self.potential.to_input()
+        if self.loss_weights is not None:
+            document.setdefault('fit', {}).setdefault('loss', {})['kappa'] = self.kappa
+        data = document.setdefault('data', {})
+        data['filename'] = filename
         if test_filename is not None:
-            document['data']['test_filename'] = test_filename
+            data['test_filename'] = test_filename
+        document.setdefault('potential', {})
+        document.setdefault('backend', {})
         return document
 
     @classmethod
@@ -419,32 +645,7 @@ class PacemakerSettings(_Strict):
         if isinstance(data, dict):
             data.pop('filename', None)
             data.pop('test_filename', None)
-        return cls.model_validate(_absent_as_none(cls, document))
-
-
-def _absent_as_none(model: type[BaseModel], data: Any) -> Any:
-    """In a complete ``input.yaml``, an absent optional key means "off" (``None``), not the plugin's default."""
-    if not isinstance(data, dict):
-        return data
-    result = dict(data)
-    for name, field in model.model_fields.items():
-        key = field.alias or name
-        annotation = field.annotation
-        submodel = next((arg for arg in getattr(annotation, '__args__', (annotation,)) if _is_model(arg)), None)
-        if key in result:
-            if submodel is not None:
-                result[key] = _absent_as_none(submodel, result[key])
-        elif field.default is not None and _allows_none(annotation) and name not in ('loss_weights', 'cutoff'):
-            result[key] = None
-    return result
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _allows_none(annotation: Any) -> bool:
-    return type(None) in getattr(annotation, '__args__', ())
+        return cls.model_validate(document)
 
 
 def first_error_location(error: Exception) -> str:
@@ -454,7 +655,9 @@ def first_error_location(error: Exception) -> str:
         return str(error)
     lines = []
     for item in errors():
-        location = '.'.join(str(part) for part in item['loc'] if not re.fullmatch(r'function-after\[.*\]', str(part)))
+        location = '.'.join(
+            str(part) for part in item['loc'] if not re.fullmatch(r'(function-after|function-before)\[.*\]', str(part))
+        )
         lines.append(f'{location}: {item["msg"]}' if location else item['msg'])
     return '; '.join(lines)
 
@@ -462,8 +665,9 @@ def first_error_location(error: Exception) -> str:
 class TrainingConfig(_Strict):
     """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
 
-    ``settings`` has the nesting of :class:`PacemakerSettings`; ``loss_weights`` is mapped onto its
-    ``fit.loss.kappa`` (giving ``kappa`` in ``settings`` too is an error).
+    ``settings`` has the nesting of :class:`PacemakerSettings`. ``loss_weights`` is mapped onto its
+    ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at its
+    default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
     """
 
     pacemaker_executable: FilePath
@@ -479,7 +683,7 @@ class TrainingConfig(_Strict):
     on_invalid: Literal['refuse', 'skip'] = 'refuse'
     min_structures: PositiveInt = 50
     test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    split_seed: int = 42
+    split_seed: StrictInt = 42
     output_dir: Path = Path('.')
     potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
     computer: str = 'localhost'
@@ -501,5 +705,12 @@ class TrainingConfig(_Strict):
         return self
 
     def pacemaker_settings(self) -> PacemakerSettings:
-        """Return the validated pacemaker settings with the loss weights applied."""
-        return PacemakerSettings.model_validate({**self.settings, 'loss_weights': self.loss_weights.model_dump()})
+        """Return the validated pacemaker settings with the loss weights applied (see the class docstring)."""
+        return PacemakerSettings.model_validate(self.settings_dict())
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The ``settings`` Dict for the calculation: the user's settings, plus ``loss_weights`` where they apply."""
+        loss = (self.settings.get('fit') or {}).get('loss') or {}
+        if 'loss_weights' not in self.model_fields_set and 'kappa' in loss:
+            return dict(self.settings)
+        return {**self.settings, 'loss_weights': self.loss_weights.model_dump(exclude_none=True)}

@@ -80,8 +80,9 @@ def default_template() -> str:
 def render_input(document: dict[str, Any], template: str | None = None) -> str:
     """Render ``document`` (the ``input.yaml`` dictionary) with ``template`` (default: the shipped one).
 
-    The template sees the document's sections as variables (``seed``, ``potential``, ``data``, ``fit``,
-    ``backend``, optionally ``metadata``), plus ``plugin_version``. Undefined variables are errors.
+    The template sees the document's sections as variables: always ``potential``, ``data`` and ``backend``; ``seed``,
+    ``fit`` and ``metadata`` only when the settings give them (test with ``is defined``); plus ``plugin_version``.
+    Other undefined variables are errors.
     """
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(  # a user's template must not reach Python
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, trim_blocks=False
@@ -107,7 +108,7 @@ def load_input(text: str) -> dict[str, Any]:
         raise InputFileError(f'the rendered input.yaml is not valid YAML: {exception}') from exception
     if not isinstance(document, dict):
         raise InputFileError('the rendered input.yaml is not a mapping')
-    missing = [section for section in ('potential', 'fit', 'backend', 'data') if section not in document]
+    missing = [section for section in ('potential', 'backend', 'data') if section not in document]
     if missing:
         raise InputFileError(f'the rendered input.yaml lacks the section(s) {", ".join(missing)}')
     return document

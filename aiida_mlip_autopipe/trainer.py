@@ -48,7 +48,7 @@ class PacemakerTrainer:
         self._load_profile()
         from aiida import orm
 
-        settings = {**self.config.settings, 'loss_weights': self.config.loss_weights.model_dump(exclude_none=True)}
+        settings = self.config.settings_dict()
         template = None
         if self.config.template_file is not None:
             template = orm.SinglefileData(self.config.template_file.resolve())

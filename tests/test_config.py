@@ -1,9 +1,16 @@
-"""Settings: defaults, the loss-weight mapping, and a named error for every kind of bad value."""
+"""Settings: absent keys stay absent (pacemaker's defaults), the plugin's fills, the loss-weight mapping, keys
+pacemaker ignores, and a named error for every kind of bad value."""
 
 import pytest
 from pydantic import ValidationError
 
-from aiida_mlip_autopipe.config import LossWeights, PacemakerSettings, first_error_location
+from aiida_mlip_autopipe.config import (
+    TEMPLATE_BLOCKS,
+    LossWeights,
+    PacemakerSettings,
+    first_error_location,
+    ignored_keys,
+)
 
 
 def error_of(**settings) -> str:
@@ -12,15 +19,75 @@ def error_of(**settings) -> str:
     return first_error_location(info.value)
 
 
-def test_defaults_write_every_section():
-    document = PacemakerSettings().with_elements(['Cu']).to_pacemaker_input('data.pckl.gzip')
-    assert set(document) == {'seed', 'potential', 'fit', 'backend', 'data'}
-    assert document['backend'] == {'evaluator': 'tensorpot', 'batch_size': 100, 'display_step': 20}
-    assert document['fit']['loss'] == {'kappa': 0.3, 'L1_coeffs': 1e-8, 'L2_coeffs': 1e-8}
-    assert document['fit']['maxiter'] == 100
-    assert document['potential']['elements'] == ['Cu']
-    assert document['potential']['functions']['number_of_functions_per_element'] == 100
+def test_absent_keys_stay_absent_and_fills_are_recorded():
+    """Nothing pacemaker has a default for is written; only what it requires is filled, and reported."""
+    settings, filled = PacemakerSettings().complete(['Cu'])
+    document = settings.to_pacemaker_input('data.pckl.gzip')
+    assert set(document) == {'potential', 'backend', 'data'}  # no seed, no fit: pacemaker's own
+    assert document['backend'] == {'evaluator': 'tensorpot'}
     assert document['data'] == {'filename': 'data.pckl.gzip'}
+    potential = document['potential']
+    assert potential['elements'] == ['Cu']
+    assert 'number_of_functions_per_element' not in potential['functions']  # absent: every function
+    assert potential['bonds'] == TEMPLATE_BLOCKS['bonds']
+    assert set(potential['functions']) == set(TEMPLATE_BLOCKS['functions'])
+    assert set(filled) == {
+        'potential.elements',
+        'potential.embeddings',
+        'potential.bonds',
+        'potential.functions',
+        'backend.evaluator',
+    }
+
+
+def test_nothing_the_user_gave_is_changed():
+    given = {
+        'seed': 7,
+        'potential': {
+            'elements': ['Cu'],
+            'embeddings': {'ALL': {'npot': 'FinnisSinclair', 'fs_parameters': [1, 1], 'ndensity': 1}},
+            'bonds': {'ALL': {'radbase': 'ChebExpCos', 'radparameters': [5.25], 'rcut': 7, 'dcut': 0.01}},
+            'functions': {'UNARY': {'nradmax_by_orders': [15, 6, 4, 3, 2, 1], 'lmax_by_orders': [0, 3, 3, 2, 2, 1]}},
+        },
+        'fit': {'weighting': {'type': 'EnergyBasedWeightingPolicy', 'DElow': 1.0}, 'trainable_parameters': 'func'},
+        'backend': {'evaluator': 'pyace'},
+    }
+    settings, filled = PacemakerSettings.model_validate(given).complete(['Cu'])
+    assert filled == {}
+    document = settings.to_pacemaker_input('d')
+    assert document['fit'] == {
+        'weighting': {'type': 'EnergyBasedWeightingPolicy', 'DElow': 1.0},  # no DFup, no wlow added
+        'trainable_parameters': 'func',
+    }
+    assert 'repulsion' not in document['fit'] and 'number_of_functions_per_element' not in document['potential']
+    assert document['potential']['functions'] == given['potential']['functions']
+    assert document['seed'] == 7 and document['backend'] == {'evaluator': 'pyace'}
+
+
+def test_keys_pacemaker_ignores_are_dropped_with_a_message():
+    raw = {'cutoff': 6.0, 'fit': {'loss': {'kappa': 0.95, 'w1_coeffs': 0, 'w2_coeffs': 0}}}
+    messages = ignored_keys(raw)
+    assert len(messages) == 3 and all('dropped' in message for message in messages)
+    document = PacemakerSettings.model_validate(raw).to_pacemaker_input('d')
+    assert document['fit']['loss'] == {'kappa': 0.95}
+    assert 'cutoff' not in document
+
+
+@pytest.mark.parametrize(
+    'settings',
+    [
+        {'fit': {'trainable_parameters': ['func']}},
+        {'fit': {'trainable_parameters': {'ALL': 'radial', 'Cu': ['func', 'radial']}}},
+        {'fit': {'randomize_func_coeffs': 0.1, 'fit_cycles': 2}},
+        {'data': {'reference_energy': 'VASP_PBE_500_0.125_0.1_NM'}},
+        {'data': {'reference_energy': {'Al': -56.2, 'shift': 0.1}}},
+        {'potential': {'functions': {'AlNi': {'nradmax_by_orders': [5, 2], 'lmax_by_orders': [0, 1]}}}},
+        {'potential': {'bonds': {'AlNi': {'core-repulsion': [0.0, 5.0], 'nradbase': 8}}}},
+        {'backend': {'imagetype': 'pdf', 'gpu_config': {'gpu_ind': 0, 'mem_limit': 0}}},
+    ],
+)
+def test_keys_pacemaker_reads_are_accepted(settings):
+    PacemakerSettings.model_validate(settings)
 
 
 def test_loss_weights_map_onto_kappa():
@@ -54,6 +121,17 @@ def test_loss_weights_map_onto_kappa():
         ),
         ({'loss_weights': {'energy': -1}}, 'loss_weights.energy', 'greater than or equal to 0'),
         ({'fit': {'loss': {'kappa': float('nan')}}}, 'fit.loss.kappa', ''),
+        ({'seed': -1}, 'seed', 'greater than or equal to 0'),
+        ({'seed': 2**32}, 'seed', 'less than or equal to 4294967295'),
+        ({'fit': {'maxiter': True}}, 'fit.maxiter', 'valid integer'),
+        ({'potential': {'bonds': {'ALL': {'radparameters': []}}}}, 'potential.bonds.ALL.radparameters', 'at least 1'),
+        ({'potential': {'deltaSplineBins': 1e-300}}, 'potential.deltaSplineBins', 'greater than or equal to 0.00001'),
+        (
+            {'potential': {'elements': ['Cu'], 'bonds': {'CuAl': {'rcut': 5.0}}}},
+            'potential',
+            'names Al, which is not among the elements',
+        ),
+        ({'fit': {'weighting': {'DElow': 1.0}}}, 'fit.weighting.type', 'Field required'),
     ],
 )
 def test_invalid_values_name_the_field(settings, location, fragment):
@@ -91,15 +169,12 @@ def test_plugin_owned_keys_say_which_input_to_use(section, key, instead):
     assert instead in message
 
 
-def test_cutoff_shortcut_sets_every_bond():
-    settings = PacemakerSettings(cutoff=6.5, potential={'bonds': {'ALL': {}, 'Cu': {'radbase': 'ChebPow'}}})
-    assert {bond.rcut for bond in settings.potential.bonds.values()} == {6.5}
-    assert settings.potential.cutoff == 6.5
-    assert 'cutoff' not in settings.to_pacemaker_input('x')
-    assert 'conflicts' in error_of(cutoff=6.0, potential={'bonds': {'ALL': {'rcut': 5.0}}})
-
-
 def test_elements_from_data_only_where_omitted():
-    assert PacemakerSettings().with_elements(['Cu', 'Al']).potential.elements == ['Al', 'Cu']
+    assert PacemakerSettings().complete(['Cu', 'Al'])[0].potential.elements == ['Al', 'Cu']
     explicit = PacemakerSettings(potential={'elements': ['Cu']})
-    assert explicit.with_elements(['Al']).potential.elements == ['Cu']
+    assert explicit.complete(['Al'])[0].potential.elements == ['Cu']
+
+
+def test_a_bond_block_for_an_element_not_in_the_data_is_refused_when_elements_are_filled():
+    with pytest.raises(ValidationError, match='names Al, which is not among the elements'):
+        PacemakerSettings(potential={'bonds': {'AlCu': {'rcut': 5.0}}}).complete(['Cu'])

@@ -41,7 +41,11 @@ def test_delta_training_sets_need_repulsion_off_and_matching_test_set(fake_code,
     delta = subtract_zbl_baseline(original, orm.Dict(CUTOFFS))
     validate = PacemakerCalculation.spec().inputs.validate
     inputs = {'code': fake_code, 'training_set': delta, 'metadata': {'options': {'resources': {'num_machines': 1}}}}
-    assert 'set fit.repulsion to null' in validate(inputs).message
+    assert validate(inputs) is None  # pacemaker's default: no ZBL core
+    assert (
+        'set fit.repulsion to null'
+        in validate({**inputs, 'settings': orm.Dict({'fit': {'repulsion': 'auto'}})}).message
+    )
     inputs['settings'] = orm.Dict({'fit': {'repulsion': None}})
     assert validate(inputs) is None
     assert 'same ZBL baseline' in validate({**inputs, 'test_set': original}).message

@@ -53,7 +53,7 @@ def test_template_cannot_reach_python():
 
 def test_yaml_anchors_and_tags_in_values_stay_strings():
     document = PacemakerSettings(metadata={'a': '&anchor [1, 2]', 'b': '*anchor', 'c': '!!python/object:os.system'})
-    text = render_input(document.with_elements(['Cu']).to_pacemaker_input('d.pckl.gzip'))
+    text = render_input(document.complete(['Cu'])[0].to_pacemaker_input('d.pckl.gzip'))
     assert yaml.safe_load(text)['metadata'] == {'a': '&anchor [1, 2]', 'b': '*anchor', 'c': '!!python/object:os.system'}
 
 

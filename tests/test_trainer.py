@@ -44,7 +44,15 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
     with pytest.raises(ValidationError, match='pacemaker cannot fit stress'):
         config(pacemaker_executable, database, tmp_path, loss_weights=LossWeights(stress=0.5))
     with pytest.raises(ValidationError, match=r'either loss_weights or fit.loss.kappa'):
-        config(pacemaker_executable, database, tmp_path, settings={'fit': {'loss': {'kappa': 0.5}}})
+        config(
+            pacemaker_executable,
+            database,
+            tmp_path,
+            loss_weights=LossWeights(),
+            settings={'fit': {'loss': {'kappa': 0.5}}},
+        )
+    kappa_only = config(pacemaker_executable, database, tmp_path, settings={'fit': {'loss': {'kappa': 0.5}}})
+    assert kappa_only.pacemaker_settings().kappa == 0.5  # the default LossWeights does not count as given
     with pytest.raises(ValidationError, match=r'fit.maxiterr'):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'maxiterr': 5}})
     not_executable = tmp_path / 'pacemaker'

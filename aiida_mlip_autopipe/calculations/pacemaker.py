@@ -23,7 +23,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 from pydantic import ValidationError
 
-from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location
+from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import baseline_of
 from aiida_mlip_autopipe.input_file import InputFileError, load_input, render_input
@@ -157,6 +157,12 @@ class PacemakerCalculation(CalcJob):
             message='pacemaker wrote no metrics.txt, so the fit cannot be assessed.',
         )
         spec.exit_code(
+            306,
+            'ERROR_OUTPUT_REFERENCE_ENERGY',
+            invalidates_cache=True,
+            message='the reference energy of the fit cannot be written into the .yace: {message}',
+        )
+        spec.exit_code(
             310,
             'ERROR_STATUS_MISSING',
             invalidates_cache=True,
@@ -184,18 +190,34 @@ class PacemakerCalculation(CalcJob):
             'ERROR_PACEMAKER_KILLED',
             message='pacemaker was killed by signal {signal} without an error message (most likely out of memory).',
         )
+        spec.exit_code(
+            431,
+            'ERROR_PACEMAKER_CRASHED',
+            message='pacemaker crashed with signal {signal} ({name}); not a memory problem, so it is not retried.',
+        )
 
     # -- helpers ------------------------------------------------------------------------------------------
 
     @classmethod
-    def resolve_settings(cls, inputs: dict[str, Any]) -> PacemakerSettings:
-        """Return the validated settings with ``potential.elements`` taken from the data where omitted."""
-        raw = inputs['settings'].get_dict() if 'settings' in inputs else {}
-        settings = PacemakerSettings.model_validate(raw)
+    def data_elements(cls, inputs: dict[str, Any]) -> list[str]:
+        """The elements of the training (and test) data."""
         elements = set(inputs['training_set'].base.attributes.get('elements', []))
         if 'test_set' in inputs:
             elements |= set(inputs['test_set'].base.attributes.get('elements', []))
-        return settings.with_elements(sorted(elements))
+        return sorted(elements)
+
+    @classmethod
+    def completed_settings(cls, inputs: dict[str, Any]) -> tuple[PacemakerSettings, dict[str, Any], list[str]]:
+        """Return ``(settings, filled, dropped)``: the validated settings completed with what pacemaker requires and
+        the user left out, what was filled, and the messages for keys pacemaker ignores (dropped)."""
+        raw = inputs['settings'].get_dict() if 'settings' in inputs else {}
+        settings, filled = PacemakerSettings.model_validate(raw).complete(cls.data_elements(inputs))
+        return settings, filled, ignored_keys(raw)
+
+    @classmethod
+    def resolve_settings(cls, inputs: dict[str, Any]) -> PacemakerSettings:
+        """Return the validated settings completed with what pacemaker requires (e.g. the data's elements)."""
+        return cls.completed_settings(inputs)[0]
 
     @classmethod
     def input_document(cls, inputs: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -217,6 +239,11 @@ class PacemakerCalculation(CalcJob):
         """Write ``input.yaml`` and the job's helper script; copy the datasets; define the job's commands."""
         _, text = self.input_document(self.inputs)
         folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
+        _, filled, dropped = self.completed_settings(self.inputs)
+        if filled:
+            self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
+        for message in dropped:
+            self.report(f'settings: {message}')
         script = resources.files('aiida_mlip_autopipe.jobscripts').joinpath('pacemaker_io.py').read_text('utf-8')
         folder.create_file_from_filelike(_text_stream(script), self.IO_SCRIPT, mode='w')
 
@@ -228,7 +255,7 @@ class PacemakerCalculation(CalcJob):
             potential = self.inputs.initial_potential
             local_copy_list.append((potential.uuid, potential.filename, self.INITIAL_POTENTIAL))
             settings = self.resolve_settings(self.inputs)
-            flag = '-ip' if settings.fit.ladder_step is not None else '-p'
+            flag = '-ip' if settings.section_fit.ladder_step is not None else '-p'
             cmdline += [flag, self.INITIAL_POTENTIAL]
 
         codeinfo = datastructures.CodeInfo()
@@ -326,10 +353,10 @@ def check_user_rendering(rendered: dict[str, Any], document: dict[str, Any]) -> 
         raise InputFileError(
             f'the input.yaml rendered from the template is invalid: {first_error_location(exception)}'
         ) from exception
-    if sorted(settings.potential.elements or []) != sorted(document['potential']['elements']):
+    elements = settings.section_potential.elements
+    if sorted(elements or []) != sorted(document['potential']['elements']):
         raise InputFileError(
-            f'the template writes potential.elements={settings.potential.elements}, but the data has '
-            f'{document["potential"]["elements"]}'
+            f'the template writes potential.elements={elements}, but the data has {document["potential"]["elements"]}'
         )
 
 
@@ -365,16 +392,23 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
     baselines = {baseline_of(inputs[name]) for name in ('training_set', 'test_set') if name in inputs}
     if len(baselines) > 1:
         return 'the training_set and test_set must both carry the same ZBL baseline (delta learning), or neither'
-    if baseline_of(training_set) is not None and settings.fit.repulsion is not None:
+    if baseline_of(training_set) is not None and settings.section_fit.repulsion is not None:
         return (
             'the training_set is delta-learned on a ZBL baseline: pacemaker\'s fit.repulsion="auto" would add a '
             'second ZBL core; set fit.repulsion to null'
         )
-    if 'test_set' in inputs and settings.data.test_size is not None:
+    test_size = settings.section_data.test_size
+    if 'test_set' in inputs and test_size is not None:
         return 'give either the test_set input or settings data.test_size, not both'
-    data_elements = set(training_set.base.attributes.get('elements', []))
-    if 'test_set' in inputs:
-        data_elements |= set(inputs['test_set'].base.attributes.get('elements', []))
+    if test_size is not None:
+        count = len(training_set)
+        count_test = test_size if test_size >= 1 else int(count * test_size)
+        if count_test < 1 or count_test >= count:
+            return (
+                f'data.test_size={test_size} leaves {count - count_test} training and {count_test} test structures of '
+                f'the {count} in the training_set: pacemaker needs at least one of each'
+            )
+    data_elements = set(PacemakerCalculation.data_elements(inputs))
     if set(settings.potential.elements) != data_elements:
         return (
             f'potential.elements={settings.potential.elements} does not match the elements of the data '

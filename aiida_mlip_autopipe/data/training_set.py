@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from aiida.orm import Data
 
+from aiida_mlip_autopipe.data.geometry import MIN_INTERATOMIC_DISTANCE, geometry_problem
 from aiida_mlip_autopipe.jobscripts import pacemaker_io
 
 __all__ = ('TrainingSetBuilder', 'TrainingSetData', 'TrainingSetError')
@@ -61,10 +62,12 @@ class TrainingSetBuilder:
     """Accumulate labelled structures into the flattened arrays of the stable format.
 
     :meth:`add` checks one structure and returns ``None`` when it was added, or the reason it was not (no
-    atoms, no energy, NaN/inf values, badly shaped forces or stress), so that callers choose to refuse or skip.
+    atoms, no energy, NaN/inf values, badly shaped forces or stress, a geometry pacemaker cannot fit: atoms closer
+    than ``min_distance`` Å, mixed periodicity, a zero cell with periodicity), so that callers refuse or skip.
     """
 
-    def __init__(self):
+    def __init__(self, min_distance: float = MIN_INTERATOMIC_DISTANCE):
+        self.min_distance = min_distance
         self._numbers, self._positions, self._forces = [], [], []
         self._natoms, self._cells, self._pbc, self._energy = [], [], [], []
         self._has_forces, self._stress, self._has_stress, self._source = [], [], [], []
@@ -88,6 +91,11 @@ class TrainingSetBuilder:
             return 'its positions are not finite numbers of shape (natoms, 3)'
         if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
             return 'its cell is not a finite 3x3 matrix'
+        problem = geometry_problem(
+            positions, cell, np.asarray(pbc, dtype=bool).reshape(-1) * np.ones(3, bool), self.min_distance
+        )
+        if problem:
+            return problem
         if forces is not None:
             forces = np.asarray(forces, dtype=float)
             if forces.shape != (count, 3):
@@ -154,16 +162,22 @@ class TrainingSetData(Data):
     # -- construction -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_atoms(cls, structures: Iterable, sources: Sequence[str] | None = None) -> TrainingSetData:
+    def from_atoms(
+        cls,
+        structures: Iterable,
+        sources: Sequence[str] | None = None,
+        min_distance: float = MIN_INTERATOMIC_DISTANCE,
+    ) -> TrainingSetData:
         """Build from ``ase.Atoms`` labelled by their calculator (or ``info['energy']`` / ``arrays['forces']``).
 
         A structure without forces is kept with ``has_forces`` false for it; NaN/inf labels, wrongly shaped
-        forces, missing energies and empty structures are refused with the structure's index.
+        forces, missing energies, empty structures and geometries pacemaker cannot fit (atoms closer than
+        ``min_distance`` Å, mixed periodicity, a periodic zero cell) are refused with the structure's index.
         """
         structures = list(structures)
         if sources is not None and len(sources) != len(structures):
             raise TrainingSetError(f'{len(sources)} sources given for {len(structures)} structures')
-        builder = TrainingSetBuilder()
+        builder = TrainingSetBuilder(min_distance)
         for index, atoms in enumerate(structures):
             energy, forces, stress = labels_of(atoms)
             problem = builder.add(
@@ -181,9 +195,18 @@ class TrainingSetData(Data):
         return cls(arrays=builder.arrays())
 
     @classmethod
-    def from_arrays(cls, **arrays: np.ndarray) -> TrainingSetData:
-        """Build from the flattened arrays of the stable format (see :mod:`~.jobscripts.pacemaker_io`)."""
-        return cls(arrays=arrays)
+    def from_arrays(cls, min_distance: float = MIN_INTERATOMIC_DISTANCE, **arrays: np.ndarray) -> TrainingSetData:
+        """Build from the flattened arrays of the stable format (see :mod:`~.jobscripts.pacemaker_io`), with the
+        geometry checks of :meth:`from_atoms`."""
+        result = cls(arrays=arrays)
+        checked = result.get_arrays()
+        bounds = pacemaker_io.offsets(checked['natoms'])
+        for index in range(len(checked['natoms'])):
+            positions = checked['positions'][bounds[index] : bounds[index + 1]]
+            problem = geometry_problem(positions, checked['cells'][index], checked['pbc'][index], min_distance)
+            if problem:
+                raise TrainingSetError(f'structure {index}: {problem}')
+        return result
 
     @classmethod
     def concatenate(cls, training_sets: Sequence[TrainingSetData]) -> TrainingSetData:

@@ -79,15 +79,25 @@ def to_dataframe(source_path: str, target_path: str) -> int:
 
 
 def predictions(source_path: str, target_path: str) -> int:
-    """Turn pacemaker's ``*_pred.pckl.gzip`` into a stable ``.npz`` (reference and predicted E, F)."""
+    """Turn pacemaker's ``*_pred.pckl.gzip`` into a stable ``.npz`` of reference and predicted E, F.
+
+    ``energy`` / ``energy_pred`` are on the scale of the training labels: pacemaker predicts ``energy_corrected``
+    (labels minus its reference energies), and ``energy - energy_corrected`` (the reference of each structure) is
+    added back. ``energy_corrected`` / ``energy_corrected_pred`` keep pacemaker's own scale.
+    """
     import pandas as pd
 
     frame = pd.read_pickle(source_path, compression='gzip')
     natoms = np.asarray(frame['NUMBER_OF_ATOMS'], dtype=np.int64)
+    corrected = np.asarray(frame['energy_corrected'], dtype=float)
+    corrected_pred = np.asarray(frame['energy_pred'], dtype=float)
+    labels = np.asarray(frame['energy'], dtype=float) if 'energy' in frame else corrected
     result = {
         'natoms': natoms,
-        'energy': np.asarray(frame['energy_corrected'], dtype=float),
-        'energy_pred': np.asarray(frame['energy_pred'], dtype=float),
+        'energy': labels,
+        'energy_pred': corrected_pred + (labels - corrected),
+        'energy_corrected': corrected,
+        'energy_corrected_pred': corrected_pred,
         'forces': np.concatenate([np.asarray(f, dtype=float).reshape(-1, 3) for f in frame['forces']]),
         'forces_pred': np.concatenate([np.asarray(f, dtype=float).reshape(-1, 3) for f in frame['forces_pred']]),
         'name': np.asarray([str(name) for name in frame['name']]) if 'name' in frame else np.asarray([], dtype=str),

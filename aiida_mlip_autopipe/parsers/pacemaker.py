@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import signal
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
+from aiida_mlip_autopipe.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
 __all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
 
@@ -34,6 +36,14 @@ LEARNING_CURVE_UNITS = {
     'rmse_forces': 'meV/Å (per component)',
     'mae_forces': 'meV/Å (per component)',
 }
+
+
+def signal_name(number: int) -> str:
+    """``SIGSEGV`` for 11, etc.; ``signal N`` for numbers the platform does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f'signal {number}'
 
 
 def last_error_line(text: str) -> str | None:
@@ -122,7 +132,10 @@ class PacemakerParser(Parser):
             if nan_iteration is not None:
                 return codes.ERROR_NAN_LOSS.format(iteration=nan_iteration)
             if status >= 128 and error_line is None:
-                return codes.ERROR_PACEMAKER_KILLED.format(signal=status - 128)
+                signal_number = status - 128
+                if signal_number == signal.SIGKILL:
+                    return codes.ERROR_PACEMAKER_KILLED.format(signal=signal_number)
+                return codes.ERROR_PACEMAKER_CRASHED.format(signal=signal_number, name=signal_name(signal_number))
             return codes.ERROR_PACEMAKER_FAILED.format(status=status, line=error_line or '(no error line)')
         if log is None:
             return codes.ERROR_OUTPUT_LOG_MISSING.format(line=error_line or '(none)')
@@ -146,8 +159,16 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_LOG_UNREADABLE.format(line=str(exception))
         if not len(train.get('loss', [])):
             return codes.ERROR_OUTPUT_METRICS_MISSING
+        try:
+            e0, reference_source = e0_per_element(summary['metadata'], summary['elements'])
+            yace = with_e0(self._read(Calc.OUTPUT_YACE), e0)
+        except ReferenceEnergyError as exception:
+            return codes.ERROR_OUTPUT_REFERENCE_ENERGY.format(message=str(exception))
 
         metrics = self._metrics(train, test, summary, log)
+        metrics['reference_energy'] = e0
+        metrics['reference_energy_source'] = reference_source
+        metrics.update(self._settings_record())
         link = self.node.base.links.get_incoming(link_label_filter='training_set').first()
         baseline = link.node.base.attributes.get('zbl_baseline', None) if link is not None else None
         if baseline:
@@ -155,7 +176,7 @@ class PacemakerParser(Parser):
         self.out('metrics', orm.Dict(metrics))
         self.out('learning_curve', self._learning_curve(train, test))
         self.out('potential_yaml', self._singlefile(Calc.OUTPUT_YAML, summary, metrics))
-        self.out('potential', self._singlefile(Calc.OUTPUT_YACE, summary, metrics))
+        self.out('potential', self._singlefile(Calc.OUTPUT_YACE, summary, metrics, content=yace.encode()))
         for split in ('train', 'test'):
             predictions = self._predictions(f'{split}_predictions.npz')
             if predictions is not None:
@@ -163,6 +184,14 @@ class PacemakerParser(Parser):
         return None
 
     # -- pieces ---------------------------------------------------------------------------------------------
+
+    def _settings_record(self) -> dict[str, Any]:
+        """What the plugin filled into the settings (pacemaker requires it) and which ignored keys it dropped."""
+        try:
+            _, filled, dropped = Calc.completed_settings(self.node.inputs)
+        except Exception:  # a parser test without the calculation's inputs
+            return {}
+        return {'settings_filled': filled, 'settings_dropped': dropped}
 
     def _nan_iteration(self, log: str | None) -> int | None:
         text = self._read('metrics.txt')
@@ -228,14 +257,15 @@ class PacemakerParser(Parser):
         curve.base.attributes.set('units', LEARNING_CURVE_UNITS)
         return curve
 
-    def _singlefile(self, name: str, summary: dict, metrics: dict) -> orm.SinglefileData:
-        content = self._read(name, mode='rb')
+    def _singlefile(self, name: str, summary: dict, metrics: dict, content: bytes | None = None) -> orm.SinglefileData:
+        content = self._read(name, mode='rb') if content is None else content
         node = orm.SinglefileData(io.BytesIO(content), filename=name)
         attributes = {
             'elements': summary['elements'],
             'cutoff': summary['cutoff'],
             'num_functions': metrics['num_functions'],
             'pacemaker_version': metrics.get('pacemaker_version'),
+            'reference_energy': metrics['reference_energy'],
         }
         for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test', 'delta_learning'):
             if key in metrics:

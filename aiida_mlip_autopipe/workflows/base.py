@@ -85,7 +85,7 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         if retrieved is None or INTERIM not in retrieved.base.repository.list_object_names():
             return 'no interim potential was written: restarting from the start'
         done = iterations_done(retrieved)
-        maxiter = PacemakerSettings.model_validate(settings).fit.maxiter
+        maxiter = PacemakerSettings.model_validate(settings).section_fit.effective_maxiter
         remaining = max(1, maxiter - done)
         settings.setdefault('fit', {})['maxiter'] = remaining
         self.ctx.inputs.initial_potential = extract_retrieved_file(retrieved, orm.Str(INTERIM))
@@ -115,7 +115,7 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
     def handle_out_of_memory(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
         """Killed without an error message (the OOM killer): halve ``backend.batch_size`` and try again."""
         settings = self._settings()
-        batch_size = PacemakerSettings.model_validate(settings).backend.batch_size
+        batch_size = PacemakerSettings.model_validate(settings).section_backend.effective_batch_size
         if batch_size <= 1:
             return ProcessHandlerReport(True, self.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH)
         settings.setdefault('backend', {})['batch_size'] = max(1, batch_size // 2)

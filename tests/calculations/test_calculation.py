@@ -27,12 +27,12 @@ def inputs_for(code, training_set, **extra):
 
 
 def test_sandbox_files_commands_and_retrieve_list(generate_calc_job, fake_code, cu_set):
-    settings = orm.Dict({'fit': {'maxiter': 7}, 'data': {'test_size': 0.2}})
+    settings = orm.Dict({'fit': {'maxiter': 7}, 'data': {'test_size': 1}})
     folder, calc_info = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, settings=settings))
     assert sorted(p.name for p in folder.iterdir()) == ['input.yaml', 'pacemaker_io.py']
     document = yaml.safe_load((folder / 'input.yaml').read_text())
     assert document['fit']['maxiter'] == 7
-    assert document['data'] == {'test_size': 0.2, 'filename': 'training_data.pckl.gzip'}
+    assert document['data'] == {'test_size': 1, 'filename': 'training_data.pckl.gzip'}
     assert document['potential']['elements'] == ['Cu']
     assert 'backend' in document and 'potential' in document
     assert calc_info.local_copy_list == [(cu_set.uuid, 'structures.npz', 'training_set.npz')]
@@ -86,8 +86,9 @@ def test_ladder_fitting_continues_with_ip(generate_calc_job, fake_code, cu_set):
 def test_user_template_is_rendered(generate_calc_job, fake_code, cu_set):
     template = orm.SinglefileData(
         io.BytesIO(
-            b'# my lab template\nseed: {{ seed | yaml }}\npotential: {{ potential | yaml }}\ndata: {{ data | yaml }}\n'
-            b'fit: {{ fit | yaml }}\nbackend: {"evaluator": "tensorpot", "batch_size": 20, "display_step": 5}\n'
+            b'# my lab template\nseed: 3\npotential: {{ potential | yaml }}\ndata: {{ data | yaml }}\n'
+            b'{% if fit is defined %}fit: {{ fit | yaml }}{% endif %}\n'
+            b'backend: {"evaluator": "tensorpot", "batch_size": 20, "display_step": 5}\n'
         ),
         filename='input.yaml.j2',
     )
@@ -123,7 +124,7 @@ def template(text: bytes):
         (
             lambda: template(
                 b'potential: {{ potential | yaml }}\ndata: {"filename": "other.pckl"}\n'
-                b'fit: {{ fit | yaml }}\nbackend: {{ backend | yaml }}\n'
+                b'fit: {}\nbackend: {{ backend | yaml }}\n'
             ),
             'data.filename',
         ),

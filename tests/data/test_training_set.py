@@ -10,7 +10,7 @@ from aiida_mlip_autopipe.datasets import emt_structures
 
 
 def labelled(symbols='Cu2', energy=-1.0, forces=None, stress=None, calc=True):
-    atoms = Atoms(symbols, positions=np.arange(len(Atoms(symbols)) * 3).reshape(-1, 3) * 0.9, cell=[4, 4, 4], pbc=True)
+    atoms = Atoms(symbols, positions=np.arange(len(Atoms(symbols)))[:, None] * np.ones(3), cell=[4, 4, 4], pbc=True)
     if forces is None:
         forces = np.full((len(atoms), 3), 0.1)
     if calc:
