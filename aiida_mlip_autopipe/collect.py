@@ -1,7 +1,11 @@
 """Collect labelled structures from DFT results already in the AiiDA database, with each source as an input link.
 
-* :func:`collect_from_pw`: finished aiida-quantumespresso ``PwCalculation`` nodes. Energy from
-  ``output_parameters['energy']`` (eV), forces (eV/Å) and stress from the last step of ``output_trajectory``.
+* :func:`collect_from_pw`: finished aiida-quantumespresso ``PwCalculation`` nodes, or ``PwBaseWorkChain`` nodes
+  (their last successful ``PwCalculation``). Energy (eV), forces (eV/Å) and stress from ``output_trajectory`` (the
+  last step, or every step of a relax / MD). Only the trajectories (and input structures) become inputs of the
+  collecting calcfunction: they compare by UUID, so collection stays linear in the number of calculations (a
+  ``Dict`` compares by content, which made it quadratic). Failed calculations are refused (or skipped on request)
+  and calculations whose energy-deciding settings differ are named (or accepted on request).
   QE's stress is in GPa with the sign of QE's printed pressure (positive = compressed); it is converted to
   eV/Å³ with ASE's sign (``stress_ase = -stress_qe * ase.units.GPa``), as ASE's own QE reader does.
 * :func:`collect_structures`: the generic form any DFT plugin maps onto: a ``StructureData``, the total energy
@@ -22,7 +26,16 @@ from aiida.engine import calcfunction
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData, TrainingSetError
 
-__all__ = ('collect_from_pw', 'collect_pw_results', 'collect_structure_results', 'collect_structures')
+__all__ = (
+    'CollectionError',
+    'collect_from_pw',
+    'collect_pw_results',
+    'collect_structure_results',
+    'collect_structures',
+    'last_pw_calculation',
+)
+
+PW_PROCESS_TYPE = 'aiida.calculations:quantumespresso.pw'
 
 
 def _source_of(node: orm.Data, fallback: orm.Node) -> str:
@@ -46,33 +59,49 @@ def _groups(sources: Mapping[str, orm.Data]) -> dict[str, dict[str, orm.Data]]:
 
 
 @calcfunction
-def collect_pw_results(**sources: orm.Data) -> TrainingSetData:
-    """Build a ``TrainingSetData`` from PW outputs: per calculation ``s<i>_parameters``, ``s<i>_trajectory``
-    and optionally ``s<i>_structure`` (the input structure, for its periodicity)."""
+def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
+    """Build a ``TrainingSetData`` from PW outputs: per calculation ``s<i>_trajectory`` (its ``energy`` array, or
+    ``s<i>_parameters`` for a trajectory without one) and, for a trajectory without ``pbc``, ``s<i>_structure``.
+
+    ``frames`` is ``'last'`` (the final step) or ``'all'`` (every ionic step of a relax / MD trajectory).
+    """
     from ase.units import GPa
 
     builder = TrainingSetBuilder()
     for key, nodes in _groups(sources).items():
-        parameters, trajectory = nodes['parameters'], nodes['trajectory']
-        units = parameters.get('energy_units', 'eV')
-        if units != 'eV':
-            raise TrainingSetError(f'{key}: energy in {units!r}, expected eV')
+        trajectory = nodes['trajectory']
         arrays = trajectory.get_arraynames()
-        forces = trajectory.get_array('forces')[-1] if 'forces' in arrays else None
-        stress = -np.asarray(trajectory.get_array('stress')[-1]) * GPa if 'stress' in arrays else None
-        pbc = nodes['structure'].pbc if 'structure' in nodes else (True, True, True)
-        problem = builder.add(
-            _numbers(trajectory.symbols),
-            trajectory.get_array('positions')[-1],
-            trajectory.get_array('cells')[-1],
-            pbc,
-            parameters.get('energy'),
-            forces,
-            stress,
-            source=_source_of(parameters, trajectory),
-        )
-        if problem:
-            raise TrainingSetError(f'{key} ({_source_of(parameters, trajectory)}): {problem}')
+        source = _source_of(trajectory, trajectory)
+        if 'energy' in arrays:
+            energies = np.atleast_1d(trajectory.get_array('energy'))
+        elif 'parameters' in nodes:
+            units = nodes['parameters'].get('energy_units', 'eV')
+            if units != 'eV':
+                raise TrainingSetError(f'{key} ({source}): energy in {units!r}, expected eV')
+            energies = np.asarray([nodes['parameters'].get('energy')], dtype=float)
+        else:
+            raise TrainingSetError(f'{key} ({source}): the trajectory has no energy array')
+        positions, cells = trajectory.get_array('positions'), trajectory.get_array('cells')
+        forces = trajectory.get_array('forces') if 'forces' in arrays else None
+        stress = trajectory.get_array('stress') if 'stress' in arrays else None
+        count = len(positions)
+        steps = range(count) if frames.value == 'all' else [count - 1]
+        if frames.value == 'all' and len(energies) != count:
+            raise TrainingSetError(f'{key} ({source}): {len(energies)} energies for {count} frames')
+        pbc = nodes['structure'].pbc if 'structure' in nodes else (trajectory.pbc or (True, True, True))
+        for step in steps:
+            problem = builder.add(
+                _numbers(trajectory.symbols),
+                positions[step],
+                cells[step],
+                pbc,
+                energies[step - count] if len(energies) != count else energies[step],
+                forces[step] if forces is not None else None,
+                -np.asarray(stress[step]) * GPa if stress is not None else None,
+                source=source if frames.value == 'last' else f'{source}:frame={step}',
+            )
+            if problem:
+                raise TrainingSetError(f'{key} ({source}, frame {step}): {problem}')
     return TrainingSetData(arrays=builder.arrays())
 
 
@@ -101,23 +130,197 @@ def collect_structure_results(**sources: orm.Data) -> TrainingSetData:
     return TrainingSetData(arrays=builder.arrays())
 
 
-def collect_from_pw(calculations: Iterable[orm.CalcJobNode]) -> TrainingSetData:
-    """Collect finished ``PwCalculation`` nodes into one ``TrainingSetData`` (their outputs become its inputs)."""
+def last_pw_calculation(node: orm.ProcessNode) -> orm.CalcJobNode | None:
+    """The node itself for a ``PwCalculation``; for a workflow (``PwBaseWorkChain``), its last successful
+    ``PwCalculation``; ``None`` when there is none (failed)."""
+    return _last_successful_pw([node]).get(node.pk)
+
+
+def _chunks(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _last_successful_pw(nodes: list[orm.ProcessNode]) -> dict[int, orm.CalcJobNode]:
+    """Map each node's pk to its last successful ``PwCalculation`` (itself, or a workflow's descendant), in bulk."""
+    ok = {'attributes.process_state': 'finished', 'attributes.exit_status': 0}
+    result: dict[int, orm.CalcJobNode] = {}
+    calculations = [node.pk for node in nodes if isinstance(node, orm.CalcJobNode)]
+    for chunk in _chunks(calculations):
+        query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'id': {'in': chunk}, **ok}, project='*')
+        result.update({calc.pk: calc for calc in query.all(flat=True)})
+    workflows = [node for node in nodes if not isinstance(node, orm.CalcJobNode)]
+    for chunk in _chunks([node.pk for node in workflows]):
+        query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': {'in': chunk}}, project='id', tag='wf')
+        query.append(
+            orm.CalcJobNode,
+            with_incoming='wf',  # CALL_CALC: the PwCalculations a PwBaseWorkChain launched
+            filters={'process_type': PW_PROCESS_TYPE, **ok},
+            project=['*', 'ctime'],
+        )
+        for workflow, calc, ctime in query.all():
+            if workflow not in result or ctime > result[workflow].ctime:
+                result[workflow] = calc
+    for workflow in workflows:  # deeper nesting (e.g. a relax workflow around PwBaseWorkChain): walk it
+        if workflow.pk not in result:
+            children = [
+                child
+                for child in workflow.called_descendants
+                if isinstance(child, orm.CalcJobNode) and child.process_type == PW_PROCESS_TYPE and child.is_finished_ok
+            ]
+            if children:
+                result[workflow.pk] = max(children, key=lambda child: child.ctime)
+    return result
+
+
+def _links(calculations: list[orm.CalcJobNode], direction: str, labels: list[str]) -> dict[int, dict[str, orm.Data]]:
+    """The input (``direction='in'``) or output data of many calculations at once: ``{pk: {label: node}}``."""
+    result: dict[int, dict[str, orm.Data]] = {calc.pk: {} for calc in calculations}
+    relation = 'with_outgoing' if direction == 'in' else 'with_incoming'
+    label_filter = {'or': [{'label': label} if '%' not in label else {'label': {'like': label}} for label in labels]}
+    for chunk in _chunks([calc.pk for calc in calculations]):
+        query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'id': {'in': chunk}}, project='id', tag='calc')
+        query.append(
+            orm.Data, **{relation: 'calc'}, edge_filters=label_filter, edge_project='label', project='*', tag='data'
+        )
+        for row in query.iterdict():
+            result[row['calc']['id']][row['calc--data']['label']] = row['data']['*']
+    return result
+
+
+def pw_settings_fingerprint(inputs: dict[str, orm.Data]) -> dict:
+    """The inputs of a PW calculation that decide its absolute energies (functional, pseudopotentials, cutoffs,
+    smearing, spin) and its k-point spacing (1/Å, the largest over the three directions)."""
+    parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
+    system = {key.lower(): value for key, value in (parameters.get('SYSTEM') or {}).items()}
+    pseudos = {
+        label.removeprefix('pseudos__'): node.base.attributes.get('md5', node.uuid)
+        for label, node in inputs.items()
+        if label.startswith('pseudos__')
+    }
+    fingerprint = {
+        'input_dft': system.get('input_dft'),
+        'pseudos': dict(sorted(pseudos.items())),
+        'ecutwfc': system.get('ecutwfc'),
+        'ecutrho': system.get('ecutrho'),
+        'occupations': system.get('occupations'),
+        'smearing': system.get('smearing'),
+        'degauss': system.get('degauss'),
+        'nspin': system.get('nspin', 1),
+    }
+    spacing = None
+    if 'kpoints' in inputs and 'structure' in inputs:
+        try:
+            mesh, _ = inputs['kpoints'].get_kpoints_mesh()
+        except AttributeError:  # an explicit k-point list
+            mesh = None
+        if mesh is not None:
+            lengths = np.linalg.norm(np.asarray(inputs['structure'].cell), axis=1)
+            spacing = float(max(1.0 / (m * length) for m, length in zip(mesh, lengths, strict=True)))
+    return {'settings': fingerprint, 'kpoint_spacing': spacing}
+
+
+def settings_mismatches(fingerprints: dict[int, dict], spacing_tolerance: float = 1.5) -> list[str]:
+    """Name the calculations (by pk) whose energy-deciding settings differ from the majority's, or whose k-point
+    spacing lies more than ``spacing_tolerance`` times away from the median."""
+    if not fingerprints:
+        return []
+    keys = {pk: repr(sorted(value['settings'].items())) for pk, value in fingerprints.items()}
+    majority = max(set(keys.values()), key=list(keys.values()).count)
+    reference = next(value['settings'] for pk, value in fingerprints.items() if keys[pk] == majority)
+    problems = []
+    for pk, value in fingerprints.items():
+        differing = {name: item for name, item in value['settings'].items() if item != reference.get(name)}
+        if differing:
+            problems.append(
+                f'<{pk}> {", ".join(f"{k}={v!r} (others: {reference.get(k)!r})" for k, v in differing.items())}'
+            )
+    spacings = {pk: value['kpoint_spacing'] for pk, value in fingerprints.items() if value['kpoint_spacing']}
+    if spacings:
+        median = float(np.median(list(spacings.values())))
+        for pk, spacing in spacings.items():
+            if spacing > median * spacing_tolerance or spacing < median / spacing_tolerance:
+                problems.append(f'<{pk}> k-point spacing {spacing:.3f} 1/Å (median {median:.3f} 1/Å)')
+    return problems
+
+
+class CollectionError(TrainingSetError):
+    """DFT results cannot be collected as asked (failed calculations, mixed settings)."""
+
+    def __init__(self, message: str, kind: str, pks: list[int]):
+        super().__init__(message)
+        self.kind, self.pks = kind, pks
+
+
+def collect_from_pw(
+    nodes: Iterable[orm.ProcessNode],
+    *,
+    skip_failed: bool = False,
+    frames: str = 'last',
+    allow_mixed_settings: bool = False,
+) -> TrainingSetData:
+    """Collect finished ``PwCalculation`` nodes, or ``PwBaseWorkChain`` nodes (their last successful
+    ``PwCalculation``), into one ``TrainingSetData`` whose inputs are their output trajectories.
+
+    :param skip_failed: skip calculations / workflows without a successful PW run (counted in the result's
+        ``collection`` attribute) instead of refusing them.
+    :param frames: ``'last'`` (default) or ``'all'``: every ionic step of a relax or MD trajectory.
+    :param allow_mixed_settings: accept calculations whose energy-deciding settings differ (functional,
+        pseudopotentials, cutoffs, smearing, k-point spacing); by default they are refused and named.
+    """
+    if frames not in ('last', 'all'):
+        raise ValueError(f"frames={frames!r}: use 'last' or 'all'")
+    nodes = list(nodes)
+    chosen = _last_successful_pw(nodes)
+    failed = [node.pk for node in nodes if node.pk not in chosen]
+    calculations = [chosen[node.pk] for node in nodes if node.pk in chosen]
+    outputs = _links(calculations, 'out', ['output_trajectory', 'output_parameters'])
+    inputs = _links(calculations, 'in', ['structure', 'parameters', 'kpoints', 'pseudos__%'])
     sources: dict[str, orm.Data] = {}
-    for index, calculation in enumerate(calculations):
-        if not calculation.is_finished_ok:
-            raise TrainingSetError(f'{calculation.process_label}<{calculation.pk}> did not finish successfully')
-        outputs = calculation.outputs
-        missing = [name for name in ('output_parameters', 'output_trajectory') if name not in outputs]
-        if missing:
-            raise TrainingSetError(f'{calculation.process_label}<{calculation.pk}> has no {", ".join(missing)}')
-        sources[f's{index}_parameters'] = outputs.output_parameters
-        sources[f's{index}_trajectory'] = outputs.output_trajectory
-        if 'structure' in calculation.inputs:
-            sources[f's{index}_structure'] = calculation.inputs.structure
+    fingerprints = {}
+    for count, calculation in enumerate(calculations):
+        produced = outputs[calculation.pk]
+        if 'output_trajectory' not in produced:
+            raise CollectionError(
+                f'{calculation.process_label}<{calculation.pk}> has no output_trajectory', 'failed', [calculation.pk]
+            )
+        trajectory = produced['output_trajectory']
+        sources[f's{count}_trajectory'] = trajectory
+        if 'energy' not in trajectory.get_arraynames() and 'output_parameters' in produced:
+            sources[f's{count}_parameters'] = produced['output_parameters']
+        if trajectory.pbc is None and 'structure' in inputs[calculation.pk]:
+            sources[f's{count}_structure'] = inputs[calculation.pk]['structure']
+        fingerprints[calculation.pk] = pw_settings_fingerprint(inputs[calculation.pk])
+    count = len(calculations)
+    if failed and not skip_failed:
+        raise CollectionError(
+            f'{len(failed)} DFT calculation(s) did not finish successfully: {_pk_list(failed)}; skip them explicitly '
+            'to train without them',
+            'failed',
+            failed,
+        )
+    mismatches = settings_mismatches(fingerprints)
+    if mismatches and not allow_mixed_settings:
+        raise CollectionError(
+            'the DFT calculations do not share the settings that decide absolute energies: '
+            + '; '.join(mismatches[:10])
+            + (f' (and {len(mismatches) - 10} more)' if len(mismatches) > 10 else ''),
+            'mixed_settings',
+            [],
+        )
     if not sources:
-        raise TrainingSetError('no calculations to collect')
-    return collect_pw_results(**sources)
+        raise CollectionError('no successful DFT calculations to collect', 'failed', failed)
+    result = collect_pw_results(frames=orm.Str(frames), **sources)
+    result.base.extras.set(
+        'collection',
+        {'calculations': count, 'skipped_failed': failed, 'frames': frames, 'mixed_settings': mismatches},
+    )
+    return result
+
+
+def _pk_list(pks: list[int], limit: int = 20) -> str:
+    shown = ', '.join(f'<{pk}>' for pk in pks[:limit])
+    return shown + (f' and {len(pks) - limit} more' if len(pks) > limit else '')
 
 
 def collect_structures(entries: Iterable[Mapping[str, orm.Data]]) -> TrainingSetData:

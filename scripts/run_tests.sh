@@ -4,6 +4,7 @@
 # Extra arguments go to pytest. AIIDA_TEST_BROKER=core.zeromq|core.rabbitmq enables the daemon tests' broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install_dft.sh  # pw.x / ld1.x and aiida-quantumespresso for the real-DFT tests (idempotent)
 export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
 rm -rf "$AIIDA_PATH"; mkdir -p "$AIIDA_PATH"
 export PATH="$PWD/.venv/bin:$PATH"  # the daemon runs `verdi` from the PATH

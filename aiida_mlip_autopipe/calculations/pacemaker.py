@@ -405,8 +405,8 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         count_test = test_size if test_size >= 1 else int(count * test_size)
         if count_test < 1 or count_test >= count:
             return (
-                f'data.test_size={test_size} leaves {count - count_test} training and {count_test} test structures of '
-                f'the {count} in the training_set: pacemaker needs at least one of each'
+                f'data.test_size={test_size} takes {count_test} test structure(s) of the {count} in the training_set: '
+                'pacemaker needs at least one training and one test structure'
             )
     data_elements = set(PacemakerCalculation.data_elements(inputs))
     if set(settings.potential.elements) != data_elements:

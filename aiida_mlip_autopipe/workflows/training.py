@@ -18,7 +18,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
 from aiida_mlip_autopipe.codes import sibling_code
-from aiida_mlip_autopipe.collect import collect_from_pw
+from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
@@ -170,7 +170,27 @@ class PacemakerTrainingWorkChain(WorkChain):
             'group',
             valid_type=orm.Str,
             required=False,
-            help='Label of a group of TrainingSetData and/or finished PwCalculation nodes.',
+            help='Label of a group of TrainingSetData, PwCalculation and/or PwBaseWorkChain nodes.',
+        )
+        spec.input(
+            'skip_failed_dft',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Skip (and count) DFT calculations of the group that did not finish successfully, instead of failing.',
+        )
+        spec.input(
+            'dft_frames',
+            valid_type=orm.Str,
+            default=lambda: orm.Str('last'),
+            validator=lambda value, _: None if value.value in ('last', 'all') else "dft_frames must be 'last' or 'all'",
+            help="Which frames of a DFT relax / MD trajectory to take: 'last' or 'all'.",
+        )
+        spec.input(
+            'allow_mixed_dft_settings',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Accept DFT calculations whose energy-deciding settings (functional, pseudopotentials, cutoffs, '
+            'smearing, k-point spacing) differ.',
         )
         spec.input(
             'filters',
@@ -264,6 +284,8 @@ class PacemakerTrainingWorkChain(WorkChain):
             'ERROR_UNSUPPORTED_NODES',
             message='the group holds nodes that are neither TrainingSetData nor PW calculations: {types}',
         )
+        spec.exit_code(305, 'ERROR_FAILED_DFT', message='{message}')
+        spec.exit_code(306, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
         spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='the training failed [{status}]: {message}')
         spec.exit_code(402, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
 
@@ -279,12 +301,30 @@ class PacemakerTrainingWorkChain(WorkChain):
                 return self.exit_codes.ERROR_NO_DATA.format(source=f'no group labelled {label!r}')
             nodes = sorted(group.nodes, key=lambda node: node.pk)
             sets = [node for node in nodes if isinstance(node, TrainingSetData)]
-            calculations = [node for node in nodes if isinstance(node, orm.CalcJobNode)]
-            others = {type(node).__name__ for node in nodes} - {'TrainingSetData', 'CalcJobNode'}
+            calculations = [node for node in nodes if isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
+            others = {type(node).__name__ for node in nodes if not isinstance(node, TrainingSetData)} - {
+                type(node).__name__ for node in calculations
+            }
             if others:
                 return self.exit_codes.ERROR_UNSUPPORTED_NODES.format(types=', '.join(sorted(others)))
             if calculations:
-                sets.append(collect_from_pw(calculations))
+                try:
+                    collected = collect_from_pw(
+                        calculations,
+                        skip_failed=self.inputs.skip_failed_dft.value,
+                        frames=self.inputs.dft_frames.value,
+                        allow_mixed_settings=self.inputs.allow_mixed_dft_settings.value,
+                    )
+                except CollectionError as exception:
+                    if exception.kind == 'mixed_settings':
+                        return self.exit_codes.ERROR_MIXED_DFT_SETTINGS.format(message=str(exception))
+                    return self.exit_codes.ERROR_FAILED_DFT.format(message=str(exception))
+                report = collected.base.extras.get('collection', {})
+                self.report(
+                    f'collected {len(collected)} structures from {report.get("calculations")} DFT calculation(s); '
+                    f'skipped {len(report.get("skipped_failed", []))} failed'
+                )
+                sets.append(collected)
             source = f'group {label!r}'
         elif 'filters' in self.inputs:
             filters = query_filters(self.inputs.filters.get_dict())

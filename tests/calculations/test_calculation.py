@@ -119,6 +119,13 @@ def template(text: bytes):
         (lambda: {'settings': {'loss_weights': {'stress': 1.0}}}, 'pacemaker cannot fit stress'),
         (lambda: {'settings': {'data': {'filename': 'mine.pckl'}}}, 'use the `training_set` input'),
         (lambda: {'settings': {'data': {'test_size': 0.1}}, 'test_set': 'same'}, 'not both'),
+        (lambda: {'settings': {'data': {'test_size': 50}}}, 'data.test_size=50 takes 50 test structure(s) of the 3'),
+        (lambda: {'settings': {'data': {'test_size': 0.1}}}, 'test_size=0.1 takes 0 test structure(s) of the 3'),
+        (lambda: {'settings': {'potential': {'bonds': {'CuNi': {'rcut': 5.0}}}}}, 'names Ni, which is not among'),
+        (lambda: {'settings': {'seed': -1}}, 'seed: Input should be greater than or equal to 0'),
+        (lambda: {'settings': {'fit': {'maxiter': True}}}, 'fit.maxiter: Input should be a valid integer'),
+        (lambda: {'settings': {'potential': {'bonds': {'ALL': {'radparameters': []}}}}}, 'at least 1 item'),
+        (lambda: {'settings': {'potential': {'deltaSplineBins': 1e-300}}}, 'greater than or equal to 0.00001'),
         (lambda: {'initial_potential': orm.SinglefileData(io.BytesIO(b'x'), filename='old.yace')}, 'is a .yace'),
         (lambda: template(b'seed: {{ sed | yaml }}\n'), "'sed' is undefined"),
         (

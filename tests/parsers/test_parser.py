@@ -82,6 +82,7 @@ def test_early_converged_fit(parse_fixture):
         ('failed_bad_eval', 410, "ValueError: Unknown evaluator type 'tensorpotx'"),
         ('failed_typo_pot', 410, "KeyError: 'ndensity'"),
         ('killed', 430, 'killed by signal 9'),
+        ('segfault', 431, 'crashed with signal 11 (SIGSEGV)'),
         ('nan_loss', 420, 'iteration 28'),
         ('missing_potential', 303, 'without writing output_potential.yaml'),
         ('yace_failed', 304, 'RuntimeError: Could not convert B-basis'),

@@ -99,7 +99,7 @@ def test_killed_halves_the_batch_size(generate_workchain):
     assert 'initial_potential' in process.ctx.inputs
     process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED)
     process.handle_out_of_memory(node)
-    assert process.ctx.inputs.settings['backend']['batch_size'] == 50  # from the default 100
+    assert process.ctx.inputs.settings['backend']['batch_size'] == 5  # from pacemaker's default 10
     process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED, settings={'backend': {'batch_size': 1}})
     report = process.handle_out_of_memory(node)
     assert report.exit_code.status == PacemakerBaseWorkChain.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH.status
@@ -111,6 +111,15 @@ def test_other_failures_stop_with_the_calculations_own_exit_code(generate_workch
     )
     result = process.inspect_process()
     assert result.status == 410 and result.message == 'pacemaker exited with status 1: KeyError: ndensity'
+
+
+def test_a_crash_by_another_signal_is_not_retried_as_memory(generate_workchain):
+    """Signal 11 (pacemaker segfaults on empty radparameters) is a crash: its own code, not a smaller batch."""
+    message = 'pacemaker crashed with signal 11 (SIGSEGV); not a memory problem, so it is not retried.'
+    process, _ = generate_workchain(CODES.ERROR_PACEMAKER_CRASHED, exit_message=message)
+    result = process.inspect_process()
+    assert result.status == CODES.ERROR_PACEMAKER_CRASHED.status and 'SIGSEGV' in result.message
+    assert 'settings' not in process.ctx.inputs or 'backend' not in process.ctx.inputs.settings.get_dict()
 
 
 def test_success_is_not_touched(generate_workchain):

@@ -1,0 +1,337 @@
+"""Fidelity: an input raw pacemaker accepts gives, through the plugin, raw pacemaker's own fit on the same data.
+
+Inputs are shaped like python-ace's four official examples (``examples/Cu-I``, ``Cu-II``, ``HEA``, ``Ethanol``:
+the same sections and keys, including ``w1_coeffs`` / ``w2_coeffs``, ``kappa: auto``, ladder fitting, fit cycles,
+weighting and core repulsion), with small bases, little EMT data and few iterations. Each runs twice: raw
+``pacemaker input.yaml`` in a folder, and ``PacemakerCalculation`` with the same dictionary as ``settings``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.datasets import emt_structures
+from tests.conftest import FIT_OPTIONS
+
+pytestmark = pytest.mark.pacemaker
+
+CU_I = {
+    'seed': 42,
+    'metadata': {'comment': 'Example of fitting simple copper potential'},
+    'potential': {
+        'deltaSplineBins': 0.001,
+        'elements': ['Cu'],
+        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'bonds': {
+            'ALL': {
+                'radbase': 'ChebExpCos',
+                'radparameters': [5.25],
+                'rcut': 5,
+                'dcut': 0.01,
+                'NameOfCutoffFunction': 'cos',
+            }
+        },
+        'functions': {'UNARY': {'nradmax_by_orders': [6, 2, 2, 1], 'lmax_by_orders': [0, 2, 1, 1]}},
+    },
+    'fit': {
+        'loss': {'kappa': 0.35, 'L1_coeffs': 1e-8, 'L2_coeffs': 1e-8, 'w0_rad': 1e-8, 'w1_rad': 1e-8, 'w2_rad': 1e-8},
+        'optimizer': 'BFGS',
+        'maxiter': 4,
+        'ladder_step': 10,
+        'ladder_type': 'body_order',
+    },
+    'backend': {'evaluator': 'tensorpot', 'batch_size': 100, 'display_step': 50},
+}
+
+CU_II = {
+    'seed': 42,
+    'metadata': {'comment': 'Example of fitting simple copper potential for Cu-II dataset'},
+    'potential': {
+        'deltaSplineBins': 0.001,
+        'elements': ['Cu'],
+        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'bonds': {
+            'ALL': {
+                'radbase': 'SBessel',
+                'radparameters': [5.25],
+                'rcut': 5.5,
+                'dcut': 0.01,
+                'NameOfCutoffFunction': 'cos',
+            }
+        },
+        'functions': {'UNARY': {'nradmax_by_orders': [8, 3, 2, 1], 'lmax_by_orders': [0, 3, 2, 1]}},
+    },
+    'data': {'test_size': 0.1},
+    'fit': {
+        'loss': {'kappa': 'auto', 'L1_coeffs': 1e-8, 'L2_coeffs': 1e-8, 'w0_rad': 1e-8, 'w1_rad': 1e-8, 'w2_rad': 1e-8},
+        'optimizer': 'BFGS',
+        'maxiter': 5,
+        'repulsion': 'auto',
+        'ladder_step': 200,
+        'ladder_type': 'power_order',
+    },
+    'backend': {'evaluator': 'tensorpot', 'batch_size': 100, 'display_step': 50},
+}
+
+HEA = {
+    'seed': 42,
+    'metadata': {'comment': 'Exempliar fit of HEA dataset'},
+    'potential': {
+        'deltaSplineBins': 0.001,
+        'elements': ['Cu', 'Ni', 'Pd', 'Ag', 'Au'],
+        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'bonds': {
+            'ALL': {
+                'radbase': 'ChebExpCos',
+                'radparameters': [5.25],
+                'rcut': 4.5,
+                'dcut': 0.01,
+                'NameOfCutoffFunction': 'cos',
+            }
+        },
+        'functions': {
+            'ALL': {'nradmax_by_orders': [4, 1], 'lmax_by_orders': [0, 1]},
+            'QUATERNARY': {'nradmax_by_orders': [4, 1, 1, 1], 'lmax_by_orders': [0, 1, 1, 1]},
+            'QUINARY': {'nradmax_by_orders': [4, 1, 1, 1], 'lmax_by_orders': [0, 1, 1, 1]},
+        },
+    },
+    'fit': {
+        'loss': {
+            'kappa': 0.95,
+            'L1_coeffs': 0,
+            'L2_coeffs': 0,
+            'w1_coeffs': 0,
+            'w2_coeffs': 0,
+            'w0_rad': 0,
+            'w1_rad': 0,
+            'w2_rad': 0,
+        },
+        'weighting': {
+            'type': 'EnergyBasedWeightingPolicy',
+            'nfit': 20,
+            'DElow': 1.0,
+            'DEup': 10.0,
+            'DE': 1000000.0,
+            'DF': 1000000.0,
+            'energy': 'convex_hull',
+            'seed': 42,
+        },
+        'optimizer': 'BFGS',
+        'maxiter': 3,
+        'fit_cycles': 1,
+        'ladder_step': 200,
+        'ladder_type': 'body_order',
+    },
+    'backend': {'evaluator': 'tensorpot', 'batch_size': 20, 'display_step': 50},
+}
+
+ETHANOL = {
+    'seed': 42,
+    'metadata': {'comment': 'Exempliar fit of ethanol molecule MD snapshots'},
+    'potential': {
+        'deltaSplineBins': 0.001,
+        'elements': ['C', 'O', 'H'],
+        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'bonds': {
+            'ALL': {
+                'radbase': 'ChebExpCos',
+                'radparameters': [5.25],
+                'rcut': 4,
+                'dcut': 0.01,
+                'NameOfCutoffFunction': 'cos',
+                'core-repulsion': [0.0, 5.0],
+            }
+        },
+        'functions': {'ALL': {'nradmax_by_orders': [5, 2, 1], 'lmax_by_orders': [0, 1, 1]}},
+    },
+    'fit': {
+        'loss': {
+            'kappa': 0.99,
+            'L1_coeffs': 0,
+            'L2_coeffs': 0,
+            'w1_coeffs': 0,
+            'w2_coeffs': 0,
+            'w0_rad': 0,
+            'w1_rad': 0,
+            'w2_rad': 0,
+        },
+        'optimizer': 'BFGS',
+        'maxiter': 3,
+        'fit_cycles': 2,
+        'ladder_step': 100,
+        'ladder_type': 'body_order',
+    },
+    'backend': {'evaluator': 'tensorpot', 'batch_size': 1000, 'display_step': 50},
+}
+
+
+def ethanol_snapshots(count: int, seed: int) -> list:
+    """Rattled ethanol molecules (not periodic) labelled with ASE's EMT (C, O, H parameters)."""
+    from ase.build import molecule
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    structures = []
+    for _ in range(count):
+        atoms = molecule('CH3CH2OH')
+        atoms.center(vacuum=5.0)
+        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+        atoms.calc = EMT()
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        structures.append(atoms)
+    return structures
+
+
+EXAMPLES = {
+    'Cu-I': (CU_I, lambda: emt_structures(12, elements=('Cu',), seed=21)),
+    'Cu-II': (CU_II, lambda: emt_structures(20, elements=('Cu',), seed=22)),
+    'HEA': (HEA, lambda: emt_structures(12, elements=('Cu', 'Ni', 'Pd', 'Ag', 'Au'), seed=23)),
+    'Ethanol': (ETHANOL, lambda: ethanol_snapshots(12, seed=24)),
+}
+
+
+def run_raw_pacemaker(pacemaker_executable, training_set: TrainingSetData, document: dict, folder) -> dict:
+    """Run ``pacemaker input.yaml`` by hand in ``folder`` on the same data; return its potential and metrics."""
+    from aiida_mlip_autopipe.jobscripts import pacemaker_io
+
+    folder.mkdir()
+    with training_set.base.repository.as_path(TrainingSetData.FILENAME) as npz:
+        python = pacemaker_executable.read_text().splitlines()[0].removeprefix('#!').strip()
+        subprocess.run(
+            [python, pacemaker_io.__file__, 'to-dataframe', str(npz), 'data.pckl.gzip'], cwd=folder, check=True
+        )
+    document = copy.deepcopy(document)
+    document.setdefault('data', {})['filename'] = 'data.pckl.gzip'
+    (folder / 'input.yaml').write_text(yaml.safe_dump(document))
+    threads = str(FIT_OPTIONS['resources']['num_mpiprocs_per_machine'])
+    env = {
+        **os.environ,
+        'OMP_NUM_THREADS': threads,
+        'TF_NUM_INTRAOP_THREADS': threads,
+        'TF_NUM_INTEROP_THREADS': threads,
+    }
+    result = subprocess.run(
+        [str(pacemaker_executable), 'input.yaml'], cwd=folder, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {'yaml': (folder / 'output_potential.yaml').read_text(), 'metrics': (folder / 'metrics.txt').read_text()}
+
+
+def coefficients(text: str) -> tuple[int, np.ndarray]:
+    import tempfile
+
+    from pyace import BBasisConfiguration
+
+    with tempfile.NamedTemporaryFile('w', suffix='.yaml') as handle:
+        handle.write(text)
+        handle.flush()
+        basis = BBasisConfiguration(handle.name)
+        return basis.total_number_of_functions, np.asarray(basis.get_all_coeffs())
+
+
+@pytest.mark.parametrize('name', list(EXAMPLES))
+def test_official_example_inputs_give_raw_pacemakers_fit(name, pacemaker_code, pacemaker_executable, tmp_path):
+    from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
+
+    settings, make_data = EXAMPLES[name]
+    training_set = TrainingSetData.from_atoms(make_data()).store()
+    raw = run_raw_pacemaker(pacemaker_executable, training_set, settings, tmp_path / 'raw')
+
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=pacemaker_code,
+        training_set=training_set,
+        settings=orm.Dict(settings),
+        metadata={'options': FIT_OPTIONS},
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    rendered = yaml.safe_load(node.base.repository.get_object_content('input.yaml'))
+    expected = copy.deepcopy(settings)
+    for key in ('w1_coeffs', 'w2_coeffs'):  # ignored by pacemaker: dropped, and said so
+        expected['fit']['loss'].pop(key, None)
+    rendered['data'].pop('filename')
+    assert rendered == {**expected, 'data': expected.get('data', {})}, 'the plugin changed the input'
+    if 'w1_coeffs' in settings['fit']['loss']:
+        assert any('w1_coeffs dropped' in message for message in node.outputs.metrics['settings_dropped'])
+    assert node.outputs.metrics['settings_filled'] == {}
+
+    plugin_count, plugin_coefficients = coefficients(node.outputs.potential_yaml.get_content())
+    raw_count, raw_coefficients = coefficients(raw['yaml'])
+    assert plugin_count == raw_count
+    np.testing.assert_allclose(plugin_coefficients, raw_coefficients, rtol=1e-9, atol=1e-12)
+    raw_loss = parse_metrics_table(raw['metrics'])['loss']
+    plugin_loss = node.outputs.learning_curve.get_array('loss')
+    np.testing.assert_allclose(plugin_loss, raw_loss, rtol=1e-9)
+    print(
+        f'{name}: {plugin_count} functions, {len(plugin_coefficients)} coefficients, final loss {plugin_loss[-1]:.6e}'
+    )
+
+
+@pytest.mark.parametrize('test_size', [None, 0.25])
+def test_absolute_energies_are_reproduced_on_the_labels_scale(test_size, pacemaker_code):
+    """Labels shifted by tens of eV per atom and element (as DFT total energies are): pacemaker computes its
+    reference energies, and the stored .yace gives the labels back on held-out structures."""
+    from aiida_mlip_autopipe.calculator import get_calculator
+
+    shift = {'Cu': -31.7, 'Al': -56.2}
+
+    def shifted(structures):
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        for atoms in structures:
+            energy = atoms.get_potential_energy() + sum(shift[s] for s in atoms.get_chemical_symbols())
+            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=atoms.get_forces())
+        return structures
+
+    training = TrainingSetData.from_atoms(shifted(emt_structures(24, repeat=1, seed=31))).store()
+    held_out = shifted(emt_structures(6, repeat=1, seed=32))
+    settings = {
+        'potential': {
+            'bonds': {'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 5.0, 'dcut': 0.01}},
+            'functions': {
+                'number_of_functions_per_element': 10,
+                'ALL': {'nradmax_by_orders': [6, 2], 'lmax_by_orders': [0, 1]},
+            },
+        },
+        'fit': {'maxiter': 40, 'loss': {'kappa': 0.3}},
+    }
+    if test_size:
+        settings['data'] = {'test_size': test_size}
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=pacemaker_code,
+        training_set=training,
+        settings=orm.Dict(settings),
+        metadata={'options': FIT_OPTIONS},
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    reference = node.outputs.potential.base.attributes.get('reference_energy')
+    assert set(reference) == {'Al', 'Cu'} and reference['Al'] < -40 and reference['Cu'] < -20
+    metrics = node.outputs.metrics.get_dict()
+    calculator = get_calculator(node.outputs.potential)
+    errors = []
+    for atoms in held_out:
+        label = atoms.get_potential_energy()
+        atoms.calc = calculator
+        errors.append((atoms.get_potential_energy() - label) / len(atoms))
+    rmse = 1000 * np.sqrt(np.mean(np.square(errors)))
+    print(f'shifted labels: held-out {rmse:.2f} meV/atom vs train {metrics["rmse_energy_train"]:.2f} meV/atom')
+    assert rmse < 5 * metrics['rmse_energy_train'] + 10  # meV/atom, not tens of eV
+    train = node.outputs.train_predictions
+    np.testing.assert_allclose(
+        train.get_array('energy_pred') / train.get_array('natoms'),
+        train.get_array('energy') / train.get_array('natoms'),
+        atol=5 * metrics['rmse_energy_train'] / 1000 + 0.01,
+    )
