@@ -18,6 +18,7 @@ structure, when the energy has no creator).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -36,6 +37,9 @@ __all__ = (
 )
 
 PW_PROCESS_TYPE = 'aiida.calculations:quantumespresso.pw'
+#: Calculations per collecting calcfunction: aiida-core checks each new input link against the ones before it, so
+#: one calcfunction with N inputs costs O(N^2); batches of this size, then one merge, keep collection linear.
+BATCH = 50
 
 
 def _source_of(node: orm.Data, fallback: orm.Node) -> str:
@@ -58,6 +62,45 @@ def _groups(sources: Mapping[str, orm.Data]) -> dict[str, dict[str, orm.Data]]:
     return dict(sorted(groups.items(), key=lambda item: int(item[0][1:])))
 
 
+def read_arrays(nodes: list[orm.ArrayData]) -> list[dict[str, np.ndarray]]:
+    """Read every array of many stored ``ArrayData`` nodes in one pass over the repository (reading them one by one
+    opens the object store for each array)."""
+    from aiida.manage import get_manager
+
+    wanted: dict[str, list[tuple[int, str]]] = {}
+    result: list[dict[str, np.ndarray]] = [{} for _ in nodes]
+    for index, node in enumerate(nodes):
+        for name in node.get_arraynames():
+            key = node.base.repository.get_object(f'{name}.npy').key
+            wanted.setdefault(key, []).append((index, name))
+    repository = get_manager().get_profile_storage().get_repository()
+    for key, stream in repository.iter_object_streams(list(wanted)):
+        array = np.load(io.BytesIO(stream.read()), allow_pickle=False)
+        for index, name in wanted[key]:
+            result[index][name] = array
+    return result
+
+
+def _creator_uuids(nodes: list[orm.Data]) -> dict[int, str]:
+    """The UUID of the calculation that created each node, in bulk (``node.creator`` is one query per node)."""
+    from aiida.common.links import LinkType
+
+    result = {}
+    for chunk in _chunks([node.pk for node in nodes]):
+        query = orm.QueryBuilder().append(orm.Data, filters={'id': {'in': chunk}}, project='id', tag='data')
+        query.append(
+            orm.CalculationNode, with_outgoing='data', edge_filters={'type': LinkType.CREATE.value}, project='uuid'
+        )
+        result.update(dict(query.all()))
+    return result
+
+
+@calcfunction
+def merge_collected(**parts: TrainingSetData) -> TrainingSetData:
+    """Concatenate the batches of one collection (in label order) into one ``TrainingSetData``."""
+    return TrainingSetData.concatenate([parts[label] for label in sorted(parts)])
+
+
 @calcfunction
 def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
     """Build a ``TrainingSetData`` from PW outputs: per calculation ``s<i>_trajectory`` (its ``energy`` array, or
@@ -68,12 +111,15 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
     from ase.units import GPa
 
     builder = TrainingSetBuilder()
-    for key, nodes in _groups(sources).items():
+    groups = _groups(sources)
+    trajectories = [nodes['trajectory'] for nodes in groups.values()]
+    creators = _creator_uuids(trajectories)
+    for (key, nodes), arrays in zip(groups.items(), read_arrays(trajectories), strict=True):
         trajectory = nodes['trajectory']
-        arrays = trajectory.get_arraynames()
-        source = _source_of(trajectory, trajectory)
+        source = f'aiida:{creators.get(trajectory.pk, trajectory.uuid)}'
+
         if 'energy' in arrays:
-            energies = np.atleast_1d(trajectory.get_array('energy'))
+            energies = np.atleast_1d(arrays['energy'])
         elif 'parameters' in nodes:
             units = nodes['parameters'].get('energy_units', 'eV')
             if units != 'eV':
@@ -81,9 +127,8 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
             energies = np.asarray([nodes['parameters'].get('energy')], dtype=float)
         else:
             raise TrainingSetError(f'{key} ({source}): the trajectory has no energy array')
-        positions, cells = trajectory.get_array('positions'), trajectory.get_array('cells')
-        forces = trajectory.get_array('forces') if 'forces' in arrays else None
-        stress = trajectory.get_array('stress') if 'stress' in arrays else None
+        positions, cells = arrays['positions'], arrays['cells']
+        forces, stress = arrays.get('forces'), arrays.get('stress')
         count = len(positions)
         steps = range(count) if frames.value == 'all' else [count - 1]
         if frames.value == 'all' and len(energies) != count:
@@ -276,22 +321,25 @@ def collect_from_pw(
     calculations = [chosen[node.pk] for node in nodes if node.pk in chosen]
     outputs = _links(calculations, 'out', ['output_trajectory', 'output_parameters'])
     inputs = _links(calculations, 'in', ['structure', 'parameters', 'kpoints', 'pseudos__%'])
-    sources: dict[str, orm.Data] = {}
+    entries: list[dict[str, orm.Data]] = []
     fingerprints = {}
-    for count, calculation in enumerate(calculations):
+    for calculation in calculations:
         produced = outputs[calculation.pk]
         if 'output_trajectory' not in produced:
             raise CollectionError(
                 f'{calculation.process_label}<{calculation.pk}> has no output_trajectory', 'failed', [calculation.pk]
             )
         trajectory = produced['output_trajectory']
-        sources[f's{count}_trajectory'] = trajectory
+        entry = {'trajectory': trajectory}
         if 'energy' not in trajectory.get_arraynames() and 'output_parameters' in produced:
-            sources[f's{count}_parameters'] = produced['output_parameters']
+            entry['parameters'] = produced['output_parameters']
         if trajectory.pbc is None and 'structure' in inputs[calculation.pk]:
-            sources[f's{count}_structure'] = inputs[calculation.pk]['structure']
+            entry['structure'] = inputs[calculation.pk]['structure']
+        entries.append(entry)
         fingerprints[calculation.pk] = pw_settings_fingerprint(inputs[calculation.pk])
-    count = len(calculations)
+    count = len(entries)
+    # loaded ORM objects are expired on every commit of the calcfunctions below: keep only the trajectories alive
+    del calculations, chosen, outputs, inputs
     if failed and not skip_failed:
         raise CollectionError(
             f'{len(failed)} DFT calculation(s) did not finish successfully: {_pk_list(failed)}; skip them explicitly '
@@ -308,9 +356,18 @@ def collect_from_pw(
             'mixed_settings',
             [],
         )
-    if not sources:
+    if not entries:
         raise CollectionError('no successful DFT calculations to collect', 'failed', failed)
-    result = collect_pw_results(frames=orm.Str(frames), **sources)
+    batches = [
+        {
+            f's{index}_{field}': node
+            for index, entry in enumerate(entries[start : start + BATCH])
+            for field, node in entry.items()
+        }
+        for start in range(0, count, BATCH)
+    ]
+    parts = [collect_pw_results(frames=orm.Str(frames), **batch) for batch in batches]
+    result = parts[0] if len(parts) == 1 else merge_collected(**{f'part_{i:05d}': p for i, p in enumerate(parts)})
     result.base.extras.set(
         'collection',
         {'calculations': count, 'skipped_failed': failed, 'frames': frames, 'mixed_settings': mismatches},

@@ -6,7 +6,8 @@ then times ``collect_from_pw`` in a fresh process (cold nodes), with its peak me
 also passes every ``output_parameters`` Dict as an input (what the collector did before): aiida-core checks new
 input links against the existing ones with ``==``, which compares Dicts by content, so that grows quadratically.
 
-Usage: python benchmarks/collect_pw.py [N ...]    (default 250 500 1000)
+Usage: python benchmarks/collect_pw.py [--legacy] [N ...]    (default 250 500 1000; --legacy also times the old way
+up to N = 500)
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def collect(label: str, count: int, mode: str) -> None:
     print(f'{len(result)} {time.perf_counter() - start:.3f}')
 
 
-def main(counts: list[int]) -> None:
+def main(counts: list[int], legacy: bool) -> None:
     profile = ensure_profile()
     from aiida import load_profile
 
@@ -99,7 +100,7 @@ def main(counts: list[int]) -> None:
     build(max(counts), label)
     print(f'{"N":>6} {"mode":>8} {"collect (s)":>12} {"process wall (s)":>17} {"peak RSS (MiB)":>15}')
     for count in counts:
-        for mode in ('linear', 'legacy'):
+        for mode in ('linear', 'legacy') if legacy else ('linear',):
             if mode == 'legacy' and count > 500:
                 continue  # quadratic: minutes
             argv = [str(PLUGIN_PYTHON), __file__, '--child', label, str(count), mode]
@@ -118,4 +119,5 @@ if __name__ == '__main__':
         collect(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         sys.path.insert(0, str(REPO))
-        main([int(value) for value in sys.argv[1:]] or [250, 500, 1000])
+        arguments = [value for value in sys.argv[1:] if value != '--legacy']
+        main([int(value) for value in arguments] or [250, 500, 1000], legacy='--legacy' in sys.argv)

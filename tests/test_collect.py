@@ -75,6 +75,22 @@ def test_pw_results_are_collected_with_ase_units_and_sign(session_localhost):
         assert {calc.outputs.output_parameters.pk, calc.outputs.output_trajectory.pk} <= inputs
 
 
+def test_large_collections_are_batched_and_merged_with_lineage(session_localhost, monkeypatch):
+    """Batches of BATCH calculations per calcfunction, then one merge: the lineage still reaches every one."""
+    from aiida_mlip_autopipe import collect
+    from aiida_mlip_autopipe.lineage import _ancestors
+
+    monkeypatch.setattr(collect, 'BATCH', 2)
+    labelled = [emt_labelled(1.0 + 0.01 * index, seed=10 + index) for index in range(5)]
+    calculations = [make_pw_calculation(session_localhost, *args) for args in labelled]
+    training_set = collect_from_pw(calculations)
+    assert training_set.creator.process_label == 'merge_collected'
+    assert training_set.get_sources() == [f'aiida:{calc.uuid}' for calc in calculations]
+    energies = [atoms.get_potential_energy() for atoms in training_set.get_atoms()]
+    assert energies == pytest.approx([energy for _, energy, _, _ in labelled])
+    assert {calc.pk for calc in _ancestors(training_set, orm.CalcJobNode)} == {calc.pk for calc in calculations}
+
+
 def test_failed_calculations_are_refused(session_localhost):
     atoms, energy, forces, stress = emt_labelled(1.0, seed=3)
     failed = make_pw_calculation(session_localhost, atoms, energy, forces, stress, finished=False)

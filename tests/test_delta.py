@@ -153,3 +153,35 @@ def test_lammps_potential_data_for_aiida_lammps(tiny_fit):
     assert data.get_content() == potential.get_content()
     with pytest.raises(ValueError, match='needs its ZBL baseline'):
         lammps_potential_data(fake_potential(['Al', 'Cu'], CUTOFFS))
+
+
+@pytest.mark.pacemaker
+def test_delta_learning_on_absolute_energies_reproduces_the_labels(train_cu_al):
+    """Labels on a DFT-like absolute scale (tens of eV per atom and element): pacemaker computes its reference
+    energies on DFT minus ZBL, the parser writes them into the .yace, and ACE + ZBL gives the labels back."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    shift = {'Cu': -31.7, 'Al': -56.2}
+    structures = train_cu_al.merged.get_atoms()
+    for atoms in structures:
+        energy = atoms.get_potential_energy() + sum(shift[symbol] for symbol in atoms.get_chemical_symbols())
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=atoms.get_forces())
+    absolute = TrainingSetData.from_atoms(structures).store()
+    node = train_cu_al(
+        training_sets={'absolute': absolute},
+        test_fraction=orm.Float(0.2),
+        delta_learning=orm.Bool(True),
+        zbl_cutoffs=orm.Dict(CUTOFFS),
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    potential, metrics = node.outputs.potential, node.outputs.metrics.get_dict()
+    reference = potential.base.attributes.get('reference_energy')
+    assert reference['Al'] < -40 and reference['Cu'] < -20, reference
+    calculator = get_calculator_for(potential)
+    errors = []
+    for atoms in node.outputs.test_set.get_atoms():
+        label = atoms.get_potential_energy()
+        atoms.calc = calculator
+        errors.append((atoms.get_potential_energy() - label) / len(atoms))
+    rmse = 1000 * np.sqrt(np.mean(np.square(errors)))
+    assert rmse == pytest.approx(metrics['rmse_energy_test'], rel=1e-3, abs=1e-3)

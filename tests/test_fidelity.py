@@ -25,13 +25,16 @@ from tests.conftest import FIT_OPTIONS
 
 pytestmark = pytest.mark.pacemaker
 
+#: The embedding block all four examples share.
+EMBEDDINGS = {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}}
+
 CU_I = {
     'seed': 42,
     'metadata': {'comment': 'Example of fitting simple copper potential'},
     'potential': {
         'deltaSplineBins': 0.001,
         'elements': ['Cu'],
-        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'embeddings': EMBEDDINGS,
         'bonds': {
             'ALL': {
                 'radbase': 'ChebExpCos',
@@ -59,7 +62,7 @@ CU_II = {
     'potential': {
         'deltaSplineBins': 0.001,
         'elements': ['Cu'],
-        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'embeddings': EMBEDDINGS,
         'bonds': {
             'ALL': {
                 'radbase': 'SBessel',
@@ -89,7 +92,7 @@ HEA = {
     'potential': {
         'deltaSplineBins': 0.001,
         'elements': ['Cu', 'Ni', 'Pd', 'Ag', 'Au'],
-        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'embeddings': EMBEDDINGS,
         'bonds': {
             'ALL': {
                 'radbase': 'ChebExpCos',
@@ -141,7 +144,7 @@ ETHANOL = {
     'potential': {
         'deltaSplineBins': 0.001,
         'elements': ['C', 'O', 'H'],
-        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1, 1, 0.5], 'ndensity': 2}},
+        'embeddings': EMBEDDINGS,
         'bonds': {
             'ALL': {
                 'radbase': 'ChebExpCos',
@@ -274,8 +277,10 @@ def test_official_example_inputs_give_raw_pacemakers_fit(name, pacemaker_code, p
     raw_loss = parse_metrics_table(raw['metrics'])['loss']
     plugin_loss = node.outputs.learning_curve.get_array('loss')
     np.testing.assert_allclose(plugin_loss, raw_loss, rtol=1e-9)
+    difference = np.max(np.abs(plugin_coefficients - raw_coefficients))
     print(
-        f'{name}: {plugin_count} functions, {len(plugin_coefficients)} coefficients, final loss {plugin_loss[-1]:.6e}'
+        f'{name}: {plugin_count} functions, {len(plugin_coefficients)} coefficients, final loss {plugin_loss[-1]:.6e} '
+        f'(raw {raw_loss[-1]:.6e}), largest coefficient difference {difference:.3g}'
     )
 
 

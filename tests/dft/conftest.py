@@ -127,26 +127,32 @@ def qe_al_group(pw_code, al_pseudo_family):
     return group
 
 
-@pytest.fixture(scope='session')
-def qe_failed_calculation(pw_code, al_pseudo_family):
-    """A real ``PwCalculation`` that fails: one SCF step allowed (electronic convergence not reached)."""
+def run_pw_calculation(pw_code, family, atoms, parameters: dict):
+    """Run one ``PwCalculation`` (no restarts) on ``atoms`` with the shared k-point distance; return its node."""
     from aiida import orm
     from aiida.engine import run_get_node
     from aiida_quantumespresso.calculations.pw import PwCalculation
 
-    atoms = al_cells(1, seed=99)[0]
     structure = orm.StructureData(ase=atoms)
     kpoints = orm.KpointsData()
-    kpoints.set_kpoints_mesh([4, 4, 4])
-    parameters = {**PW_PARAMETERS, 'ELECTRONS': {'conv_thr': 1e-12, 'electron_maxstep': 1}}
+    kpoints.set_cell_from_structure(structure)
+    kpoints.set_kpoints_mesh_from_density(KPOINTS_DISTANCE)
     _, node = run_get_node(
         PwCalculation,
         code=pw_code,
         structure=structure,
         parameters=orm.Dict(parameters),
         kpoints=kpoints,
-        pseudos=al_pseudo_family.get_pseudos(structure=structure),
+        pseudos=family.get_pseudos(structure=structure),
         metadata={'options': OPTIONS},
     )
+    return node
+
+
+@pytest.fixture(scope='session')
+def qe_failed_calculation(pw_code, al_pseudo_family):
+    """A real ``PwCalculation`` that fails: one SCF step allowed (electronic convergence not reached)."""
+    parameters = {**PW_PARAMETERS, 'ELECTRONS': {'conv_thr': 1e-12, 'electron_maxstep': 1}}
+    node = run_pw_calculation(pw_code, al_pseudo_family, al_cells(1, seed=99)[0], parameters)
     assert not node.is_finished_ok
     return node

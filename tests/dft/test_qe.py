@@ -9,7 +9,7 @@ from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw, last_pw_calculation
 from tests.conftest import FIT_OPTIONS
-from tests.dft.conftest import OPTIONS, PW_PARAMETERS, al_cells, pw_base_builder
+from tests.dft.conftest import PW_PARAMETERS, al_cells, pw_base_builder, run_pw_calculation
 
 pytestmark = pytest.mark.dft
 
@@ -59,24 +59,10 @@ def test_mixed_kpoint_density_is_named(qe_al_group, pw_code, al_pseudo_family):
 
 
 def test_every_frame_of_a_relax(pw_code, al_pseudo_family):
-    from aiida_quantumespresso.calculations.pw import PwCalculation
-
     atoms = al_cells(1, seed=3)[0]
     atoms.positions[0] += [0.15, 0.0, 0.05]
-    structure = orm.StructureData(ase=atoms)
-    kpoints = orm.KpointsData()
-    kpoints.set_cell_from_structure(structure)
-    kpoints.set_kpoints_mesh_from_density(0.45)
     parameters = {**PW_PARAMETERS, 'CONTROL': {**PW_PARAMETERS['CONTROL'], 'calculation': 'relax'}}
-    _, relax = run_get_node(
-        PwCalculation,
-        code=pw_code,
-        structure=structure,
-        parameters=orm.Dict(parameters),
-        kpoints=kpoints,
-        pseudos=al_pseudo_family.get_pseudos(structure=structure),
-        metadata={'options': OPTIONS},
-    )
+    relax = run_pw_calculation(pw_code, al_pseudo_family, atoms, parameters)
     assert relax.is_finished_ok, relax.exit_message
     frames = len(relax.outputs.output_trajectory.get_array('positions'))
     assert frames > 1
