@@ -19,9 +19,14 @@ TrainingSetData = DataFactory('mlip_autopipe.training_set')
 
 training_set = TrainingSetData.from_atoms(emt_structures(60, elements=('Cu', 'Al'), repeat=2, seed=1)).store()
 test_set = TrainingSetData.from_atoms(emt_structures(10, elements=('Cu', 'Al'), repeat=2, seed=2)).store()
+# Nested as pacemaker's input.yaml; absent keys keep pacemaker's defaults (e.g. kappa 0: energies only), and the
+# plugin fills only what pacemaker requires (elements, the embeddings and functions blocks) and says so.
 settings = {
-    'potential': {'functions': {'number_of_functions_per_element': 20}},
-    'fit': {'maxiter': 50},
+    'potential': {
+        'bonds': {'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 5.0, 'dcut': 0.01}},
+        'functions': {'number_of_functions_per_element': 20},
+    },
+    'fit': {'maxiter': 50, 'loss': {'kappa': 0.3, 'L1_coeffs': 1e-8, 'L2_coeffs': 1e-8}},
     'backend': {'batch_size': 50, 'display_step': 10},
 }
 results, node = run_get_node(
@@ -53,4 +58,5 @@ print(
     f'test: {metrics["rmse_energy_test"]:.2f} meV/atom, {metrics["rmse_forces_test"]:.1f} meV/Å '
     f'({metrics["iterations"]} iterations, {metrics["num_functions"]} functions, fit {metrics.get("fit_time")} s)'
 )
+print(f'filled by the plugin (pacemaker requires them): {", ".join(metrics.get("settings_filled", {}))}')
 print(f'.yace file: {path}')

@@ -21,6 +21,7 @@ from aiida.engine import run_get_node
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.reference_energy import read_e0
 from tests.conftest import FIT_OPTIONS
 
 pytestmark = pytest.mark.pacemaker
@@ -324,6 +325,9 @@ def test_absolute_energies_are_reproduced_on_the_labels_scale(test_size, pacemak
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     reference = node.outputs.potential.base.attributes.get('reference_energy')
     assert set(reference) == {'Al', 'Cu'} and reference['Al'] < -40 and reference['Cu'] < -20
+    # the .yace itself carries it (what LAMMPS's pair_style pace and pyace read), and the YAML node records it
+    assert read_e0(node.outputs.potential.get_content()) == pytest.approx(reference)
+    assert node.outputs.potential_yaml.base.attributes.get('reference_energy') == reference
     metrics = node.outputs.metrics.get_dict()
     calculator = get_calculator(node.outputs.potential)
     errors = []
