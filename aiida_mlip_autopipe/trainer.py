@@ -37,9 +37,11 @@ class PacemakerTrainer:
     def train(self) -> pathlib.Path:
         """Import the data, train, export the potential; return the absolute path of the ``.yace`` file."""
         settings, template = self._prepare_pacemaker_input()
+        directory = self._output_directory()  # everything that can be checked is checked before the import
+        code = self._code()
         training_set = self._read_data_from_db()
-        node = self._execute_training(training_set, settings, template)
-        return self._find_output_potential(node)
+        node = self._execute_training(training_set, settings, template, code)
+        return self._find_output_potential(node, directory)
 
     # -- the seed's steps ---------------------------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class PacemakerTrainer:
         except DatasetImportError as exception:
             raise TrainingError(f'cannot import the training data: {exception}') from exception
 
-    def _execute_training(self, training_set, settings, template):
+    def _execute_training(self, training_set, settings, template, code):
         """Run the ``PacemakerTrainingWorkChain``; raise ``TrainingError`` unless it finished ok."""
         from aiida import orm
         from aiida.engine import run_get_node
@@ -80,7 +82,7 @@ class PacemakerTrainer:
         if self.config.max_wallclock_seconds:
             options['max_wallclock_seconds'] = self.config.max_wallclock_seconds
         inputs = {
-            'code': self._code(),
+            'code': code,
             'training_sets': {'database': training_set},
             'settings': settings,
             'options': orm.Dict(options),
@@ -102,18 +104,30 @@ class PacemakerTrainer:
             )
         return node
 
-    def _find_output_potential(self, node) -> pathlib.Path:
+    def _find_output_potential(self, node, directory: pathlib.Path) -> pathlib.Path:
         """Export the ``.yace`` potential of the finished workflow into ``output_dir``."""
         potential = node.outputs.potential
         elements = ''.join(potential.base.attributes.get('elements', []))
         name = self.config.potential_filename or f'{elements or "potential"}_{potential.pk}.yace'
-        directory = self.config.output_dir.expanduser().resolve()
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / name
         path.write_bytes(potential.get_content(mode='rb'))
         return path
 
     # -- helpers --------------------------------------------------------------------------------------------
+
+    def _output_directory(self) -> pathlib.Path:
+        """Create ``output_dir`` (before any work): a path that exists and is not a directory is an error."""
+        directory = self.config.output_dir.expanduser().resolve()
+        if directory.exists() and not directory.is_dir():
+            raise TrainingError(f'output_dir {directory} exists and is not a directory: give a directory')
+        target = directory / self.config.potential_filename if self.config.potential_filename else None
+        if target is not None and target.is_dir():
+            raise TrainingError(f'potential_filename {target} is a directory: give a file name')
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exception:
+            raise TrainingError(f'cannot create output_dir {directory}: {exception}') from exception
+        return directory
 
     def _load_profile(self) -> None:
         from aiida import get_profile, load_profile
@@ -135,12 +149,20 @@ class PacemakerTrainer:
     def _code(self):
         """Return the ``InstalledCode`` for ``pacemaker_executable`` on ``computer`` (created once)."""
         from aiida import orm
+        from aiida.common.exceptions import NotExistent
 
         from aiida_mlip_autopipe.codes import installed_code
 
+        try:
+            computer = orm.load_computer(self.config.computer)
+        except NotExistent as exception:
+            raise TrainingError(
+                f'no AiiDA computer {self.config.computer!r} in this profile: set one up (`verdi computer setup`; '
+                '`verdi computer list` shows them) or name another with TrainingConfig(computer=...)'
+            ) from exception
         executable = str(self.config.pacemaker_executable.resolve())
         return installed_code(
-            orm.load_computer(self.config.computer),
+            computer,
             executable,
             label=f'pacemaker-{hashlib.sha256(executable.encode()).hexdigest()[:8]}',
             description=f'pacemaker at {executable} (created by PacemakerTrainer)',

@@ -175,9 +175,10 @@ def generate_calc_job(tmp_path):
 
 @pytest.fixture
 def parse_fixture(session_localhost):
-    """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/pacemaker/<name>``) with the parser."""
+    """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/pacemaker/<name>``, or any folder given as
+    a path) with the parser."""
 
-    def factory(name: str):
+    def factory(name: str | pathlib.Path):
         from aiida import orm
         from aiida.common.links import LinkType
 
@@ -187,7 +188,7 @@ def parse_fixture(session_localhost):
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('parser_name', 'mlip_autopipe.pacemaker')
         node.store()
-        retrieved = orm.FolderData(tree=FIXTURES / 'pacemaker' / name)
+        retrieved = orm.FolderData(tree=name if isinstance(name, pathlib.Path) else FIXTURES / 'pacemaker' / name)
         retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
         retrieved.store()
         results, calcfunction = PacemakerParser.parse_from_node(node, store_provenance=False)

@@ -72,10 +72,24 @@ def test_delta_learning_options_are_checked(pacemaker_executable, database, tmp_
     assert config(pacemaker_executable, database, tmp_path, delta_learning=True).zbl_outer == 2.0
 
 
-def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, aiida_profile):
+def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, session_localhost):
     trainer = PacemakerTrainer(config(pacemaker_executable, tmp_path / 'nope.db', tmp_path))
     with pytest.raises(TrainingError, match=r'cannot import the training data: .*nope.db: no such file'):
         trainer.train()
+
+
+def test_what_can_be_checked_fails_before_the_import(pacemaker_executable, database, tmp_path, session_localhost):
+    """An output_dir that is a file, or an unknown computer: a TrainingError before anything is imported."""
+    from aiida import orm
+
+    occupied = tmp_path / 'occupied'
+    occupied.write_text('not a directory')
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(TrainingError, match=r'output_dir .*occupied exists and is not a directory'):
+        PacemakerTrainer(config(pacemaker_executable, database, tmp_path, output_dir=occupied)).train()
+    with pytest.raises(TrainingError, match=r"no AiiDA computer 'nowhere' in this profile"):
+        PacemakerTrainer(config(pacemaker_executable, database, tmp_path, computer='nowhere')).train()
+    assert orm.QueryBuilder().append(orm.Node).count() == before
 
 
 @pytest.mark.pacemaker

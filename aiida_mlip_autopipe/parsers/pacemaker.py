@@ -92,9 +92,11 @@ class PacemakerParser(Parser):
     """Parse the retrieved files of a :class:`~aiida_mlip_autopipe.calculations.pacemaker.PacemakerCalculation`."""
 
     def _read(self, name: str, mode: str = 'r') -> str | bytes | None:
+        """The content of a retrieved file (``None`` if absent); text is decoded leniently (garbage stays text)."""
         if name not in self._names:
             return None
-        return self.retrieved.base.repository.get_object_content(name, mode=mode)
+        content = self.retrieved.base.repository.get_object_content(name, mode='rb')
+        return content if mode == 'rb' else content.decode('utf-8', errors='replace')
 
     def _status(self, name: str) -> int | None:
         text = self._read(name)
@@ -106,7 +108,15 @@ class PacemakerParser(Parser):
             return None
 
     def parse(self, **kwargs) -> ExitCode | None:
+        """Map the retrieved files to outputs or a named exit code; unreadable content is exit 302, never a crash."""
         self._names = set(self.retrieved.base.repository.list_object_names())
+        try:
+            return self._parse()
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OSError, yaml.YAMLError) as exception:
+            self.logger.warning(f'unreadable output: {type(exception).__name__}: {exception}')
+            return self.exit_codes.ERROR_OUTPUT_LOG_UNREADABLE.format(line=f'{type(exception).__name__}: {exception}')
+
+    def _parse(self) -> ExitCode | None:
         codes = self.exit_codes
         stderr = self._read(Calc.STDERR) or ''
         error_line = last_error_line(stderr)
@@ -173,14 +183,18 @@ class PacemakerParser(Parser):
         baseline = link.node.base.attributes.get('zbl_baseline', None) if link is not None else None
         if baseline:
             metrics['delta_learning'] = baseline
-        self.out('metrics', orm.Dict(metrics))
-        self.out('learning_curve', self._learning_curve(train, test))
-        self.out('potential_yaml', self._singlefile(Calc.OUTPUT_YAML, summary, metrics))
-        self.out('potential', self._singlefile(Calc.OUTPUT_YACE, summary, metrics, content=yace.encode()))
+        outputs = {  # everything is built before anything is attached: no half-parsed result
+            'metrics': orm.Dict(metrics),
+            'learning_curve': self._learning_curve(train, test),
+            'potential_yaml': self._singlefile(Calc.OUTPUT_YAML, summary, metrics),
+            'potential': self._singlefile(Calc.OUTPUT_YACE, summary, metrics, content=yace.encode()),
+        }
         for split in ('train', 'test'):
             predictions = self._predictions(f'{split}_predictions.npz')
             if predictions is not None:
-                self.out(f'{split}_predictions', predictions)
+                outputs[f'{split}_predictions'] = predictions
+        for label, node in outputs.items():
+            self.out(label, node)
         return None
 
     # -- pieces ---------------------------------------------------------------------------------------------

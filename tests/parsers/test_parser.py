@@ -117,3 +117,35 @@ def test_last_error_line_skips_trailing_context():
 def test_metrics_table_rejects_ragged_rows():
     with pytest.raises(ValueError, match='different lengths'):
         parse_metrics_table('a b\n1 2\n3\n')
+
+
+MUTATIONS = {
+    'empty': lambda content, rng: b'',
+    'truncated': lambda content, rng: content[: len(content) // 2],
+    'garbled': lambda content, rng: bytes(rng.integers(0, 256, size=max(16, len(content) // 4), dtype=np.uint8)),
+    'first line only': lambda content, rng: content.split(b'\n', 1)[0],
+}
+
+
+@pytest.mark.parametrize('mutation', list(MUTATIONS))
+def test_any_retrieved_content_gives_a_named_exit_code(parse_fixture, tmp_path, mutation):
+    """Fuzz: every retrieved file of a successful run, emptied, truncated, garbled or cut to one line, in turn:
+    the parser ends with one of the calculation's exit codes (or success with all outputs), never an exception."""
+    import shutil
+
+    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+
+    rng = np.random.default_rng(sorted(MUTATIONS).index(mutation))
+    known = {0} | {code.status for code in PacemakerCalculation.exit_codes.values()}
+    source = FIXTURES / 'pacemaker' / 'success_maxiter'
+    for name in sorted(path.name for path in source.iterdir()):
+        folder = tmp_path / f'{mutation}-{name}'.replace(' ', '_')
+        shutil.copytree(source, folder)
+        target = folder / name
+        target.write_bytes(MUTATIONS[mutation](target.read_bytes(), rng))
+        results, calcfunction = parse_fixture(folder)
+        assert not calcfunction.is_excepted, (name, calcfunction.exception)
+        status = calcfunction.exit_status
+        assert status in known, (name, status, calcfunction.exit_message)
+        if status == 0:
+            assert {'potential', 'potential_yaml', 'metrics', 'learning_curve'} <= set(results), name
