@@ -43,7 +43,7 @@ def import_command(context, path, selection, on_missing_forces, on_invalid):
     from aiida_mlip_autopipe.importers.source_file import DatasetImportError
 
     try:
-        if path.suffix in ('.xyz', '.extxyz'):
+        if path.suffix.lower() in ('.xyz', '.extxyz'):
             if selection:
                 raise click.UsageError('--selection applies to ASE databases only')
             node = import_extxyz(path, on_missing_forces=on_missing_forces, on_invalid=on_invalid)

@@ -19,6 +19,16 @@ def test_import_and_refusal(aiida_profile, tmp_path):
     assert result.exit_code == 1 and 'no such file' in result.output
 
 
+def test_extxyz_suffix_in_any_case(aiida_profile, tmp_path):
+    from ase.io import write
+
+    path = tmp_path / 'GOOD.XYZ'
+    write(path, emt_structures(2, seed=9), format='extxyz')
+    result = CliRunner().invoke(cli, ['import', str(path)])
+    assert result.exit_code == 0, result.output
+    assert '2 structures' in result.output
+
+
 def test_find_and_lineage(tiny_fit):
     potential = tiny_fit.outputs.potential
     result = CliRunner().invoke(cli, ['find', '-e', 'Cu', '-e', 'Al', '--max-rmse-forces', '1e9'])
