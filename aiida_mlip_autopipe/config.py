@@ -112,6 +112,11 @@ IGNORED_KEYS: dict[tuple[str, ...], str] = {
     ('fit', 'loss', 'w2_coeffs'): 'pacemaker 0.4 takes fit.loss.w2_coeffs through **kwargs and ignores it',
 }
 
+#: The training workflow's and the façade's defaults (one place for both).
+DEFAULT_MIN_STRUCTURES = 50
+DEFAULT_TEST_FRACTION = 0.1
+DEFAULT_SPLIT_SEED = 42
+
 #: numpy's seeds (``np.random.seed``) must lie in [0, 2**32).
 SEED_MAX = 2**32 - 1
 #: Below this ``deltaSplineBins`` the spline tables (rcut / deltaSplineBins points per function) exhaust memory.
@@ -681,9 +686,9 @@ class TrainingConfig(_Strict):
     selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
     on_missing_forces: Literal['refuse', 'skip'] = 'refuse'
     on_invalid: Literal['refuse', 'skip'] = 'refuse'
-    min_structures: PositiveInt = 50
-    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    split_seed: StrictInt = 42
+    min_structures: PositiveInt = DEFAULT_MIN_STRUCTURES
+    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = DEFAULT_TEST_FRACTION
+    split_seed: StrictInt = DEFAULT_SPLIT_SEED
     output_dir: Path = Path('.')
     potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
     computer: str = 'localhost'

@@ -19,6 +19,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw
+from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
@@ -138,16 +139,21 @@ class PacemakerTrainingWorkChain(WorkChain):
         spec.input(
             'min_structures',
             valid_type=orm.Int,
-            default=lambda: orm.Int(50),
+            default=lambda: orm.Int(DEFAULT_MIN_STRUCTURES),
             help='Refuse to train on fewer structures.',
         )
         spec.input(
             'test_fraction',
             valid_type=orm.Float,
-            default=lambda: orm.Float(0.1),
+            default=lambda: orm.Float(DEFAULT_TEST_FRACTION),
             help='Fraction of the structures held out as the test set (0: none).',
         )
-        spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(42), help='Seed of the train/test split.')
+        spec.input(
+            'split_seed',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(DEFAULT_SPLIT_SEED),
+            help='Seed of the train/test split.',
+        )
         spec.input(
             'delta_learning',
             valid_type=orm.Bool,
