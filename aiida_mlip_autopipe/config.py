@@ -38,6 +38,7 @@ from pydantic import (
     NonNegativeFloat,
     StrictBool,
     StrictInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -309,18 +310,13 @@ class PotentialSettings(_Strict):
     functions: FunctionsSettings | None = None
     overwrite_blocks_from_initial_bbasis: StrictBool | None = None
 
-    @field_validator('embeddings')
+    @field_validator('embeddings', 'bonds')
     @classmethod
-    def _check_embeddings(cls, blocks: dict | None) -> dict | None:
+    def _check_block_keys(cls, blocks: dict | None, info: ValidationInfo) -> dict | None:
+        """Embedding blocks name one element (or ALL/UNARY), bond blocks one or two (or ALL/UNARY/BINARY)."""
+        keywords, most = (EMBEDDING_KEYWORDS, 1) if info.field_name == 'embeddings' else (BOND_KEYWORDS, 2)
         for key in blocks or {}:
-            validate_block_key(key, EMBEDDING_KEYWORDS, max_elements=1)
-        return blocks
-
-    @field_validator('bonds')
-    @classmethod
-    def _check_bonds(cls, blocks: dict | None) -> dict | None:
-        for key in blocks or {}:
-            validate_block_key(key, BOND_KEYWORDS, max_elements=2)
+            validate_block_key(key, keywords, max_elements=most)
         return blocks
 
     @field_validator('elements')
