@@ -117,7 +117,6 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
     for (key, nodes), arrays in zip(groups.items(), read_arrays(trajectories), strict=True):
         trajectory = nodes['trajectory']
         source = f'aiida:{creators.get(trajectory.pk, trajectory.uuid)}'
-
         if 'energy' in arrays:
             energies = np.atleast_1d(arrays['energy'])
         elif 'parameters' in nodes:
@@ -140,7 +139,7 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
                 positions[step],
                 cells[step],
                 pbc,
-                energies[step - count] if len(energies) != count else energies[step],
+                energies[step] if frames.value == 'all' else energies[-1],
                 forces[step] if forces is not None else None,
                 -np.asarray(stress[step]) * GPa if stress is not None else None,
                 source=source if frames.value == 'last' else f'{source}:frame={step}',

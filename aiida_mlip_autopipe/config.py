@@ -354,12 +354,6 @@ class PotentialSettings(_Strict):
             document['functions'] = self.functions.to_input()
         return document
 
-    @property
-    def cutoff(self) -> float | None:
-        """The neighbour cutoff pacemaker uses: the largest ``rcut`` over the bond blocks (``None`` if unknown)."""
-        values = [bond.rcut for bond in (self.bonds or {}).values() if bond.rcut is not None]
-        return max(values) if values else None
-
 
 class LossSpec(_Strict):
     """``fit.loss``: force weight ``kappa`` (energy weight is ``1 - kappa``) and regularisation."""
@@ -471,7 +465,6 @@ class BackendSettings(_Strict):
         return self.batch_size if self.batch_size is not None else PACEMAKER_DEFAULTS['backend.batch_size']
 
 
-REFERENCE_PRESETS = ('VASP_PBE_500_0.125_0.1_NM',)
 ReferenceEnergy = Literal['auto', 'VASP_PBE_500_0.125_0.1_NM'] | FiniteFloat | dict[str, FiniteFloat]
 
 
@@ -494,26 +487,26 @@ class DataSettings(_Strict):
         return value
 
 
+def _parent_of(data: Any, path: tuple[str, ...]) -> dict | None:
+    """The mapping that holds the last key of ``path`` in nested ``data`` (``None`` where the path breaks off)."""
+    for part in path[:-1]:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
 def ignored_keys(raw: Any) -> list[str]:
     """Return the messages for the keys of ``raw`` settings that pacemaker reads and ignores (they are dropped)."""
-    messages = []
-    for path, reason in IGNORED_KEYS.items():
-        node = raw
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node:
-            messages.append(f'{".".join(path)} dropped: {reason}')
-    return messages
+    return [
+        f'{".".join(path)} dropped: {reason}'
+        for path, reason in IGNORED_KEYS.items()
+        if path[-1] in (_parent_of(raw, path) or {})
+    ]
 
 
 def _drop_ignored(data: dict) -> dict:
     data = copy.deepcopy(data)
     for path in IGNORED_KEYS:
-        node = data
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
+        (_parent_of(data, path) or {}).pop(path[-1], None)
     return data
 
 

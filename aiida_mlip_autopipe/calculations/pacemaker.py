@@ -239,7 +239,7 @@ class PacemakerCalculation(CalcJob):
         """Write ``input.yaml`` and the job's helper script; copy the datasets; define the job's commands."""
         _, text = self.input_document(self.inputs)
         folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
-        _, filled, dropped = self.completed_settings(self.inputs)
+        settings, filled, dropped = self.completed_settings(self.inputs)
         if filled:
             self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
         for message in dropped:
@@ -254,7 +254,6 @@ class PacemakerCalculation(CalcJob):
         if 'initial_potential' in self.inputs:
             potential = self.inputs.initial_potential
             local_copy_list.append((potential.uuid, potential.filename, self.INITIAL_POTENTIAL))
-            settings = self.resolve_settings(self.inputs)
             flag = '-ip' if settings.section_fit.ladder_step is not None else '-p'
             cmdline += [flag, self.INITIAL_POTENTIAL]
 

@@ -91,9 +91,8 @@ class TrainingSetBuilder:
             return 'its positions are not finite numbers of shape (natoms, 3)'
         if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
             return 'its cell is not a finite 3x3 matrix'
-        problem = geometry_problem(
-            positions, cell, np.asarray(pbc, dtype=bool).reshape(-1) * np.ones(3, bool), self.min_distance
-        )
+        pbc = np.asarray(pbc, dtype=bool).reshape(3) if np.ndim(pbc) else np.full(3, bool(pbc))
+        problem = geometry_problem(positions, cell, pbc, self.min_distance)
         if problem:
             return problem
         if forces is not None:
@@ -113,7 +112,7 @@ class TrainingSetBuilder:
         self._positions.append(positions)
         self._natoms.append(count)
         self._cells.append(cell)
-        self._pbc.append(np.asarray(pbc, dtype=bool).reshape(3) if np.ndim(pbc) else np.full(3, bool(pbc)))
+        self._pbc.append(pbc)
         self._energy.append(energy)
         self._has_forces.append(forces is not None)
         self._forces.append(forces if forces is not None else np.zeros((count, 3)))
@@ -198,15 +197,14 @@ class TrainingSetData(Data):
     def from_arrays(cls, min_distance: float = MIN_INTERATOMIC_DISTANCE, **arrays: np.ndarray) -> TrainingSetData:
         """Build from the flattened arrays of the stable format (see :mod:`~.jobscripts.pacemaker_io`), with the
         geometry checks of :meth:`from_atoms`."""
-        result = cls(arrays=arrays)
-        checked = result.get_arrays()
+        checked = cls._check_arrays(arrays)  # shapes and values first, then the geometry, then the node
         bounds = pacemaker_io.offsets(checked['natoms'])
         for index in range(len(checked['natoms'])):
             positions = checked['positions'][bounds[index] : bounds[index + 1]]
             problem = geometry_problem(positions, checked['cells'][index], checked['pbc'][index], min_distance)
             if problem:
                 raise TrainingSetError(f'structure {index}: {problem}')
-        return result
+        return cls(arrays=checked)
 
     @classmethod
     def concatenate(cls, training_sets: Sequence[TrainingSetData]) -> TrainingSetData:
