@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from ase.data import chemical_symbols
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -656,6 +657,14 @@ def first_error_location(error: Exception) -> str:
     return '; '.join(lines)
 
 
+#: A path on the computer that runs the job (not necessarily this machine): kept as given, never resolved here.
+ExecutablePath = Annotated[
+    str,
+    BeforeValidator(lambda value: os.fspath(value) if isinstance(value, os.PathLike) else value),
+    Field(min_length=1),
+]
+
+
 class TrainingConfig(_Strict):
     """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
 
@@ -664,7 +673,9 @@ class TrainingConfig(_Strict):
     default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
     """
 
-    pacemaker_executable: FilePath
+    pacemaker_executable: ExecutablePath = Field(
+        description='pacemaker on the computer that runs it: a path there (checked through its transport)'
+    )
     data_source_db: Path
     template_file: FilePath | None = None
     delta_learning: bool = True
@@ -681,14 +692,14 @@ class TrainingConfig(_Strict):
     output_dir: Path = Path('.')
     potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
     computer: str = 'localhost'
-    num_threads: PositiveInt | None = Field(default=None, description='default: all cores of this machine')
+    num_threads: PositiveInt | None = Field(
+        default=None, description="pacemaker's threads; default: the computer's default MPI processes per machine"
+    )
     max_wallclock_seconds: PositiveInt | None = None
     profile: str | None = Field(default=None, description='AiiDA profile to load when none is loaded')
 
     @model_validator(mode='after')
     def _check(self) -> TrainingConfig:
-        if not os.access(self.pacemaker_executable, os.X_OK):
-            raise ValueError(f'pacemaker_executable {self.pacemaker_executable} is not executable (chmod +x?)')
         if 'loss_weights' in self.settings:
             raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
         if self.zbl_inner >= self.zbl_outer:

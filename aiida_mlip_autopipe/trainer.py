@@ -78,7 +78,9 @@ class PacemakerTrainer:
 
         from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 
-        options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': self._threads()}}
+        options = {'resources': {'num_machines': 1}}  # threads: num_threads, else the computer's default
+        if self.config.num_threads:
+            options['resources']['num_mpiprocs_per_machine'] = self.config.num_threads
         if self.config.max_wallclock_seconds:
             options['max_wallclock_seconds'] = self.config.max_wallclock_seconds
         inputs = {
@@ -143,15 +145,10 @@ class PacemakerTrainer:
                 '(scripts/setup.sh does) or name one with TrainingConfig(profile=...)'
             ) from exception
 
-    def _threads(self) -> int:
-        return self.config.num_threads or os.cpu_count() or 1
-
-    def _code(self):
-        """Return the ``InstalledCode`` for ``pacemaker_executable`` on ``computer`` (created once)."""
+    def _computer(self):
+        """The computer that runs pacemaker; it must say how many threads to use where ``num_threads`` does not."""
         from aiida import orm
         from aiida.common.exceptions import NotExistent
-
-        from aiida_mlip_autopipe.codes import installed_code
 
         try:
             computer = orm.load_computer(self.config.computer)
@@ -160,7 +157,50 @@ class PacemakerTrainer:
                 f'no AiiDA computer {self.config.computer!r} in this profile: set one up (`verdi computer setup`; '
                 '`verdi computer list` shows them) or name another with TrainingConfig(computer=...)'
             ) from exception
-        executable = str(self.config.pacemaker_executable.resolve())
+        if not self.config.num_threads and computer.get_default_mpiprocs_per_machine() is None:
+            raise TrainingError(
+                f'computer {computer.label!r} has no default number of MPI processes per machine, which the façade '
+                'takes as the number of threads: give TrainingConfig(num_threads=...) or set the default '
+                '(`verdi computer setup --mpiprocs-per-machine N`)'
+            )
+        return computer
+
+    def _executable(self, computer) -> str:
+        """``pacemaker_executable`` as a path on ``computer``, checked there through its transport.
+
+        A relative path means one relative to the working directory only on a local computer; nothing is resolved
+        (a symbolic link stays a link, as the job will run it).
+        """
+        from aiida.transports.plugins.local import LocalTransport
+
+        executable = self.config.pacemaker_executable
+        is_local = issubclass(computer.get_transport_class(), LocalTransport)
+        if is_local:
+            executable = os.path.abspath(os.path.expanduser(executable))
+        elif not executable.startswith('/'):
+            raise TrainingError(
+                f'pacemaker_executable {executable!r} must be an absolute path on computer {computer.label!r}'
+            )
+        try:
+            with computer.get_transport() as transport:
+                mode = transport.get_mode(executable) if transport.isfile(executable) else None
+        except Exception as exception:  # any transport failure gets the same advice
+            raise TrainingError(
+                f'cannot reach computer {computer.label!r} to check pacemaker_executable ({type(exception).__name__}: '
+                f'{exception}); check it with `verdi computer test {computer.label}`'
+            ) from exception
+        if mode is None:
+            raise TrainingError(f'pacemaker_executable {executable} does not exist on computer {computer.label!r}')
+        if not mode & 0o111:
+            raise TrainingError(f'pacemaker_executable {executable} on computer {computer.label!r} is not executable')
+        return executable
+
+    def _code(self):
+        """Return the ``InstalledCode`` for ``pacemaker_executable`` on ``computer`` (created once)."""
+        from aiida_mlip_autopipe.codes import installed_code
+
+        computer = self._computer()
+        executable = self._executable(computer)
         return installed_code(
             computer,
             executable,

@@ -19,10 +19,55 @@ BROKER = os.environ.get('AIIDA_TEST_BROKER', 'core.zeromq')
 BROKER = None if BROKER == 'none' else BROKER
 
 
+#: The test profile's storage: 'core.sqlite_dos' (default) or 'core.psql_dos' (CI: a fresh database on the
+#: PostgreSQL server that scripts/start_postgres.sh starts; AIIDA_TEST_PG_HOST/PORT/USER/PASSWORD to change).
+STORAGE = os.environ.get('AIIDA_TEST_STORAGE', 'core.sqlite_dos')
+
+
+def psql_storage_config(repository: pathlib.Path) -> dict:
+    """Create a new, empty PostgreSQL database for this session; return its ``core.psql_dos`` configuration."""
+    import uuid
+
+    import psycopg
+
+    config = {
+        'database_engine': 'postgresql_psycopg',
+        'database_hostname': os.environ.get('AIIDA_TEST_PG_HOST', 'localhost'),
+        'database_port': int(os.environ.get('AIIDA_TEST_PG_PORT', '5432')),
+        'database_username': os.environ.get('AIIDA_TEST_PG_USER', 'aiida_test'),
+        'database_password': os.environ.get('AIIDA_TEST_PG_PASSWORD', 'aiida_test'),
+        'database_name': f'mlip_autopipe_test_{uuid.uuid4().hex[:12]}',
+        'repository_uri': repository.as_uri(),
+    }
+    try:
+        with psycopg.connect(
+            host=config['database_hostname'],
+            port=config['database_port'],
+            user=config['database_username'],
+            password=config['database_password'],
+            dbname='postgres',
+            autocommit=True,
+        ) as connection:
+            connection.execute(f'CREATE DATABASE "{config["database_name"]}"')
+    except psycopg.OperationalError as exception:
+        pytest.fail(
+            f'AIIDA_TEST_STORAGE=core.psql_dos but no PostgreSQL to use ({exception}): run scripts/start_postgres.sh'
+        )
+    return config
+
+
 @pytest.fixture(scope='session')
-def aiida_profile(aiida_config, aiida_profile_factory):
-    """The test profile: SQLite storage, with the broker named by ``AIIDA_TEST_BROKER`` (default: none)."""
-    with aiida_profile_factory(aiida_config, broker_backend=BROKER) as profile:
+def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
+    """The test profile: storage from ``AIIDA_TEST_STORAGE``, broker from ``AIIDA_TEST_BROKER``."""
+    storage = {}
+    if STORAGE == 'core.psql_dos':
+        storage = {
+            'storage_backend': STORAGE,
+            'storage_config': psql_storage_config(tmp_path_factory.mktemp('repository')),
+        }
+    elif STORAGE != 'core.sqlite_dos':
+        pytest.fail(f'AIIDA_TEST_STORAGE={STORAGE!r}: give core.sqlite_dos or core.psql_dos')
+    with aiida_profile_factory(aiida_config, broker_backend=BROKER, **storage) as profile:
         yield profile
 
 

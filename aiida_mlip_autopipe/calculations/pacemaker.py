@@ -21,6 +21,7 @@ from typing import Any
 from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
+from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 from pydantic import ValidationError
 
 from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys
@@ -55,6 +56,7 @@ class PacemakerCalculation(CalcJob):
     YACE_STATUS = 'aiida_yaml2yace.status'
     PREDICTIONS_LOG = 'aiida_predictions.log'
     MISSING_EXECUTABLE = 'aiida_missing_executable.txt'
+    JOB_STARTED = 'aiida_job_started'
     RETRIEVE = (
         MISSING_EXECUTABLE,
         LOG,
@@ -112,7 +114,7 @@ class PacemakerCalculation(CalcJob):
         )
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['resources'].default = {'num_machines': 1}  # threads: the computer's default mpiprocs per machine
         options['parser_name'].default = 'mlip_autopipe.pacemaker'
         options['withmpi'].default = False
         options['input_filename'].default = cls.INPUT_FILE
@@ -273,7 +275,10 @@ class PacemakerCalculation(CalcJob):
         return calcinfo
 
     def _threads(self) -> int:
-        resources = self.node.get_option('resources') or {}
+        """Pacemaker's threads: the job's processes per machine (given, or the computer's default) x cores each."""
+        resources = dict(self.node.get_option('resources') or {})
+        computer = self.inputs.code.computer
+        computer.get_scheduler().preprocess_resources(resources, computer.get_default_mpiprocs_per_machine())
         per_machine = resources.get('num_mpiprocs_per_machine') or resources.get('tot_num_mpiprocs') or 1
         return max(1, int(per_machine) * int(resources.get('num_cores_per_mpiproc') or 1))
 
@@ -284,7 +289,8 @@ class PacemakerCalculation(CalcJob):
     def _prepend_text(self) -> str:
         executable, bin_dir = self._tool_paths()
         threads = self._threads()
-        lines = [f'export {name}="${{{name}:-{threads}}}"' for name in THREAD_VARIABLES]
+        lines = [f"date +%s > {self.JOB_STARTED}  # the start on the job machine's clock (walltime monitor)"]
+        lines += [f'export {name}="${{{name}:-{threads}}}"' for name in THREAD_VARIABLES]
         lines += [
             f'if [ ! -x {shlex.quote(executable)} ]; then',
             f'  echo {shlex.quote(executable)} > {self.MISSING_EXECUTABLE}',
@@ -294,14 +300,14 @@ class PacemakerCalculation(CalcJob):
             '# the Python interpreter of the pacemaker installation: its shebang, else python3 beside it',
             f'PACEMAKER_PYTHON=$(head -n 1 {shlex.quote(executable)} | sed -n "s/^#![[:space:]]*//p")',
             'case "$PACEMAKER_PYTHON" in *python*) ;; *) PACEMAKER_PYTHON="$PACEMAKER_BIN_DIR/python3" ;; esac',
-            f'$PACEMAKER_PYTHON {self.IO_SCRIPT} to-dataframe {self.TRAINING_NPZ} {self.TRAINING_PICKLE} '
+            f'"$PACEMAKER_PYTHON" {self.IO_SCRIPT} to-dataframe {self.TRAINING_NPZ} {self.TRAINING_PICKLE} '
             f'> {self.PREPARE_LOG} 2>&1',
             'PREPARE_STATUS=$?',
         ]
         if 'test_set' in self.inputs:
             lines += [
                 'if [ "$PREPARE_STATUS" -eq 0 ]; then',
-                f'  $PACEMAKER_PYTHON {self.IO_SCRIPT} to-dataframe {self.TEST_NPZ} {self.TEST_PICKLE} '
+                f'  "$PACEMAKER_PYTHON" {self.IO_SCRIPT} to-dataframe {self.TEST_NPZ} {self.TEST_PICKLE} '
                 f'>> {self.PREPARE_LOG} 2>&1',
                 '  PREPARE_STATUS=$?',
                 'fi',
@@ -323,7 +329,7 @@ class PacemakerCalculation(CalcJob):
                 'fi',
                 'for split in train test; do',
                 '  if [ -f "${split}_pred.pckl.gzip" ]; then',
-                f'    $PACEMAKER_PYTHON {self.IO_SCRIPT} predictions "${{split}}_pred.pckl.gzip" '
+                f'    "$PACEMAKER_PYTHON" {self.IO_SCRIPT} predictions "${{split}}_pred.pckl.gzip" '
                 f'"${{split}}_predictions.npz" >> {self.PREDICTIONS_LOG} 2>&1',
                 '  fi',
                 'done',
@@ -372,8 +378,29 @@ def validate_settings(value: orm.Dict | None, _) -> str | None:
     return None
 
 
-def validate_inputs(inputs: dict[str, Any], _) -> str | None:
-    """Cross-check settings, data, template and initial potential before anything is submitted."""
+def threads_unknown(inputs: dict[str, Any]) -> str | None:
+    """A message when neither the resources nor the computer say how many threads (processes per machine) to use."""
+    code = inputs.get('code')
+    computer = getattr(code, 'computer', None)
+    resources = ((inputs.get('metadata') or {}).get('options') or {}).get('resources') or {}
+    if computer is None or {'num_mpiprocs_per_machine', 'tot_num_mpiprocs'} & set(resources):
+        return None
+    if computer.get_default_mpiprocs_per_machine() is not None:
+        return None
+    if not computer.get_scheduler().job_resource_class.accepts_default_mpiprocs_per_machine():
+        return None
+    return (
+        f'how many threads should pacemaker use? give metadata.options.resources.num_mpiprocs_per_machine, or set '
+        f'a default on computer {computer.label!r} (`verdi computer setup --mpiprocs-per-machine N`, or '
+        '`computer.set_default_mpiprocs_per_machine(N)`)'
+    )
+
+
+def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
+    """aiida-core's own checks (code, computer, resources), then settings, data, template and initial potential."""
+    message = threads_unknown(inputs) or validate_calc_job(inputs, ctx)
+    if message:
+        return message
     if 'training_set' not in inputs:
         return None
     training_set = inputs['training_set']

@@ -26,6 +26,11 @@ ERROR_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Kill
 FIT_TIME = re.compile(r'Fitting took\s+([0-9.]+)\s+seconds')
 VERSION = re.compile(r'pacemaker/pyace version:\s*(\S+)')
 DATASET_SIZE = re.compile(r'(Fitting|Test) dataset size:\s*(\d+) structures / (\d+) atoms')
+#: Slurm's line when it stops a job at its ``--time`` (``*** JOB 7 ON node CANCELLED AT ... DUE TO TIME LIMIT ***``).
+SLURM_TIME_LIMIT = re.compile(
+    r'^(slurmstepd: error: )?\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT .* DUE TO TIME LIMIT',
+    re.M,
+)
 OPTIMIZATION = re.compile(r'Optimization result\(success=(True|False), status=(-?\d+), message=([^,]*)')
 
 #: Learning-curve arrays and their units (``test_*`` arrays have their own ``test_iteration``).
@@ -107,6 +112,15 @@ class PacemakerParser(Parser):
         except ValueError:
             return None
 
+    def _stopped_at_time_limit(self) -> bool:
+        """Slurm's time-limit line anywhere in the scheduler's stderr.
+
+        Without Slurm accounting, aiida-core recognises it only as the first line; a line printed before it (a
+        ``module load`` message) would otherwise turn a walltime stop into a missing status and no continuation.
+        """
+        text = self._read(self.node.get_option('scheduler_stderr') or '_scheduler-stderr.txt')
+        return bool(text and SLURM_TIME_LIMIT.search(text))
+
     def parse(self, **kwargs) -> ExitCode | None:
         """Map the retrieved files to outputs or a named exit code; unreadable content is exit 302, never a crash."""
         self._names = set(self.retrieved.base.repository.list_object_names())
@@ -129,7 +143,7 @@ class PacemakerParser(Parser):
             line = last_error_line(self._read(Calc.PREPARE_LOG) or '') or f'exit status {prepare_status}'
             return codes.ERROR_DATASET_CONVERSION_FAILED.format(line=line)
 
-        if self.node.exit_status == codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status:
+        if self.node.exit_status == codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status or self._stopped_at_time_limit():
             return codes.ERROR_OUT_OF_WALLTIME
         log = self._read(Calc.LOG)
         status = self._status(Calc.PACEMAKER_STATUS)

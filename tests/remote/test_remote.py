@@ -1,0 +1,172 @@
+"""Pacemaker on a cluster: over SSH into another user's account, through Slurm and ``core.direct``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
+from tests.conftest import TINY_SETTINGS
+from tests.workflows.test_restart_real import calculations, coefficients
+
+pytestmark = [pytest.mark.pacemaker, pytest.mark.remote]
+
+
+def test_remote_home_is_hidden_from_the_aiida_side(cluster):
+    """What the remote tests prove is done through the transport: the remote pacemaker is not visible here."""
+    assert not os.path.exists(cluster['CLUSTER_PACEMAKER'])
+
+
+def test_quick_start_fit_on_slurm_equals_the_local_fit(slurm_pacemaker, cu_al_sets, tiny_fit):
+    """The tiny fit through Slurm, threads from the computer: the same potential as the local run."""
+    training, test = cu_al_sets
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=slurm_pacemaker,
+        training_set=training,
+        test_set=test,
+        settings=orm.Dict(TINY_SETTINGS),
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert node.get_job_id().isdigit()  # a Slurm job id
+    script = node.base.repository.get_object_content('_aiidasubmit.sh')
+    assert '#SBATCH --ntasks-per-node=2' in script and 'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"' in script
+    np.testing.assert_allclose(
+        coefficients(node.outputs.potential_yaml), coefficients(tiny_fit.outputs.potential_yaml), rtol=1e-6, atol=1e-9
+    )
+    assert node.outputs.metrics['rmse_forces_test'] == pytest.approx(tiny_fit.outputs.metrics['rmse_forces_test'])
+
+
+def test_training_workflow_with_active_set_over_ssh(train_cu_al, ssh_pacemaker):
+    """``core.ssh`` + ``core.direct``: the training workflow and ``pace_activeset`` beside the remote pacemaker."""
+    node = train_cu_al(code=ssh_pacemaker, options=orm.Dict({}), build_active_set=orm.Bool(True))
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    shelljob = node.outputs.active_set.creator
+    assert shelljob.computer.label == 'cluster-direct' and shelljob.is_finished_ok
+    assert shelljob.inputs.code.get_executable().as_posix().endswith('/pace-env/bin/pace_activeset')
+    atoms = node.outputs.training_set.get_atoms()[0]
+    from aiida_mlip_autopipe import get_calculator
+
+    atoms.calc = get_calculator(node.outputs.potential, active_set=node.outputs.active_set)
+    atoms.get_potential_energy()
+    assert np.max(atoms.calc.results['gamma']) <= 1.5
+
+
+def test_facade_trains_on_the_remote_computer(slurm_computer, cluster, tmp_path):
+    """``TrainingConfig(computer=..., pacemaker_executable=<a path there>)``: checked through the transport."""
+    from ase.db import connect
+
+    from aiida_mlip_autopipe import PacemakerTrainer, TrainingConfig, TrainingError
+    from aiida_mlip_autopipe.datasets import emt_structures
+
+    database = tmp_path / 'dft.db'
+    with connect(database) as db:
+        for atoms in emt_structures(22, repeat=2, seed=31):
+            db.write(atoms)
+
+    def config(**extra):
+        values = {
+            'pacemaker_executable': cluster['CLUSTER_PACEMAKER'],
+            'data_source_db': database,
+            'delta_learning': False,
+            'min_structures': 20,
+            'settings': TINY_SETTINGS,
+            'output_dir': tmp_path / 'potentials',
+            'computer': slurm_computer.label,
+        }
+        return TrainingConfig(**{**values, **extra})
+
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(TrainingError, match=r"/nowhere/bin/pacemaker does not exist on computer 'cluster-slurm'"):
+        PacemakerTrainer(config(pacemaker_executable='/nowhere/bin/pacemaker')).train()
+    with pytest.raises(TrainingError, match=r'must be an absolute path on computer'):
+        PacemakerTrainer(config(pacemaker_executable='pace-env/bin/pacemaker')).train()
+    with pytest.raises(TrainingError, match=r'is not executable'):
+        PacemakerTrainer(config(pacemaker_executable=f'{cluster["CLUSTER_HOME"]}/install_pacemaker_env.sh')).train()
+    assert orm.QueryBuilder().append(orm.Node).count() == before  # nothing imported or stored
+
+    path = PacemakerTrainer(config()).train()
+    assert path.is_file() and path.suffix == '.yace'
+    code = orm.QueryBuilder().append(orm.InstalledCode, filters={'label': {'like': 'pacemaker-%'}}).all(flat=True)
+    assert any(
+        c.computer.uuid == slurm_computer.uuid and str(c.get_executable()) == cluster['CLUSTER_PACEMAKER'] for c in code
+    )
+    calculation = (
+        orm.QueryBuilder()
+        .append(PacemakerCalculation, filters={'attributes.exit_status': 0}, project='*')
+        .order_by({PacemakerCalculation: {'id': 'desc'}})
+        .first(flat=True)
+    )
+    assert calculation.computer.uuid == slurm_computer.uuid
+    assert calculation.get_option('resources') == {'num_machines': 1, 'num_mpiprocs_per_machine': 2}
+
+
+def test_walltime_monitor_measures_on_the_remote_clock(ssh_computer, cluster):
+    """The monitor reads the job's start as the job machine wrote it, and that machine's clock; a queued job
+    (no start written yet) has used none of its walltime."""
+    from aiida_mlip_autopipe.calculations.monitors import walltime
+
+    workdir = f'{cluster["CLUSTER_WORKDIR"]}/monitor-test'
+    node = orm.CalcJobNode(computer=ssh_computer)
+    node.set_remote_workdir(workdir)
+    with ssh_computer.get_transport() as transport:
+        transport.makedirs(workdir, ignore_existing=True)
+        marker = f'{workdir}/{PacemakerCalculation.JOB_STARTED}'
+        transport.exec_command_wait(f'rm -f {marker}')
+        assert walltime(node, transport, 5) is None  # queued: not started
+        transport.exec_command_wait(f'echo $(( $(date +%s) - 100 )) > {marker}')
+        message = walltime(node, transport, 50)
+        assert message is not None and message.startswith('walltime exceeded: the job ran 10')
+        assert walltime(node, transport, 500) is None
+
+
+def submit_when_started(daemon_client, process, **inputs):
+    from aiida.engine import submit
+
+    node = submit(process, **inputs)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = calculations(node)
+        if runs and runs[0].get_job_id() is not None:
+            return node
+        time.sleep(0.5)
+    pytest.fail('the calculation was not submitted to the scheduler within 120 s')
+
+
+def await_all(nodes, timeout):
+    deadline = time.time() + timeout
+    while not all(node.is_terminated for node in nodes) and time.time() < deadline:
+        time.sleep(1)
+    for node in nodes:
+        assert node.is_finished_ok, (node.pk, node.process_state, node.exit_status, node.exit_message)
+
+
+@pytest.mark.daemon
+def test_daemon_restart_during_a_slurm_fit(started_daemon_client, slurm_pacemaker, cu_al_sets, tiny_fit):
+    """The daemon stopped while Slurm runs the job and started again: the fit finishes as an uninterrupted one."""
+    training, test = cu_al_sets
+    node = submit_when_started(
+        started_daemon_client,
+        PacemakerBaseWorkChain,
+        pacemaker={
+            'code': slurm_pacemaker,
+            'training_set': training,
+            'test_set': test,
+            'settings': orm.Dict(TINY_SETTINGS),
+        },
+    )
+    started_daemon_client.stop_daemon(wait=True)
+    time.sleep(3)
+    assert not node.is_terminated
+    started_daemon_client.start_daemon()
+    await_all([node], 300)
+    assert len(calculations(node)) == 1
+    np.testing.assert_allclose(
+        coefficients(node.outputs.potential_yaml), coefficients(tiny_fit.outputs.potential_yaml), rtol=1e-6, atol=1e-9
+    )
