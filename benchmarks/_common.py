@@ -21,6 +21,10 @@ def ensure_profile(name: str = 'benchmarks') -> str:
     verdi = [str(REPO / '.venv' / 'bin' / 'verdi')]
     if subprocess.run([*verdi, 'profile', 'show', name], capture_output=True, check=False).returncode != 0:
         subprocess.run([*verdi, 'presto', '--no-broker', '--profile-name', name], check=True, capture_output=True)
+        # pacemaker's threads come from the computer: localhost runs jobs on all cores of this machine
+        code = f"from aiida import load_profile, orm; load_profile('{name}'); "
+        code += f"orm.load_computer('localhost').set_default_mpiprocs_per_machine({os.cpu_count() or 1})"
+        subprocess.run([str(PLUGIN_PYTHON), '-c', code], check=True)
     return name
 
 

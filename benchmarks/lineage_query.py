@@ -9,7 +9,6 @@ Usage: python benchmarks/lineage_query.py [N]    (default N = 10000)
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
@@ -52,7 +51,6 @@ def build_graph(count: int):
             code=code,
             training_sets={'db': training_set},
             settings=orm.Dict(settings),
-            options=orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}),
         )
         print(f'built the graph: fit on {count} structures in {time.perf_counter() - start:.1f} s')
     assert node.is_finished_ok, node.exit_message

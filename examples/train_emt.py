@@ -5,7 +5,6 @@ structures (32 atoms each) with ASE's EMT calculator, stores them as one ``Train
 held-out test set of 10), fits a small ACE potential and exports the ``.yace`` file.
 """
 
-import os
 import pathlib
 
 from aiida import orm
@@ -37,7 +36,8 @@ results, node = run_get_node(
     settings=orm.Dict(settings),
     metadata={
         'label': 'quick start: Cu-Al EMT',
-        'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}},
+        # threads: the computer's default MPI processes per machine (scripts/setup.sh sets all cores of localhost)
+        'options': {'resources': {'num_machines': 1}},
     },
 )
 if not node.is_finished_ok:

@@ -4,7 +4,6 @@ Run with ``verdi run examples/train_from_ase_db.py [path/to/dft.db]`` (after ``s
 argument it writes ``quickstart_output/cu_al_emt.db`` with 60 EMT-labelled Cu-Al cells first.
 """
 
-import os
 import pathlib
 import sys
 
@@ -36,7 +35,6 @@ results, node = run_get_node(
     code=orm.load_code('pacemaker@localhost'),
     training_sets={'database': training_data},
     settings=orm.Dict({'potential': {'functions': {'number_of_functions_per_element': 10}}, 'fit': {'maxiter': 30}}),
-    options=orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}),
     build_active_set=orm.Bool(True),
 )
 if not node.is_finished_ok:

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Run the test suite with the real pacemaker. The tests make their own temporary AiiDA profile; AIIDA_PATH
 # points at a throw-away folder so that nothing touches your ~/.aiida or the quick start's profile.
-# Extra arguments go to pytest. AIIDA_TEST_BROKER=core.zeromq|core.rabbitmq enables the daemon tests' broker.
+# Extra arguments go to pytest. AIIDA_TEST_BROKER=core.zeromq|core.rabbitmq picks the daemon tests' broker,
+# AIIDA_TEST_STORAGE=core.sqlite_dos|core.psql_dos the storage (psql: scripts/start_postgres.sh first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_dft.sh  # pw.x / ld1.x and aiida-quantumespresso for the real-DFT tests (idempotent)
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/cluster/start.sh  # sshd + a second user with its own pacemaker + one-node Slurm (idempotent)
+else
+  echo "not root: no cluster for tests/remote (run scripts/cluster/start.sh as root); those tests will fail" >&2
+fi
 export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
 rm -rf "$AIIDA_PATH"; mkdir -p "$AIIDA_PATH"
 export PATH="$PWD/.venv/bin:$PATH"  # the daemon runs `verdi` from the PATH
 export PACEMAKER_EXECUTABLE=${PACEMAKER_EXECUTABLE:-$PWD/.venv-pacemaker/bin/pacemaker}
-exec .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" tests
+PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" tests)
+CLUSTER_HOME=$(sed -n 's/^CLUSTER_HOME=//p' .cluster/env 2>/dev/null || true)
+if [ "$(id -u)" = 0 ] && [ -n "$CLUSTER_HOME" ]; then
+  # the remote user's home (its pacemaker) is hidden from the tests: an empty tmpfs over it in a private mount
+  # namespace, so what the remote tests do, they do through SSH; sshd and Slurm, outside, still see it
+  exec unshare -m bash -c 'mount --make-rprivate / && mount -t tmpfs -o size=1m,mode=700 none "$0" && exec "$@"' \
+    "$CLUSTER_HOME" "${PYTEST[@]}"
+fi
+exec "${PYTEST[@]}"

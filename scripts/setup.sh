@@ -28,6 +28,9 @@ if [ "${SETUP_PROFILE:-1}" = 1 ]; then
   VERDI=.venv/bin/verdi
   if ! $VERDI profile show "$PROFILE" >/dev/null 2>&1; then
     $VERDI presto --use-zeromq --profile-name "$PROFILE"
+    # pacemaker's threads come from the computer: localhost runs jobs on all of this machine's cores
+    .venv/bin/python -c "from aiida import load_profile, orm; load_profile('$PROFILE'); \
+orm.load_computer('localhost').set_default_mpiprocs_per_machine($(nproc))"
   fi
   if ! $VERDI -p "$PROFILE" code show pacemaker@localhost >/dev/null 2>&1; then
     $VERDI -p "$PROFILE" code create core.code.installed -n --label pacemaker --computer localhost \

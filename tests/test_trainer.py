@@ -39,8 +39,6 @@ def config(executable, database, tmp_path, **extra) -> TrainingConfig:
 def test_config_validation(pacemaker_executable, database, tmp_path):
     with pytest.raises(ValidationError, match='unknown_field'):
         TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database, unknown_field=1)
-    with pytest.raises(ValidationError, match='pacemaker_executable'):
-        TrainingConfig(pacemaker_executable=tmp_path / 'missing', data_source_db=database)
     with pytest.raises(ValidationError, match='pacemaker cannot fit stress'):
         config(pacemaker_executable, database, tmp_path, loss_weights=LossWeights(stress=0.5))
     with pytest.raises(ValidationError, match=r'either loss_weights or fit.loss.kappa'):
@@ -55,10 +53,12 @@ def test_config_validation(pacemaker_executable, database, tmp_path):
     assert kappa_only.pacemaker_settings().kappa == 0.5  # the default LossWeights does not count as given
     with pytest.raises(ValidationError, match=r'fit.maxiterr'):
         config(pacemaker_executable, database, tmp_path, settings={'fit': {'maxiterr': 5}})
-    not_executable = tmp_path / 'pacemaker'
-    not_executable.write_text('#!/bin/sh\n')
-    with pytest.raises(ValidationError, match='is not executable'):
-        TrainingConfig(pacemaker_executable=not_executable, data_source_db=database)
+    # the executable is a path on the computer that runs pacemaker: kept as given, checked there by train()
+    assert TrainingConfig(
+        pacemaker_executable='/remote/bin/pacemaker', data_source_db=database
+    ).pacemaker_executable == ('/remote/bin/pacemaker')
+    with pytest.raises(ValidationError, match='pacemaker_executable'):
+        TrainingConfig(pacemaker_executable='', data_source_db=database)
     default = TrainingConfig(pacemaker_executable=pacemaker_executable, data_source_db=database)
     assert default.delta_learning is True and default.template_file is None
     assert default.pacemaker_settings().kappa == pytest.approx(0.3)
@@ -79,7 +79,8 @@ def test_missing_database_raises_training_error(pacemaker_executable, tmp_path, 
 
 
 def test_what_can_be_checked_fails_before_the_import(pacemaker_executable, database, tmp_path, session_localhost):
-    """An output_dir that is a file, or an unknown computer: a TrainingError before anything is imported."""
+    """An output_dir that is a file, an unknown computer, a missing or non-executable pacemaker on the computer, a
+    computer that does not say how many threads: a TrainingError before anything is imported."""
     from aiida import orm
 
     occupied = tmp_path / 'occupied'
@@ -89,6 +90,22 @@ def test_what_can_be_checked_fails_before_the_import(pacemaker_executable, datab
         PacemakerTrainer(config(pacemaker_executable, database, tmp_path, output_dir=occupied)).train()
     with pytest.raises(TrainingError, match=r"no AiiDA computer 'nowhere' in this profile"):
         PacemakerTrainer(config(pacemaker_executable, database, tmp_path, computer='nowhere')).train()
+    with pytest.raises(
+        TrainingError, match=r"pacemaker_executable .*missing does not exist on computer 'session-local"
+    ):
+        PacemakerTrainer(config(tmp_path / 'missing', database, tmp_path)).train()
+    not_executable = tmp_path / 'pacemaker'
+    not_executable.write_text('#!/bin/sh\n')
+    with pytest.raises(TrainingError, match=r'pacemaker_executable .*pacemaker on computer .* is not executable'):
+        PacemakerTrainer(config(not_executable, database, tmp_path)).train()
+    no_threads = orm.Computer(
+        label='no-default-threads', hostname='localhost', transport_type='core.local', scheduler_type='core.direct'
+    ).store()
+    no_threads.configure()
+    with pytest.raises(TrainingError, match=r"computer 'no-default-threads' has no default number of MPI processes"):
+        PacemakerTrainer(
+            config(pacemaker_executable, database, tmp_path, computer=no_threads.label, num_threads=None)
+        ).train()
     assert orm.QueryBuilder().append(orm.Node).count() == before
 
 

@@ -114,7 +114,9 @@ class PacemakerCalculation(CalcJob):
         )
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
-        options['resources'].default = {'num_machines': 1}  # threads: the computer's default mpiprocs per machine
+        # threads: the computer's default mpiprocs per machine. A fresh dict each time: aiida-core's validation
+        # completes the resources in place, which would otherwise change the default of every later calculation
+        options['resources'].default = lambda: {'num_machines': 1}
         options['parser_name'].default = 'mlip_autopipe.pacemaker'
         options['withmpi'].default = False
         options['input_filename'].default = cls.INPUT_FILE

@@ -26,11 +26,9 @@ ERROR_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Kill
 FIT_TIME = re.compile(r'Fitting took\s+([0-9.]+)\s+seconds')
 VERSION = re.compile(r'pacemaker/pyace version:\s*(\S+)')
 DATASET_SIZE = re.compile(r'(Fitting|Test) dataset size:\s*(\d+) structures / (\d+) atoms')
-#: Slurm's line when it stops a job at its ``--time`` (``*** JOB 7 ON node CANCELLED AT ... DUE TO TIME LIMIT ***``).
-SLURM_TIME_LIMIT = re.compile(
-    r'^(slurmstepd: error: )?\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT .* DUE TO TIME LIMIT',
-    re.M,
-)
+#: Slurm's line when it stops a job at its ``--time``:
+#: ``slurmstepd-node: error: *** JOB 7 ON node CANCELLED AT 2026-11-28T23:51:24 DUE TO TIME LIMIT ***``.
+SLURM_TIME_LIMIT = re.compile(r'\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT')
 OPTIMIZATION = re.compile(r'Optimization result\(success=(True|False), status=(-?\d+), message=([^,]*)')
 
 #: Learning-curve arrays and their units (``test_*`` arrays have their own ``test_iteration``).

@@ -64,13 +64,13 @@ timeout 30 bash -c "until ssh-keyscan -p $PORT 127.0.0.1 >/dev/null 2>&1; do sle
 echo "== the AiiDA side's ~/.ssh (Host $ALIAS, known_hosts)"
 install -d -m 700 ~/.ssh
 touch ~/.ssh/known_hosts ~/.ssh/config
-if ! ssh-keygen -F "[127.0.0.1]:$PORT" >/dev/null 2>&1; then
-  ssh-keyscan -p "$PORT" -t ed25519 127.0.0.1 2>/dev/null >> ~/.ssh/known_hosts
-fi
-if ! grep -q "^Host $ALIAS\$" ~/.ssh/config; then
-  printf '\nHost %s\n  HostName 127.0.0.1\n  Port %s\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n' \
-    "$ALIAS" "$PORT" "$USER_NAME" "$STATE/id_ed25519" >> ~/.ssh/config
-fi
+# this checkout's host key and client key replace those of an earlier run (another checkout, say)
+ssh-keygen -R "[127.0.0.1]:$PORT" >/dev/null 2>&1 || true
+ssh-keyscan -p "$PORT" -t ed25519 127.0.0.1 2>/dev/null >> ~/.ssh/known_hosts
+awk -v host="Host $ALIAS" '$0 == host {skip = 1; next} /^Host / {skip = 0} !skip' ~/.ssh/config > ~/.ssh/config.new
+printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n' \
+  "$ALIAS" "$PORT" "$USER_NAME" "$STATE/id_ed25519" >> ~/.ssh/config.new
+mv ~/.ssh/config.new ~/.ssh/config
 chmod 600 ~/.ssh/config
 ssh -o BatchMode=yes "$ALIAS" true
 

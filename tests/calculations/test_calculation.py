@@ -59,6 +59,28 @@ def test_sandbox_files_commands_and_retrieve_list(generate_calc_job, fake_code, 
     # threads follow the job's resources unless already set
     assert 'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"' in calc_info.prepend_text
     assert 'export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-2}"' in calc_info.prepend_text
+    # the interpreter path is quoted wherever it is used (an installation path may contain spaces)
+    assert calc_info.prepend_text.count('"$PACEMAKER_PYTHON" pacemaker_io.py') == 1
+    assert '$PACEMAKER_PYTHON pacemaker_io.py' not in calc_info.prepend_text + calc_info.append_text
+    # the job writes its start on its own clock first, for the walltime monitor
+    assert calc_info.prepend_text.splitlines()[0].startswith('date +%s > aiida_job_started')
+
+
+def test_threads_come_from_the_computer_default(generate_calc_job, fake_code, cu_set, tmp_path):
+    """Without num_mpiprocs_per_machine the computer's default sets the threads; without both: a clear error."""
+
+    fake_code.computer.set_default_mpiprocs_per_machine(3)
+    try:
+        _, calc_info = generate_calc_job(PacemakerCalculation, {'code': fake_code, 'training_set': cu_set})
+        assert 'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-3}"' in calc_info.prepend_text
+        computer = orm.Computer(
+            label='no-default', hostname='localhost', transport_type='core.local', scheduler_type='core.direct'
+        ).store()
+        code = orm.InstalledCode(computer=computer, filepath_executable='/opt/p/bin/pacemaker').store()
+        with pytest.raises(ValueError, match=r"how many threads.*computer .no-default."):
+            generate_calc_job(PacemakerCalculation, {'code': code, 'training_set': cu_set})
+    finally:
+        fake_code.computer.set_default_mpiprocs_per_machine(1)
 
 
 def test_test_set_and_initial_potential(generate_calc_job, fake_code, cu_set):

@@ -88,6 +88,8 @@ def test_early_converged_fit(parse_fixture):
         ('yace_failed', 304, 'RuntimeError: Could not convert B-basis'),
         ('conversion_failed', 401, "ModuleNotFoundError: No module named 'pandas'"),
         ('no_status', 310, 'stopped before pacemaker finished'),
+        # a real Slurm --time stop whose scheduler stderr starts with a line of the code's prepend text
+        ('slurm_time_limit_after_module_line', 400, 'ran out of walltime'),
         ('no_log', 301, 'wrote no log.txt'),
         ('missing_executable', 402, 'the pacemaker executable /opt/nowhere/bin/pacemaker does not exist'),
     ],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import os
+import re
 import time
 
 import numpy as np
@@ -13,6 +16,7 @@ from aiida.engine import run_get_node
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 from tests.conftest import TINY_SETTINGS
+from tests.remote.conftest import remote_code
 from tests.workflows.test_restart_real import calculations, coefficients
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.remote]
@@ -88,7 +92,7 @@ def test_facade_trains_on_the_remote_computer(slurm_computer, cluster, tmp_path)
     with pytest.raises(TrainingError, match=r'must be an absolute path on computer'):
         PacemakerTrainer(config(pacemaker_executable='pace-env/bin/pacemaker')).train()
     with pytest.raises(TrainingError, match=r'is not executable'):
-        PacemakerTrainer(config(pacemaker_executable=f'{cluster["CLUSTER_HOME"]}/install_pacemaker_env.sh')).train()
+        PacemakerTrainer(config(pacemaker_executable=f'{cluster["CLUSTER_HOME"]}/pace-env/pyvenv.cfg')).train()
     assert orm.QueryBuilder().append(orm.Node).count() == before  # nothing imported or stored
 
     path = PacemakerTrainer(config()).train()
@@ -170,3 +174,106 @@ def test_daemon_restart_during_a_slurm_fit(started_daemon_client, slurm_pacemake
     np.testing.assert_allclose(
         coefficients(node.outputs.potential_yaml), coefficients(tiny_fit.outputs.potential_yaml), rtol=1e-6, atol=1e-9
     )
+
+
+def seconds_per_iteration(calculation) -> float:
+    """Mean seconds per iteration, from the time stamps of pacemaker's log."""
+    log = calculation.outputs.retrieved.base.repository.get_object_content('log.txt')
+    stamps = [
+        datetime.datetime.strptime(stamp, '%Y-%m-%d %H:%M:%S,%f').timestamp()
+        for stamp in re.findall(r'^(\S+ \S+) I - Iteration\s+#\d+', log, flags=re.MULTILINE)
+    ]
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+
+@pytest.mark.daemon
+def test_slurm_time_limit_stop_is_continued_to_the_end(started_daemon_client, slurm_computer, cluster, cu_al_sets):
+    """Slurm cancels the job at its --time; the base workflow continues the fit to the end. Twice at once: with
+    Slurm's line alone in the scheduler's stderr, and after a line printed before it (a ``module load``
+    message), which aiida-core alone does not recognise without Slurm accounting."""
+    training, test = cu_al_sets
+    plain = remote_code(slurm_computer, cluster, label='pacemaker-plain')
+    chatty = remote_code(
+        slurm_computer, cluster, label='pacemaker-module', prepend_text='echo "Loading module pacemaker/0.4" >&2'
+    )
+    settings = {  # forces in the loss (with energies only, 16 structures are fitted exactly within 60 iterations)
+        'potential': {'functions': {'number_of_functions_per_element': 50}},
+        'fit': {'maxiter': 15, 'loss': {'kappa': 0.3}, 'options': {'gtol': 1e-14}},
+        'backend': {'display_step': 50},
+    }
+    one_thread = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
+    _, calibration = run_get_node(
+        PacemakerCalculation,
+        code=plain,
+        training_set=training,
+        test_set=test,
+        settings=orm.Dict(settings),
+        metadata={'options': one_thread},
+    )
+    assert calibration.is_finished_ok, calibration.exit_message
+    # Slurm's --time is whole minutes and it checks limits every ~30 s: the fit iterates for ~100 s, so the first
+    # job is cancelled during the fit, and the continuation finishes within its own minute (or is continued again)
+    maxiter = int(100 / seconds_per_iteration(calibration))
+    settings['fit']['maxiter'] = maxiter
+    nodes = [
+        submit_when_started(
+            started_daemon_client,
+            PacemakerBaseWorkChain,
+            pacemaker={
+                'code': code,
+                'training_set': training,
+                'test_set': test,
+                'settings': orm.Dict(settings),
+                'metadata': {'options': {**one_thread, 'max_wallclock_seconds': 60}},
+            },
+            max_iterations=orm.Int(6),
+        )
+        for code in (plain, chatty)
+    ]
+    await_all(nodes, 600)
+    for node in nodes:
+        runs = calculations(node)
+        first = runs[0]
+        assert first.exit_status == PacemakerCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status, first.exit_message
+        stderr = first.outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
+        assert 'DUE TO TIME LIMIT' in stderr
+        assert len(runs) >= 2 and runs[-1].is_finished_ok
+        budgets = [run.inputs.settings['fit']['maxiter'] for run in runs]
+        assert budgets[0] == maxiter and all(b < a for a, b in itertools.pairwise(budgets))
+        assert runs[1].inputs.initial_potential.creator.process_label == 'extract_retrieved_file'
+    plain_stderr, chatty_stderr = (
+        calculations(node)[0].outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
+        for node in nodes
+    )
+    assert plain_stderr.startswith('slurmstepd') and 'DUE TO TIME LIMIT' in plain_stderr.splitlines()[0]
+    assert chatty_stderr.splitlines()[0] == 'Loading module pacemaker/0.4'
+
+
+@pytest.mark.daemon
+def test_six_fits_at_once_with_two_daemon_workers(started_daemon_client, slurm_pacemaker, cu_al_sets):
+    """Six small fits submitted at once to Slurm, two daemon workers: all six finish, nothing is lost or mixed."""
+    from aiida.engine import submit
+
+    training, test = cu_al_sets
+    started_daemon_client.increase_workers(1)
+    try:
+        nodes = [
+            submit(
+                PacemakerCalculation,
+                code=slurm_pacemaker,
+                training_set=training,
+                test_set=test,
+                settings=orm.Dict({**TINY_SETTINGS, 'seed': seed}),
+                metadata={'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}},
+            )
+            for seed in range(6)
+        ]
+        await_all(nodes, 600)
+    finally:
+        started_daemon_client.stop_daemon(wait=True)  # back to one worker at the next start
+    assert len({node.get_job_id() for node in nodes}) == 6
+    potentials = [node.outputs.potential_yaml for node in nodes]
+    assert len({potential.uuid for potential in potentials}) == 6
+    for node in nodes:  # each job's outputs are its own: its log names the seed it was given
+        log = node.outputs.retrieved.base.repository.get_object_content('log.txt')
+        assert f'Set numpy random seed to {node.inputs.settings["seed"]}\n' in log
