@@ -77,7 +77,7 @@ def test_threads_come_from_the_computer_default(generate_calc_job, fake_code, cu
             label='no-default', hostname='localhost', transport_type='core.local', scheduler_type='core.direct'
         ).store()
         code = orm.InstalledCode(computer=computer, filepath_executable='/opt/p/bin/pacemaker').store()
-        with pytest.raises(ValueError, match=r"how many threads.*computer .no-default."):
+        with pytest.raises(ValueError, match=r'how many threads.*computer .no-default.'):
             generate_calc_job(PacemakerCalculation, {'code': code, 'training_set': cu_set})
     finally:
         fake_code.computer.set_default_mpiprocs_per_machine(1)
