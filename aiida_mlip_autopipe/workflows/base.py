@@ -4,7 +4,8 @@ Handlers (highest priority first):
 
 * out of walltime (the scheduler's 120, mapped by the parser to 400, or the ``mlip_autopipe.walltime`` monitor's
   150): continue the fit from the last interim potential (``pacemaker -p``, or ``-ip`` with ladder fitting) for
-  the iterations that remain, so no finished iteration is lost;
+  the iterations that remain, so no finished iteration is lost; an interim potential that the kill cut off is
+  not used: the stopped job runs again as it was given;
 * killed without an error message (430, the OOM killer): retry with half the ``batch_size``, continuing from the
   interim potential when there is one;
 * anything else: stop with the calculation's own exit code and message.
@@ -13,7 +14,9 @@ Handlers (highest priority first):
 from __future__ import annotations
 
 import io
+import re
 
+import yaml
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, calcfunction, process_handler, while_
@@ -21,12 +24,13 @@ from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, c
 from aiida_mlip_autopipe.calculations.monitors import WALLTIME_MESSAGE
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.config import PacemakerSettings
-from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
+from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table, potential_summary
 
 __all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file')
 
 INTERIM = 'interim_potential_0.yaml'
 STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
+FUNCTIONS_IN_LOG = re.compile(r'Total number of functions: (\d+)')
 
 
 @calcfunction
@@ -34,6 +38,26 @@ def extract_retrieved_file(retrieved: orm.FolderData, filename: orm.Str) -> orm.
     """Take one file (e.g. the last interim potential of a stopped job) out of a job's retrieved files."""
     content = retrieved.base.repository.get_object_content(filename.value, mode='rb')
     return orm.SinglefileData(io.BytesIO(content), filename=filename.value)
+
+
+def interim_problem(retrieved: orm.FolderData) -> str | None:
+    """Why the retrieved interim potential cannot be continued, or ``None``.
+
+    A kill (Slurm's time limit, the monitor, the OOM killer) can land while pacemaker rewrites the file: it is then
+    empty, or cut off after some of its functions (checked against the count pacemaker logs).
+    """
+    content = retrieved.base.repository.get_object_content(INTERIM)
+    try:
+        functions = potential_summary(content)['num_functions']
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exception:
+        return f'{INTERIM} is not a complete potential ({len(content)} bytes; {type(exception).__name__})'
+    names = retrieved.base.repository.list_object_names()
+    log = retrieved.base.repository.get_object_content('log.txt') if 'log.txt' in names else ''
+    logged = FUNCTIONS_IN_LOG.findall(log)
+    if not functions or (logged and functions != int(logged[-1])):
+        expected = f' of the {logged[-1]}' if logged else ''
+        return f'{INTERIM} holds {functions}{expected} functions ({len(content)} bytes): it was cut off by the stop'
+    return None
 
 
 def iterations_done(retrieved: orm.FolderData) -> int:
@@ -84,6 +108,9 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         retrieved = node.outputs.retrieved if 'retrieved' in node.outputs else None
         if retrieved is None or INTERIM not in retrieved.base.repository.list_object_names():
             return 'no interim potential was written: restarting from the start'
+        problem = interim_problem(retrieved)
+        if problem:
+            return f'{problem}; running the stopped job again as it was given'
         done = iterations_done(retrieved)
         maxiter = PacemakerSettings.model_validate(settings).section_fit.effective_maxiter
         remaining = max(1, maxiter - done)

@@ -136,3 +136,42 @@ def test_interim_potential_bytes_are_kept(generate_workchain):
     content = process.ctx.inputs.initial_potential.get_content(mode='rb')
     assert io.BytesIO(content).read() == (SUCCESS / 'interim_potential_0.yaml').read_bytes()
     assert process.ctx.inputs.settings['fit']['maxiter'] == 100  # no metrics: nothing counted as done
+
+
+@pytest.mark.parametrize(
+    ('cut', 'fragment'),
+    [
+        (lambda text: '', 'is not a complete potential (0 bytes'),  # as seen: a Slurm time-limit kill at the write
+        (lambda text: text[: len(text) // 2].rsplit('\n', 1)[0] + '\n', 'of the 20 functions'),  # cut at a line end
+    ],
+)
+def test_a_cut_off_interim_potential_is_not_continued(generate_workchain, tmp_path, cut, fragment):
+    """A kill during pacemaker's rewrite of the interim potential: the stopped job runs again as it was given."""
+    process, node = generate_workchain(
+        CODES.ERROR_OUT_OF_WALLTIME,
+        settings={'fit': {'maxiter': 100}},
+        retrieved_files=('metrics.txt', 'log.txt'),
+    )
+    text = (SUCCESS / 'interim_potential_0.yaml').read_text()
+    retrieved = node.outputs.retrieved
+    # the retrieved folder is stored; a fresh calculation node gets the cut-off copy
+    folder = tmp_path / 'retrieved'
+    folder.mkdir()
+    for name in ('metrics.txt', 'log.txt'):
+        (folder / name).write_bytes(retrieved.base.repository.get_object_content(name, mode='rb'))
+    (folder / 'interim_potential_0.yaml').write_text(cut(text))
+    stopped = orm.CalcJobNode(computer=node.computer, process_type=node.process_type)
+    stopped.set_process_label('PacemakerCalculation')
+    stopped.set_option('resources', {'num_machines': 1})
+    stopped.store()
+    copy = orm.FolderData(tree=folder)
+    copy.base.links.add_incoming(stopped, link_type=LinkType.CREATE, link_label='retrieved')
+    copy.store()
+    stopped.set_process_state(ProcessState.FINISHED)
+    stopped.set_exit_status(CODES.ERROR_OUT_OF_WALLTIME.status)
+    process.ctx.children = [stopped]
+    process.handle_out_of_walltime(stopped)
+    assert 'initial_potential' not in process.ctx.inputs  # not continued from the cut-off file
+    assert process.ctx.inputs.settings['fit']['maxiter'] == 100  # the stopped job's own budget, again
+    reports = [log.message for log in orm.Log.collection.get_logs_for(process.node)]
+    assert any(fragment in message and 'running the stopped job again' in message for message in reports), reports
