@@ -97,9 +97,10 @@ def await_all(nodes, timeout: float = 1800) -> None:
 
 
 def main(count: int = 6) -> None:
+    profile = ensure_profile()  # sets AIIDA_PATH, which aiida reads when it is imported
     from aiida import load_profile
 
-    load_profile(ensure_profile())
+    load_profile(profile)
     from aiida.engine import submit
     from aiida.engine.daemon.client import get_daemon_client
 
