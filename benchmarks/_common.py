@@ -14,13 +14,15 @@ PLUGIN_PYTHON = REPO / '.venv' / 'bin' / 'python'
 PACEMAKER_PYTHON = REPO / '.venv-pacemaker' / 'bin' / 'python'
 
 
-def ensure_profile(name: str = 'benchmarks') -> str:
-    """Create (once) a broker-less SQLite profile under benchmarks/_work/aiida and point AIIDA_PATH at it."""
+def ensure_profile(name: str = 'benchmarks', broker: bool = False) -> str:
+    """Create (once) a SQLite profile under benchmarks/_work/aiida and point AIIDA_PATH at it (call it before
+    importing aiida). ``broker``: with aiida-core's ZeroMQ broker, for the daemon; else none (``run()`` only)."""
     os.environ['AIIDA_PATH'] = str(WORK / 'aiida')
     (WORK / 'aiida').mkdir(parents=True, exist_ok=True)
     verdi = [str(REPO / '.venv' / 'bin' / 'verdi')]
     if subprocess.run([*verdi, 'profile', 'show', name], capture_output=True, check=False).returncode != 0:
-        subprocess.run([*verdi, 'presto', '--no-broker', '--profile-name', name], check=True, capture_output=True)
+        flag = '--use-zeromq' if broker else '--no-broker'
+        subprocess.run([*verdi, 'presto', flag, '--profile-name', name], check=True, capture_output=True)
         # pacemaker's threads come from the computer: localhost runs jobs on all cores of this machine
         code = f"from aiida import load_profile, orm; load_profile('{name}'); "
         code += f"orm.load_computer('localhost').set_default_mpiprocs_per_machine({os.cpu_count() or 1})"

@@ -10,13 +10,11 @@ Needs the cluster (``bash scripts/cluster/start.sh``, as root). Usage: python be
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import time
 
-from _common import REPO, WORK
+from _common import REPO, ensure_profile
 
 SETTINGS = {
     'potential': {'functions': {'number_of_functions_per_element': 5}},
@@ -24,16 +22,6 @@ SETTINGS = {
     'backend': {'display_step': 2},
 }
 ONE_THREAD = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
-
-
-def ensure_profile(name: str = 'benchmarks-daemon') -> str:
-    """A SQLite profile with aiida-core's ZeroMQ broker (the daemon needs one) under benchmarks/_work."""
-    os.environ['AIIDA_PATH'] = str(WORK / 'aiida')
-    (WORK / 'aiida').mkdir(parents=True, exist_ok=True)
-    verdi = [str(REPO / '.venv' / 'bin' / 'verdi')]
-    if subprocess.run([*verdi, 'profile', 'show', name], capture_output=True, check=False).returncode != 0:
-        subprocess.run([*verdi, 'presto', '--use-zeromq', '--profile-name', name], check=True, capture_output=True)
-    return name
 
 
 def cluster_env() -> dict[str, str]:
@@ -97,7 +85,7 @@ def await_all(nodes, timeout: float = 1800) -> None:
 
 
 def main(count: int = 6) -> None:
-    profile = ensure_profile()  # sets AIIDA_PATH, which aiida reads when it is imported
+    profile = ensure_profile('benchmarks-daemon', broker=True)  # sets AIIDA_PATH before aiida is imported
     from aiida import load_profile
 
     load_profile(profile)

@@ -180,24 +180,23 @@ def train_cu_al(pacemaker_code, cu_al_sets):
     return run
 
 
-@pytest.fixture(scope='session')
-def tiny_fit(pacemaker_code, cu_al_sets):
-    """One real tiny pacemaker fit through ``run()``, shared by the integration tests."""
+def fit_cu_al(code, sets, settings: dict = TINY_SETTINGS, options: dict | None = FIT_OPTIONS, **extra):
+    """Run a real ``PacemakerCalculation`` on the Cu-Al training and test sets; ``options=None``: the defaults."""
     from aiida import orm
     from aiida.engine import run_get_node
 
     from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 
-    training, test = cu_al_sets
-    _, node = run_get_node(
-        PacemakerCalculation,
-        code=pacemaker_code,
-        training_set=training,
-        test_set=test,
-        settings=orm.Dict(TINY_SETTINGS),
-        metadata={'options': FIT_OPTIONS},
-    )
-    return node
+    training, test = sets
+    metadata = {'options': options} if options is not None else {}
+    inputs = {'training_set': training, 'test_set': test, 'settings': orm.Dict(settings), 'metadata': metadata}
+    return run_get_node(PacemakerCalculation, code=code, **inputs, **extra)[1]
+
+
+@pytest.fixture(scope='session')
+def tiny_fit(pacemaker_code, cu_al_sets):
+    """One real tiny pacemaker fit through ``run()``, shared by the integration tests."""
+    return fit_cu_al(pacemaker_code, cu_al_sets)
 
 
 @pytest.fixture

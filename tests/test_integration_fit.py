@@ -6,12 +6,10 @@ import subprocess
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import run_get_node
 
-from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.datasets import emt_structures
-from tests.conftest import FIT_OPTIONS
+from tests.conftest import fit_cu_al
 
 pytestmark = pytest.mark.pacemaker
 
@@ -77,16 +75,8 @@ def test_potential_is_queryable_without_opening_it(tiny_fit):
 
 def test_continue_from_potential_yaml(tiny_fit, pacemaker_code, cu_al_sets):
     """``initial_potential`` continues the fit (``pacemaker -p``): it starts where the previous one stopped."""
-    training, test = cu_al_sets
-    _, node = run_get_node(
-        PacemakerCalculation,
-        code=pacemaker_code,
-        training_set=training,
-        test_set=test,
-        initial_potential=tiny_fit.outputs.potential_yaml,
-        settings=orm.Dict({'potential': {'functions': {'number_of_functions_per_element': 5}}, 'fit': {'maxiter': 2}}),
-        metadata={'options': FIT_OPTIONS},
-    )
+    settings = {'potential': {'functions': {'number_of_functions_per_element': 5}}, 'fit': {'maxiter': 2}}
+    node = fit_cu_al(pacemaker_code, cu_al_sets, settings, initial_potential=tiny_fit.outputs.potential_yaml)
     assert node.is_finished_ok, node.exit_message
     curve = node.outputs.learning_curve
     assert curve.get_array('loss')[0] == pytest.approx(tiny_fit.outputs.metrics['loss'], rel=1e-3)

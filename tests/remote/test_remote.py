@@ -11,11 +11,10 @@ import time
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
-from tests.conftest import TINY_SETTINGS
+from tests.conftest import TINY_SETTINGS, fit_cu_al
 from tests.remote.conftest import remote_code
 from tests.workflows.test_restart_real import calculations, coefficients
 
@@ -29,14 +28,7 @@ def test_remote_home_is_hidden_from_the_aiida_side(cluster):
 
 def test_quick_start_fit_on_slurm_equals_the_local_fit(slurm_pacemaker, cu_al_sets, tiny_fit):
     """The tiny fit through Slurm, threads from the computer: the same potential as the local run."""
-    training, test = cu_al_sets
-    _, node = run_get_node(
-        PacemakerCalculation,
-        code=slurm_pacemaker,
-        training_set=training,
-        test_set=test,
-        settings=orm.Dict(TINY_SETTINGS),
-    )
+    node = fit_cu_al(slurm_pacemaker, cu_al_sets, options=None)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     assert node.get_job_id().isdigit()  # a Slurm job id
     script = node.base.repository.get_object_content('_aiidasubmit.sh')
@@ -199,14 +191,7 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(started_daemon_client, sl
         'backend': {'display_step': 50},
     }
     one_thread = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
-    _, calibration = run_get_node(
-        PacemakerCalculation,
-        code=plain,
-        training_set=training,
-        test_set=test,
-        settings=orm.Dict(settings),
-        metadata={'options': one_thread},
-    )
+    calibration = fit_cu_al(plain, cu_al_sets, settings, one_thread)
     assert calibration.is_finished_ok, calibration.exit_message
     # Slurm's --time is whole minutes and it checks limits every ~30 s: the fit iterates for ~100 s, so the first
     # job is cancelled during the fit, and the continuation finishes within its own minute (or is continued again)
