@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.engine import submit
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
@@ -120,7 +121,6 @@ def test_walltime_monitor_measures_on_the_remote_clock(ssh_computer, cluster):
 
 
 def submit_when_started(daemon_client, process, **inputs):
-    from aiida.engine import submit
 
     node = submit(process, **inputs)
     deadline = time.time() + 120
@@ -191,11 +191,22 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(started_daemon_client, sl
         'backend': {'display_step': 50},
     }
     one_thread = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
-    calibration = fit_cu_al(plain, cu_al_sets, settings, one_thread)
-    assert calibration.is_finished_ok, calibration.exit_message
+    # calibrated as the fits will run: two at once (two one-thread jobs share this machine's cores)
+    calibrations = [
+        submit(
+            PacemakerCalculation,
+            code=plain,
+            training_set=training,
+            test_set=test,
+            settings=orm.Dict(settings),
+            metadata={'options': one_thread},
+        )
+        for _ in range(2)
+    ]
+    await_all(calibrations, 300)
     # Slurm's --time is whole minutes and it checks limits every ~30 s: the fit iterates for ~100 s, so the first
     # job is cancelled during the fit, and the continuation finishes within its own minute (or is continued again)
-    maxiter = int(100 / seconds_per_iteration(calibration))
+    maxiter = int(100 / max(seconds_per_iteration(calibration) for calibration in calibrations))
     settings['fit']['maxiter'] = maxiter
     nodes = [
         submit_when_started(
@@ -208,11 +219,11 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(started_daemon_client, sl
                 'settings': orm.Dict(settings),
                 'metadata': {'options': {**one_thread, 'max_wallclock_seconds': 60}},
             },
-            max_iterations=orm.Int(6),
+            max_iterations=orm.Int(10),
         )
         for code in (plain, chatty)
     ]
-    await_all(nodes, 600)
+    await_all(nodes, 900)
     for node in nodes:
         runs = calculations(node)
         first = runs[0]
@@ -234,7 +245,6 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(started_daemon_client, sl
 @pytest.mark.daemon
 def test_six_fits_at_once_with_two_daemon_workers(started_daemon_client, slurm_pacemaker, cu_al_sets):
     """Six small fits submitted at once to Slurm, two daemon workers: all six finish, nothing is lost or mixed."""
-    from aiida.engine import submit
 
     training, test = cu_al_sets
     started_daemon_client.increase_workers(1)
