@@ -57,6 +57,7 @@ MaxSessions 50
 CONF
 mkdir -p /run/sshd
 if ! { [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; }; then
+  pkill -f '^/usr/sbin/sshd -f .*/sshd_config -E ' && sleep 1  # one left by another checkout holds the port
   /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/log/sshd.log"
 fi
 timeout 30 bash -c "until ssh-keyscan -p $PORT 127.0.0.1 >/dev/null 2>&1; do sleep 0.5; done"
@@ -113,12 +114,13 @@ CONF
 chmod 755 "$STATE" "$STATE/slurm"  # slurmd and the user's jobs read nothing here, but Slurm checks the paths
 mkdir -p /etc/slurm
 install -m 644 "$STATE/slurm.conf" /etc/slurm/slurm.conf
-if ! { [ -f "$STATE/slurm/slurmctld.pid" ] && kill -0 "$(cat "$STATE/slurm/slurmctld.pid")" 2>/dev/null; }; then
-  /usr/sbin/slurmctld -i
-fi
-if ! { [ -f "$STATE/slurm/slurmd.pid" ] && kill -0 "$(cat "$STATE/slurm/slurmd.pid")" 2>/dev/null; }; then
-  /usr/sbin/slurmd
-fi
+for daemon in slurmctld slurmd; do
+  if ! { [ -f "$STATE/slurm/$daemon.pid" ] && kill -0 "$(cat "$STATE/slurm/$daemon.pid")" 2>/dev/null; }; then
+    # one started by another checkout (or before a reboot of its state) holds the ports: replace it
+    if pkill -x "$daemon"; then timeout 30 bash -c "while pgrep -x $daemon >/dev/null; do sleep 0.5; done"; fi
+    (cd "$STATE" && "/usr/sbin/$daemon" $([ "$daemon" = slurmctld ] && echo -i))
+  fi
+done
 timeout 60 bash -c "until sinfo -h -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; do sleep 1; done"
 runuser -u "$USER_NAME" -- srun -N1 -n1 true
 
