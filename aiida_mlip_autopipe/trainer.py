@@ -157,7 +157,9 @@ class PacemakerTrainer:
                 f'no AiiDA computer {self.config.computer!r} in this profile: set one up (`verdi computer setup`; '
                 '`verdi computer list` shows them) or name another with TrainingConfig(computer=...)'
             ) from exception
-        if not self.config.num_threads and computer.get_default_mpiprocs_per_machine() is None:
+        from aiida_mlip_autopipe.calculations.pacemaker import thread_count_missing
+
+        if not self.config.num_threads and thread_count_missing(computer, {'num_machines': 1}):
             raise TrainingError(
                 f'computer {computer.label!r} has no default number of MPI processes per machine, which the façade '
                 'takes as the number of threads: give TrainingConfig(num_threads=...) or set the default '

@@ -380,16 +380,20 @@ def validate_settings(value: orm.Dict | None, _) -> str | None:
     return None
 
 
+def thread_count_missing(computer: orm.Computer, resources: dict[str, Any]) -> bool:
+    """Whether neither ``resources`` nor ``computer``'s default say how many processes per machine (threads) to use."""
+    if {'num_mpiprocs_per_machine', 'tot_num_mpiprocs'} & set(resources):
+        return False
+    if computer.get_default_mpiprocs_per_machine() is not None:
+        return False
+    return computer.get_scheduler().job_resource_class.accepts_default_mpiprocs_per_machine()
+
+
 def threads_unknown(inputs: dict[str, Any]) -> str | None:
     """A message when neither the resources nor the computer say how many threads (processes per machine) to use."""
-    code = inputs.get('code')
-    computer = getattr(code, 'computer', None)
+    computer = getattr(inputs.get('code'), 'computer', None)
     resources = ((inputs.get('metadata') or {}).get('options') or {}).get('resources') or {}
-    if computer is None or {'num_mpiprocs_per_machine', 'tot_num_mpiprocs'} & set(resources):
-        return None
-    if computer.get_default_mpiprocs_per_machine() is not None:
-        return None
-    if not computer.get_scheduler().job_resource_class.accepts_default_mpiprocs_per_machine():
+    if computer is None or not thread_count_missing(computer, resources):
         return None
     return (
         f'how many threads should pacemaker use? give metadata.options.resources.num_mpiprocs_per_machine, or set '
