@@ -30,13 +30,15 @@ else:
                 db.write(atoms, config_type='bulk')
 
 training_data = import_ase_db(database, selection='config_type=bulk')
-results, node = run_get_node(
-    TrainingWorkChain,
-    code=orm.load_code('pacemaker@localhost'),
-    training_sets={'database': training_data},
-    settings=orm.Dict({'potential': {'functions': {'number_of_functions_per_element': 10}}, 'fit': {'maxiter': 30}}),
-    build_active_set=orm.Bool(True),
+builder = TrainingWorkChain.get_builder()
+builder.training_sets = {'database': training_data}
+builder.build_active_set = orm.Bool(True)
+# the calculation's inputs sit under base.pacemaker (the base workflow's own, e.g. max_iterations, under base)
+builder.base.pacemaker.code = orm.load_code('pacemaker@localhost')
+builder.base.pacemaker.settings = orm.Dict(
+    {'potential': {'functions': {'number_of_functions_per_element': 10}}, 'fit': {'maxiter': 30}}
 )
+results, node = run_get_node(builder)
 if not node.is_finished_ok:
     raise SystemExit(f'PacemakerTrainingWorkChain<{node.pk}> failed [{node.exit_status}]: {node.exit_message}')
 

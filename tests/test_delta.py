@@ -54,10 +54,15 @@ def test_delta_training_sets_need_repulsion_off_and_matching_test_set(fake_code,
         in PacemakerTrainingWorkChain.spec()
         .inputs.validate(
             {
-                'code': fake_code,
+                'base': {
+                    'pacemaker': {
+                        'code': fake_code,
+                        'settings': orm.Dict({'fit': {'repulsion': 'auto'}}),
+                        'metadata': {'options': {'resources': {'num_machines': 1}}},
+                    }
+                },
                 'training_sets': {'a': original},
                 'delta_learning': orm.Bool(True),
-                'settings': orm.Dict({'fit': {'repulsion': 'auto'}}),
             }
         )
         .message

@@ -211,24 +211,31 @@ class PacemakerCalculation(CalcJob):
         return sorted(elements)
 
     @classmethod
-    def completed_settings(cls, inputs: dict[str, Any]) -> tuple[PacemakerSettings, dict[str, Any], list[str]]:
+    def completed_settings(
+        cls, inputs: dict[str, Any], elements: list[str] | None = None
+    ) -> tuple[PacemakerSettings, dict[str, Any], list[str]]:
         """Return ``(settings, filled, dropped)``: the validated settings completed with what pacemaker requires and
-        the user left out, what was filled, and the messages for keys pacemaker ignores (dropped)."""
+        the user left out, what was filled, and the messages for keys pacemaker ignores (dropped).
+
+        ``elements``: the data's elements when ``inputs`` holds no data yet (a workflow checking before it builds it).
+        """
         raw = inputs['settings'].get_dict() if 'settings' in inputs else {}
-        settings, filled = PacemakerSettings.model_validate(raw).complete(cls.data_elements(inputs))
+        settings, filled = PacemakerSettings.model_validate(raw).complete(elements or cls.data_elements(inputs))
         return settings, filled, ignored_keys(raw)
 
     @classmethod
-    def resolve_settings(cls, inputs: dict[str, Any]) -> PacemakerSettings:
+    def resolve_settings(cls, inputs: dict[str, Any], elements: list[str] | None = None) -> PacemakerSettings:
         """Return the validated settings completed with what pacemaker requires (e.g. the data's elements)."""
-        return cls.completed_settings(inputs)[0]
+        return cls.completed_settings(inputs, elements)[0]
 
     @classmethod
-    def input_document(cls, inputs: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    def input_document(
+        cls, inputs: dict[str, Any], elements: list[str] | None = None, has_test_set: bool | None = None
+    ) -> tuple[dict[str, Any], str]:
         """Return ``(document, text)``: what ``input.yaml`` must say, and the text rendered from the template."""
-        settings = cls.resolve_settings(inputs)
-        test_filename = cls.TEST_PICKLE if 'test_set' in inputs else None
-        document = settings.to_pacemaker_input(cls.TRAINING_PICKLE, test_filename)
+        settings = cls.resolve_settings(inputs, elements)
+        has_test_set = 'test_set' in inputs if has_test_set is None else has_test_set
+        document = settings.to_pacemaker_input(cls.TRAINING_PICKLE, cls.TEST_PICKLE if has_test_set else None)
         template = inputs['template'].get_content() if 'template' in inputs else None
         text = render_input(document, template)
         rendered = load_input(text)
@@ -402,13 +409,48 @@ def threads_unknown(inputs: dict[str, Any]) -> str | None:
     )
 
 
-def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
-    """aiida-core's own checks (code, computer, resources), then settings, data, template and initial potential."""
-    message = threads_unknown(inputs) or validate_calc_job(inputs, ctx)
-    if message:
-        return message
-    if 'training_set' not in inputs:
+def initial_potential_problem(inputs: dict[str, Any]) -> str | None:
+    """A message when the ``initial_potential`` is not a B-basis YAML that pacemaker can continue."""
+    if 'initial_potential' not in inputs:
         return None
+    name = inputs['initial_potential'].filename
+    if name.endswith('.yace'):
+        return (
+            f'initial_potential {name!r} is a .yace (C-tilde basis), which pacemaker cannot continue: give the '
+            'B-basis YAML, e.g. the `potential_yaml` output of the previous fit'
+        )
+    if not name.endswith(('.yaml', '.yml')):
+        return f'initial_potential {name!r} must be a B-basis YAML file (.yaml)'
+    return None
+
+
+def settings_problem(inputs: dict[str, Any], elements: list[str], has_test_set: bool) -> str | None:
+    """A message when the settings (and template) do not make a valid ``input.yaml`` for data of ``elements``.
+
+    The one check of settings against data: the calculation runs it on its inputs, the training workflow on the
+    data it found, before it stores anything.
+    """
+    try:
+        settings = PacemakerCalculation.resolve_settings(inputs, elements)
+    except (ValidationError, ValueError) as exception:
+        return f'invalid settings: {first_error_location(exception)}'
+    if set(settings.potential.elements) != set(elements):
+        return (
+            f'potential.elements={settings.potential.elements} does not match the elements of the data '
+            f'{sorted(elements)}: give exactly the data elements, or omit potential.elements to take them'
+        )
+    try:
+        PacemakerCalculation.input_document(inputs, elements, has_test_set)
+    except InputFileError as exception:
+        return str(exception)
+    return None
+
+
+def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
+    """aiida-core's own checks (code, computer, resources), then the initial potential, data, settings, template."""
+    message = threads_unknown(inputs) or validate_calc_job(inputs, ctx) or initial_potential_problem(inputs)
+    if message or 'training_set' not in inputs:
+        return message
     training_set = inputs['training_set']
     if len(training_set) == 0:
         return 'the training_set is empty: pacemaker needs at least one structure'
@@ -417,10 +459,10 @@ def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
         return f'{missing} structure(s) of the training_set have no forces; pacemaker fits forces on every structure'
     if 'test_set' in inputs and not inputs['test_set'].base.attributes.get('has_forces', False):
         return 'some structures of the test_set have no forces'
-    try:
-        settings = PacemakerCalculation.resolve_settings(inputs)
-    except (ValidationError, ValueError) as exception:
-        return f'invalid settings: {first_error_location(exception)}'
+    message = settings_problem(inputs, PacemakerCalculation.data_elements(inputs), 'test_set' in inputs)
+    if message:
+        return message
+    settings = PacemakerCalculation.resolve_settings(inputs)
     baselines = {baseline_of(inputs[name]) for name in ('training_set', 'test_set') if name in inputs}
     if len(baselines) > 1:
         return 'the training_set and test_set must both carry the same ZBL baseline (delta learning), or neither'
@@ -440,23 +482,4 @@ def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
                 f'data.test_size={test_size} takes {count_test} test structure(s) of the {count} in the training_set: '
                 'pacemaker needs at least one training and one test structure'
             )
-    data_elements = set(PacemakerCalculation.data_elements(inputs))
-    if set(settings.potential.elements) != data_elements:
-        return (
-            f'potential.elements={settings.potential.elements} does not match the elements of the data '
-            f'{sorted(data_elements)}: give exactly the data elements, or omit potential.elements to take them'
-        )
-    if 'initial_potential' in inputs:
-        name = inputs['initial_potential'].filename
-        if name.endswith('.yace'):
-            return (
-                f'initial_potential {name!r} is a .yace (C-tilde basis), which pacemaker cannot continue: give the '
-                'B-basis YAML, e.g. the `potential_yaml` output of the previous fit'
-            )
-        if not name.endswith(('.yaml', '.yml')):
-            return f'initial_potential {name!r} must be a B-basis YAML file (.yaml)'
-    try:
-        PacemakerCalculation.input_document(inputs)
-    except InputFileError as exception:
-        return str(exception)
     return None

@@ -6,9 +6,14 @@ Handlers (highest priority first):
   150): continue the fit from the last interim potential (``pacemaker -p``, or ``-ip`` with ladder fitting) for
   the iterations that remain, so no finished iteration is lost; an interim potential that the kill cut off is
   not used: the stopped job runs again as it was given;
-* killed without an error message (430, the OOM killer): retry with half the ``batch_size``, continuing from the
-  interim potential when there is one;
-* anything else: stop with the calculation's own exit code and message.
+* out of memory (the scheduler's 110, or 430: killed without an error message, the OOM killer): retry with half
+  the ``batch_size``, continuing from the interim potential when there is one;
+* a failure that running again cannot mend (bad data or settings, a missing executable, a NaN loss, a crash):
+  stop with ``ERROR_UNRECOVERABLE_FAILURE`` (300), whose message names the calculation's exit code and message.
+
+Any other failure is left to aiida-core's ``on_unhandled_failure`` input (default: stop with 402).
+The workflow's exit codes are its own (aiida-quantumespresso's discipline); it never returns a calculation's
+exit status as its own.
 """
 
 from __future__ import annotations
@@ -19,18 +24,42 @@ import re
 import yaml
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, calcfunction, process_handler, while_
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
 
 from aiida_mlip_autopipe.calculations.monitors import WALLTIME_MESSAGE
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.config import PacemakerSettings
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table, potential_summary
 
-__all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file')
+__all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file', 'failure_of')
 
 INTERIM = 'interim_potential_0.yaml'
 STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
 FUNCTIONS_IN_LOG = re.compile(r'Total number of functions: (\d+)')
+# failures that the same inputs would meet again: bad data or settings, a missing tool, a NaN loss, a crash
+UNRECOVERABLE = (
+    'ERROR_OUTPUT_REFERENCE_ENERGY',
+    'ERROR_DATASET_CONVERSION_FAILED',
+    'ERROR_EXECUTABLE_MISSING',
+    'ERROR_PACEMAKER_FAILED',
+    'ERROR_NAN_LOSS',
+    'ERROR_PACEMAKER_CRASHED',
+)
+
+
+def failure_of(node: orm.ProcessNode) -> dict:
+    """The fields that name a failed process: label, pk, exit status, exit code name and message."""
+    try:
+        names = {code.status: label for label, code in node.process_class.exit_codes.items()}
+    except (ValueError, AttributeError):  # a process class that can no longer be loaded
+        names = {}
+    return {
+        'label': node.process_label,
+        'pk': node.pk,
+        'status': node.exit_status,
+        'name': names.get(node.exit_status, 'unknown'),
+        'message': node.exit_message or '',
+    }
 
 
 @calcfunction
@@ -88,6 +117,11 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
             cls.results,
         )
         spec.exit_code(
+            300,
+            'ERROR_UNRECOVERABLE_FAILURE',
+            message='{label}<{pk}> failed with exit code {status} ({name}): {message}',
+        )
+        spec.exit_code(
             501,
             'ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH',
             message='pacemaker was killed (out of memory) even with batch_size 1',
@@ -138,9 +172,15 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         self.report(f'{node.process_label}<{node.pk}> ran out of walltime; {action}')
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=500, exit_codes=[PacemakerCalculation.exit_codes.ERROR_PACEMAKER_KILLED])
+    @process_handler(
+        priority=500,
+        exit_codes=[
+            PacemakerCalculation.exit_codes.ERROR_PACEMAKER_KILLED,
+            PacemakerCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY,
+        ],
+    )
     def handle_out_of_memory(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
-        """Killed without an error message (the OOM killer): halve ``backend.batch_size`` and try again."""
+        """Out of memory (the scheduler's 110, or killed without an error message): halve ``backend.batch_size``."""
         settings = self._settings()
         batch_size = PacemakerSettings.model_validate(settings).section_backend.effective_batch_size
         if batch_size <= 1:
@@ -149,15 +189,13 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         action = self._continue_from_interim(node, settings)
         self.ctx.inputs.settings = orm.Dict(settings)
         self.report(
-            f'{node.process_label}<{node.pk}> was killed (out of memory?): batch_size {batch_size} -> '
+            f'{node.process_label}<{node.pk}> ran out of memory: batch_size {batch_size} -> '
             f'{settings["backend"]["batch_size"]}; {action}'
         )
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=0)
-    def handle_unrecoverable_failure(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
-        """Any failure no other handler fixed: stop with the calculation's own exit code and message."""
-        if not node.is_failed:
-            return None
+    @process_handler(priority=100, exit_codes=[PacemakerCalculation.exit_codes[name] for name in UNRECOVERABLE])
+    def handle_unrecoverable_failure(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
+        """A failure that running again cannot mend: stop, naming the calculation's exit code and message."""
         self.report(f'{node.process_label}<{node.pk}> failed [{node.exit_status}]: {node.exit_message}')
-        return ProcessHandlerReport(True, ExitCode(node.exit_status, node.exit_message))
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE.format(**failure_of(node)))

@@ -16,14 +16,14 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
-from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, validate_settings
+from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, settings_problem
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw
 from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
-from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file
+from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
 from aiida_mlip_autopipe.zbl import ZBLBaseline
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
@@ -99,26 +99,89 @@ def query_filters(nested: dict) -> dict:
     return result
 
 
+def training_settings(settings: dict, delta_learning: bool) -> tuple[dict, list[str]]:
+    """The settings the workflow hands to pacemaker, and what it changed: the split is the workflow's own
+    (``data.test_size`` is dropped); delta learning switches pacemaker's ZBL core off."""
+    settings = {section: dict(value) if isinstance(value, dict) else value for section, value in settings.items()}
+    notes = []
+    if (settings.get('data') or {}).pop('test_size', None) is not None:
+        notes.append('settings data.test_size ignored: the split is made by test_fraction')
+    if delta_learning:
+        settings.setdefault('fit', {})['repulsion'] = None  # no second ZBL core from pacemaker
+    return settings, notes
+
+
+def source_elements(inputs) -> list[str] | None:
+    """The elements of the data the inputs point at, found without storing anything (``None``: not known yet)."""
+    if inputs.get('training_sets'):
+        nodes = inputs['training_sets'].values()
+    elif inputs.get('filters'):
+        query = orm.QueryBuilder().append(TrainingSetData, filters=query_filters(inputs['filters'].get_dict()))
+        nodes = query.all(flat=True)
+    else:
+        return None  # a group (possibly of DFT calculations): checked once its data is collected
+    elements = set()
+    for node in nodes:
+        elements |= set(node.base.attributes.get('elements', []))
+    return sorted(elements) or None
+
+
 def validate_inputs(inputs, _) -> str | None:
-    """Exactly one data source, valid ZBL cutoffs, no second ZBL core, a test fraction in [0, 1)."""
+    """Every check the calculation would make, before anything is stored: one data source, a valid split, ZBL
+    cutoffs, and the settings (with the workflow's changes) against the elements of the data."""
     given = [name for name in SOURCES if inputs.get(name)]
     if len(given) != 1:
         return f'give exactly one of `group`, `filters` or `training_sets` (got: {", ".join(given) or "none"})'
-    if inputs.get('delta_learning') and inputs['delta_learning'].value:
+    pacemaker = inputs.get('base', {}).get('pacemaker', {})
+    raw = pacemaker['settings'].get_dict() if pacemaker.get('settings') else {}
+    delta_learning = bool(inputs.get('delta_learning') and inputs['delta_learning'].value)
+    if delta_learning:
         cutoffs = inputs['zbl_cutoffs'].get_dict() if inputs.get('zbl_cutoffs') else {}
         try:
             ZBLBaseline(**cutoffs)
         except (TypeError, ValueError) as exception:
             return f'zbl_cutoffs={cutoffs}: {exception} (give {{"inner": ..., "outer": ...}} in Å)'
-        settings = inputs['settings'].get_dict() if inputs.get('settings') else {}
-        if (settings.get('fit') or {}).get('repulsion') == 'auto':
+        if (raw.get('fit') or {}).get('repulsion') == 'auto':
             return 'delta_learning fits DFT minus ZBL: fit.repulsion="auto" would add a second ZBL core; omit it'
-    fraction = inputs['test_fraction'].value
+    fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
     if not 0.0 <= fraction < 1.0:
         return f'test_fraction={fraction} must lie in [0, 1)'
-    if inputs['min_structures'].value < 1:
+    seed = inputs['split_seed'].value if 'split_seed' in inputs else DEFAULT_SPLIT_SEED
+    if not 0 <= seed < 2**32:
+        return f'split_seed={seed} must lie in [0, 2**32)'
+    if 'min_structures' in inputs and inputs['min_structures'].value < 1:
         return 'min_structures must be at least 1'
-    return None
+    elements = source_elements(inputs)
+    if elements is None:
+        return None
+    settings, _ = training_settings(raw, delta_learning)
+    return settings_problem({**pacemaker, 'settings': orm.Dict(settings)}, elements, has_test_set=fraction > 0)
+
+
+# the base workflow's exit code -> the training workflow's (both own their numbers)
+BASE_FAILURES = {
+    'ERROR_UNRECOVERABLE_FAILURE': 'ERROR_UNRECOVERABLE_FAILURE',
+    'ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH': 'ERROR_OUT_OF_MEMORY',
+    'ERROR_MAXIMUM_ITERATIONS_EXCEEDED': 'ERROR_MAXIMUM_RESTARTS',
+    'ERROR_UNHANDLED_FAILURE': 'ERROR_UNHANDLED_FAILURE',
+}
+
+
+def failure_code(base: orm.WorkflowNode) -> str:
+    """The training workflow's exit code label for a failed (or excepted, killed) base workflow."""
+    labels = {code.status: label for label, code in PacemakerBaseWorkChain.exit_codes.items()}
+    return BASE_FAILURES.get(labels.get(base.exit_status), 'ERROR_TRAINING_FAILED')
+
+
+def failure_cause(base: orm.WorkflowNode) -> str:
+    """The real cause: the last calculation's exit code (number and name) and message, with the base's verdict."""
+    calculations = [node for node in base.called if isinstance(node, orm.CalcJobNode)]
+    verdict = failure_of(base)
+    verdict = f'{verdict["label"]}<{verdict["pk"]}> [{verdict["status"]} {verdict["name"]}]'
+    if not calculations:
+        return f'{verdict}: {base.exit_message or base.process_state.value}'
+    last = failure_of(max(calculations, key=lambda node: node.ctime))
+    return f'{last["label"]}<{last["pk"]}> [{last["status"]} {last["name"]}] {last["message"]} ({verdict})'
 
 
 class PacemakerTrainingWorkChain(WorkChain):
@@ -127,15 +190,12 @@ class PacemakerTrainingWorkChain(WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('code', valid_type=orm.AbstractCode, help='The `pacemaker` code.')
-        spec.input(
-            'settings',
-            valid_type=orm.Dict,
-            required=False,
-            validator=validate_settings,
-            help='Pacemaker settings (see PacemakerSettings); `data.test_size` is replaced by test_fraction.',
+        spec.expose_inputs(
+            PacemakerBaseWorkChain,
+            namespace='base',
+            exclude=('pacemaker.training_set', 'pacemaker.test_set'),
+            namespace_options={'help': "Inputs of the PacemakerBaseWorkChain (the data is the workflow's own)."},
         )
-        spec.input('options', valid_type=orm.Dict, required=False, help="The calculation's metadata options.")
         spec.input(
             'min_structures',
             valid_type=orm.Int,
@@ -212,29 +272,10 @@ class PacemakerTrainingWorkChain(WorkChain):
             help='Explicit TrainingSetData nodes.',
         )
         spec.input(
-            'initial_potential',
-            valid_type=orm.SinglefileData,
-            required=False,
-            help='A B-basis YAML to continue from (e.g. a previous potential_yaml).',
-        )
-        spec.input('template', valid_type=orm.SinglefileData, required=False, help='A Jinja2 input.yaml template.')
-        spec.input(
             'plots',
             valid_type=orm.Bool,
             default=lambda: orm.Bool(True),
             help='Store learning-curve and parity plots (PNG) as outputs.',
-        )
-        spec.input(
-            'clean_workdir',
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(False),
-            help='Clean the remote work directories when done (off: keep them for diagnosis).',
-        )
-        spec.input(
-            'max_restarts',
-            valid_type=orm.Int,
-            default=lambda: orm.Int(5),
-            help='Runs of pacemaker the base workflow may make (walltime continuations, OOM retries).',
         )
         spec.inputs.validator = validate_inputs
 
@@ -292,8 +333,22 @@ class PacemakerTrainingWorkChain(WorkChain):
         )
         spec.exit_code(305, 'ERROR_FAILED_DFT', message='{message}')
         spec.exit_code(306, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
-        spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='the training failed [{status}]: {message}')
-        spec.exit_code(402, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
+        spec.exit_code(
+            410,
+            'ERROR_UNRECOVERABLE_FAILURE',
+            message='the fit failed and running it again cannot mend it: {cause}',
+        )
+        spec.exit_code(
+            411, 'ERROR_OUT_OF_MEMORY', message='pacemaker ran out of memory even with batch_size 1: {cause}'
+        )
+        spec.exit_code(
+            412,
+            'ERROR_MAXIMUM_RESTARTS',
+            message='the fit did not finish within base.max_iterations runs; the last one: {cause}',
+        )
+        spec.exit_code(413, 'ERROR_UNHANDLED_FAILURE', message='the fit failed with an unhandled failure: {cause}')
+        spec.exit_code(414, 'ERROR_TRAINING_FAILED', message='the training workflow failed: {cause}')
+        spec.exit_code(420, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
 
     # -- steps --------------------------------------------------------------------------------------------
 
@@ -374,37 +429,30 @@ class PacemakerTrainingWorkChain(WorkChain):
             self.report(f'delta learning: fitting DFT minus ZBL (inner {cutoffs["inner"]}, outer {cutoffs["outer"]} A)')
 
     def train(self):
-        """Run pacemaker through ``PacemakerBaseWorkChain``."""
-        inputs = AttributeDict({'code': self.inputs.code, 'training_set': self.ctx.training_set})
+        """Run pacemaker through ``PacemakerBaseWorkChain`` with the exposed ``base`` inputs and the assembled data."""
+        inputs = AttributeDict(self.exposed_inputs(PacemakerBaseWorkChain, namespace='base'))
+        inputs.pacemaker = AttributeDict(inputs.pacemaker)
+        inputs.pacemaker.training_set = self.ctx.training_set
         if self.ctx.test_set is not None:
-            inputs.test_set = self.ctx.test_set
-        settings = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
-        if settings.get('data', {}).pop('test_size', None) is not None:
-            self.report('settings data.test_size ignored: the split is made by test_fraction')
-        if self.inputs.delta_learning.value:
-            settings.setdefault('fit', {})['repulsion'] = None  # no second ZBL core from pacemaker
-        if settings or 'settings' in self.inputs:
-            inputs.settings = orm.Dict(settings)
-        for name in ('initial_potential', 'template'):
-            if name in self.inputs:
-                inputs[name] = self.inputs[name]
-        if 'options' in self.inputs:
-            inputs.metadata = {'options': self.inputs.options.get_dict()}
-        running = self.submit(
-            PacemakerBaseWorkChain,
-            pacemaker=inputs,
-            clean_workdir=self.inputs.clean_workdir,
-            max_iterations=self.inputs.max_restarts,
-        )
+            inputs.pacemaker.test_set = self.ctx.test_set
+        if 'settings' in inputs.pacemaker:
+            settings, notes = training_settings(inputs.pacemaker.settings.get_dict(), self.inputs.delta_learning.value)
+            for note in notes:
+                self.report(note)
+            inputs.pacemaker.settings = orm.Dict(settings)
+        elif self.inputs.delta_learning.value:
+            inputs.pacemaker.settings = orm.Dict(training_settings({}, True)[0])
+        running = self.submit(PacemakerBaseWorkChain, **inputs)
         self.report(f'launched PacemakerBaseWorkChain<{running.pk}> on {len(self.ctx.training_set)} structures')
         return ToContext(training=running)
 
     def inspect_training(self):
-        """Expose the potential and metrics, or fail with the training's own exit code."""
+        """Expose the potential and metrics, or fail with a code that names the cause (the calculation's own)."""
         node = self.ctx.training
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(status=node.exit_status, message=node.exit_message)
-        self.out_many(self.exposed_outputs(node, PacemakerCalculation))
+        if node.is_finished_ok:
+            self.out_many(self.exposed_outputs(node, PacemakerCalculation))
+            return None
+        return self.exit_codes[failure_code(node)].format(cause=failure_cause(node))
 
     def should_make_plots(self) -> bool:
         return bool(self.inputs.plots.value)
@@ -430,7 +478,7 @@ class PacemakerTrainingWorkChain(WorkChain):
         calculation = self.ctx.training.outputs.potential.creator
         data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str('fitting_data_info.pckl.gzip'))
         inputs = prepare_shell_job_inputs(
-            command=sibling_code(self.inputs.code, 'pace_activeset'),
+            command=sibling_code(self.inputs.base.pacemaker.code, 'pace_activeset'),
             arguments='-d {data} {potential}',
             nodes={'data': data, 'potential': self.ctx.training.outputs.potential_yaml},
             outputs=['*.asi'],

@@ -84,24 +84,22 @@ def test_potential_reproduces_held_out_dft_energies(qe_al_group, qe_failed_calcu
 
     group = orm.Group(label='qe-al-with-failure').store()
     group.add_nodes([*qe_al_group.nodes, qe_failed_calculation])
+    settings = {
+        'potential': {
+            'bonds': {'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 5.0, 'dcut': 0.01}},
+            'functions': {
+                'number_of_functions_per_element': 12,
+                'ALL': {'nradmax_by_orders': [8, 3, 2], 'lmax_by_orders': [0, 2, 1]},
+            },
+        },
+        'fit': {'maxiter': 60, 'loss': {'kappa': 0.3}},
+    }
+    pacemaker = {'code': pacemaker_code, 'settings': orm.Dict(settings), 'metadata': {'options': FIT_OPTIONS}}
     inputs = {
-        'code': pacemaker_code,
+        'base': {'pacemaker': pacemaker},
         'group': orm.Str(group.label),
         'min_structures': orm.Int(10),
         'test_fraction': orm.Float(0.25),
-        'settings': orm.Dict(
-            {
-                'potential': {
-                    'bonds': {'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 5.0, 'dcut': 0.01}},
-                    'functions': {
-                        'number_of_functions_per_element': 12,
-                        'ALL': {'nradmax_by_orders': [8, 3, 2], 'lmax_by_orders': [0, 2, 1]},
-                    },
-                },
-                'fit': {'maxiter': 60, 'loss': {'kappa': 0.3}},
-            }
-        ),
-        'options': orm.Dict(FIT_OPTIONS),
         'plots': orm.Bool(False),
     }
     _, refused = run_get_node(PacemakerTrainingWorkChain, **inputs)

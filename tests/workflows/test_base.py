@@ -22,12 +22,15 @@ SUCCESS = FIXTURES / 'pacemaker' / 'success_maxiter'
 def generate_workchain(fake_code):
     """A ``PacemakerBaseWorkChain`` after ``setup()``, whose last child failed with ``exit_code``."""
 
-    def factory(exit_code=None, settings=None, retrieved_files=(), exit_message=None):
+    def factory(exit_code=None, settings=None, retrieved_files=(), exit_message=None, **base_inputs):
         training_set = TrainingSetData.from_atoms(emt_structures(2, elements=('Cu',), seed=1)).store()
         inputs = {'code': fake_code, 'training_set': training_set}
         if settings is not None:
             inputs['settings'] = orm.Dict(settings)
-        process = instantiate_process(get_manager().get_runner(), PacemakerBaseWorkChain, pacemaker=inputs)
+        base_inputs = {name: orm.Str(value) for name, value in base_inputs.items()}
+        process = instantiate_process(
+            get_manager().get_runner(), PacemakerBaseWorkChain, pacemaker=inputs, **base_inputs
+        )
         process.setup()
         node = orm.CalcJobNode(computer=fake_code.computer, process_type='aiida.calculations:mlip_autopipe.pacemaker')
         node.set_process_label('PacemakerCalculation')
@@ -105,27 +108,64 @@ def test_killed_halves_the_batch_size(generate_workchain):
     assert report.exit_code.status == PacemakerBaseWorkChain.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH.status
 
 
-def test_other_failures_stop_with_the_calculations_own_exit_code(generate_workchain):
-    process, _ = generate_workchain(
+BASE_CODES = PacemakerBaseWorkChain.exit_codes
+
+
+def test_the_base_workflow_declares_its_own_exit_codes():
+    """Never a calculation's number as its own: 300 + the restart codes of aiida-core + 501, nothing shared."""
+    own = {code.status: label for label, code in BASE_CODES.items()}
+    assert own[300] == 'ERROR_UNRECOVERABLE_FAILURE'
+    assert own[401] == 'ERROR_MAXIMUM_ITERATIONS_EXCEEDED' and own[402] == 'ERROR_UNHANDLED_FAILURE'
+    calculation = {code.status for code in CODES.values()}
+    assert not ({300, 501} & calculation)
+
+
+def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(generate_workchain):
+    process, node = generate_workchain(
         CODES.ERROR_PACEMAKER_FAILED, exit_message='pacemaker exited with status 1: KeyError: ndensity'
     )
     result = process.inspect_process()
-    assert result.status == 410 and result.message == 'pacemaker exited with status 1: KeyError: ndensity'
+    assert result.status == BASE_CODES.ERROR_UNRECOVERABLE_FAILURE.status == 300
+    assert result.message == (
+        f'PacemakerCalculation<{node.pk}> failed with exit code 410 (ERROR_PACEMAKER_FAILED): '
+        'pacemaker exited with status 1: KeyError: ndensity'
+    )
+
+
+def test_a_dataset_conversion_failure_no_longer_reads_as_maximum_iterations(generate_workchain):
+    """The calculation's 401 used to come out of the base workflow as 401, aiida-core's 'maximum iterations'."""
+    process, _ = generate_workchain(CODES.ERROR_DATASET_CONVERSION_FAILED, exit_message='no pandas')
+    result = process.inspect_process()
+    assert result.status == 300 and '401 (ERROR_DATASET_CONVERSION_FAILED): no pandas' in result.message
+
+
+@pytest.mark.parametrize('exit_code', [CODES.ERROR_OUTPUT_LOG_MISSING, CODES.ERROR_SCHEDULER_NODE_FAILURE])
+def test_other_failures_are_left_to_on_unhandled_failure(generate_workchain, exit_code):
+    """No catch-all handler: aiida-core's policy applies (default abort with 402; restart_once restarts)."""
+    process, _ = generate_workchain(exit_code)
+    assert process.inspect_process() == BASE_CODES.ERROR_UNHANDLED_FAILURE
+    process, _ = generate_workchain(exit_code, on_unhandled_failure='restart_once')
+    assert process.inspect_process() is None  # restarted once
+
+
+def test_scheduler_out_of_memory_halves_the_batch_size(generate_workchain):
+    process, _ = generate_workchain(CODES.ERROR_SCHEDULER_OUT_OF_MEMORY, settings={'backend': {'batch_size': 8}})
+    assert process.inspect_process().status == 0  # handled: restart
+    assert process.ctx.inputs.settings['backend']['batch_size'] == 4
 
 
 def test_a_crash_by_another_signal_is_not_retried_as_memory(generate_workchain):
-    """Signal 11 (pacemaker segfaults on empty radparameters) is a crash: its own code, not a smaller batch."""
+    """Signal 11 (pacemaker segfaults on empty radparameters) is a crash: not retried with a smaller batch."""
     message = 'pacemaker crashed with signal 11 (SIGSEGV); not a memory problem, so it is not retried.'
     process, _ = generate_workchain(CODES.ERROR_PACEMAKER_CRASHED, exit_message=message)
     result = process.inspect_process()
-    assert result.status == CODES.ERROR_PACEMAKER_CRASHED.status and 'SIGSEGV' in result.message
+    assert result.status == 300 and '431 (ERROR_PACEMAKER_CRASHED)' in result.message and 'SIGSEGV' in result.message
     assert 'settings' not in process.ctx.inputs or 'backend' not in process.ctx.inputs.settings.get_dict()
 
 
 def test_success_is_not_touched(generate_workchain):
     process, node = generate_workchain(None)
     node.set_exit_status(0)
-    assert process.handle_unrecoverable_failure(node) is None
     assert process.inspect_process() is None
     assert isinstance(process.ctx.inputs, AttributeDict)
 
