@@ -24,6 +24,7 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
+from aiida_mlip_autopipe.workflows.protocols import ProtocolMixin
 from aiida_mlip_autopipe.zbl import ZBLBaseline
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
@@ -167,6 +168,15 @@ BASE_FAILURES = {
 }
 
 
+def _as_node(value):
+    """A protocol's plain value as the node the port takes (nodes pass through)."""
+    if isinstance(value, orm.Data):
+        return value
+    if isinstance(value, dict):
+        return orm.Dict(value)
+    return orm.to_aiida_type(value)
+
+
 def failure_code(base: orm.WorkflowNode) -> str:
     """The training workflow's exit code label for a failed (or excepted, killed) base workflow."""
     labels = {code.status: label for label, code in PacemakerBaseWorkChain.exit_codes.items()}
@@ -184,8 +194,52 @@ def failure_cause(base: orm.WorkflowNode) -> str:
     return f'{last["label"]}<{last["pk"]}> [{last["status"]} {last["name"]}] {last["message"]} ({verdict})'
 
 
-class PacemakerTrainingWorkChain(WorkChain):
+class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
     """Train an ACE potential on training data found in the AiiDA database."""
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        *,
+        training_sets: dict[str, TrainingSetData] | None = None,
+        group: str | None = None,
+        filters: dict | None = None,
+        options: dict | None = None,
+    ):
+        """A builder filled from ``protocol`` (``fast``, ``moderate``, ``precise``; see ``get_available_protocols``).
+
+        :param code: the ``pacemaker`` code.
+        :param overrides: inputs merged into the protocol's (e.g. ``{'base': {'pacemaker': {'settings': {'fit':
+            {'maxiter': 50}}}}, 'test_fraction': 0.2}``); plain values become nodes.
+        :param training_sets, group, filters: the data source (exactly one; it can also come from ``overrides``).
+        :param options: the calculation's ``metadata.options`` (resources, walltime, ...).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        base = inputs.pop('base', {})
+        pacemaker = base.pop('pacemaker', {})
+        builder = cls.get_builder()
+        builder.base.pacemaker.code = code
+        if pacemaker.get('settings') is not None:
+            builder.base.pacemaker.settings = orm.Dict(pacemaker.pop('settings'))
+        metadata = pacemaker.pop('metadata', {})
+        if options or metadata.get('options'):
+            builder.base.pacemaker.metadata.options = {**metadata.get('options', {}), **(options or {})}
+        for name, value in pacemaker.items():
+            builder.base.pacemaker[name] = value
+        for name, value in base.items():
+            builder.base[name] = _as_node(value)
+        sources = {'training_sets': training_sets, 'group': group, 'filters': filters}
+        for name, value in {**sources, **inputs}.items():
+            if value is None:
+                continue
+            if name == 'training_sets':
+                builder.training_sets = value
+            else:
+                builder[name] = _as_node(value)
+        return builder
 
     @classmethod
     def define(cls, spec):

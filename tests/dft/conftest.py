@@ -63,18 +63,22 @@ def pw_code(session_localhost):
     ).store()
 
 
-@pytest.fixture(scope='session')
-def al_pseudo_family(aiida_profile, tmp_path_factory):
-    """A PBE norm-conserving Al pseudopotential made by ld1.x, as an aiida-pseudo family."""
+def make_al_pseudo_family(folder, label: str = 'ld1-Al-PBE'):
+    """Make a PBE norm-conserving Al pseudopotential with ld1.x in ``folder``; install it as an aiida-pseudo family."""
     from aiida_pseudo.data.pseudo import UpfData
     from aiida_pseudo.groups.family import PseudoPotentialFamily
 
-    folder = tmp_path_factory.mktemp('ld1')
     subprocess.run([require('ld1.x')], input=LD1_INPUT, text=True, cwd=folder, check=True, capture_output=True)
     pseudos = folder / 'pseudos'
     pseudos.mkdir()
     shutil.move(folder / 'Al.pbe-tm.UPF', pseudos / 'Al.pbe-tm.UPF')
-    return PseudoPotentialFamily.create_from_folder(pseudos, 'ld1-Al-PBE', pseudo_type=UpfData)
+    return PseudoPotentialFamily.create_from_folder(pseudos, label, pseudo_type=UpfData)
+
+
+@pytest.fixture(scope='session')
+def al_pseudo_family(aiida_profile, tmp_path_factory):
+    """A PBE norm-conserving Al pseudopotential made by ld1.x, as an aiida-pseudo family."""
+    return make_al_pseudo_family(tmp_path_factory.mktemp('ld1'))
 
 
 def al_cells(count: int, seed: int):
