@@ -55,7 +55,7 @@ class DeltaCalculator(SumCalculator):
             self.results['gamma'] = self.ace.results['gamma']
 
 
-def _b_basis_of(potential: orm.SinglefileData) -> orm.SinglefileData:
+def b_basis_of(potential: orm.SinglefileData) -> orm.SinglefileData:
     """Return the B-basis YAML node of ``potential`` (itself, or the ``potential_yaml`` of the same fit)."""
     if potential.filename.endswith(('.yaml', '.yml')):
         return potential
@@ -75,7 +75,7 @@ def get_calculator(potential: orm.SinglefileData, active_set: orm.SinglefileData
     """
     from pyace import PyACECalculator
 
-    source = _b_basis_of(potential) if active_set is not None else potential
+    source = b_basis_of(potential) if active_set is not None else potential
     with tempfile.TemporaryDirectory() as directory:
         path = pathlib.Path(directory) / source.filename
         path.write_bytes(source.get_content(mode='rb'))

@@ -18,7 +18,7 @@ from aiida import orm
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
-__all__ = ('PotentialLineage', 'find_potentials', 'potential_lineage')
+__all__ = ('PotentialLineage', 'active_set_of', 'find_potentials', 'potential_lineage')
 
 CALCULATION_TYPE = 'aiida.calculations:mlip_autopipe.pacemaker'
 SOURCE = re.compile(r'^(ase_db|extxyz):([0-9a-f]+):(?:row|frame)=(\d+)')
@@ -36,7 +36,8 @@ class PotentialLineage:
     code: orm.AbstractCode
     initial_potential: orm.SinglefileData | None
     files: list[dict[str, Any]] = field(default_factory=list)
-    """Each source file: ``uuid``, ``sha256``, ``filename``, ``format`` and the ``rows`` (or frames) used."""
+    """Each source file: ``uuid``, ``sha256``, ``filename``, ``format`` and the ``rows`` (or frames) used, also
+    apart: ``train_rows`` and ``test_rows``."""
     dft_calculations: list[orm.CalcJobNode] = field(default_factory=list)
     """DFT calculations whose results were collected into the training data."""
     source_nodes: list[TrainingSetData] = field(default_factory=list)
@@ -71,22 +72,25 @@ def potential_lineage(potential: orm.SinglefileData) -> PotentialLineage:
     test_set = inputs.test_set if 'test_set' in inputs else None
     data_nodes = [training_set] + ([test_set] if test_set is not None else [])
 
-    used: dict[str, set[int]] = defaultdict(set)
-    for node in data_nodes:
+    used: dict[str, dict[str, set[int]]] = defaultdict(lambda: {'train': set(), 'test': set()})
+    for split, node in zip(('train', 'test'), data_nodes, strict=False):
         for source in node.get_sources():
             match = SOURCE.match(source)
             if match:
-                used[match.group(2)].add(int(match.group(3)))
+                used[match.group(2)][split].add(int(match.group(3)))
 
     files, dft, sources = {}, {}, {}
     for node in data_nodes:
         for file_node in _ancestors(node, orm.SinglefileData, {'attributes': {'has_key': 'sha256'}}):
             sha256 = file_node.base.attributes.get('sha256')
+            splits = used.get(sha256[:16], {'train': set(), 'test': set()})
             files[file_node.pk] = {
                 'uuid': file_node.uuid,
                 'sha256': sha256,
                 'filename': file_node.filename,
-                'rows': sorted(used.get(sha256[:16], ())),
+                'rows': sorted(splits['train'] | splits['test']),
+                'train_rows': sorted(splits['train']),
+                'test_rows': sorted(splits['test']),
             }
         for calc in _ancestors(node, orm.CalcJobNode):
             if calc.process_type != CALCULATION_TYPE:
@@ -163,3 +167,13 @@ def _potential_ids() -> list[int]:
     query.append(orm.CalcJobNode, filters={'process_type': CALCULATION_TYPE}, tag='calculation')
     query.append(orm.SinglefileData, with_incoming='calculation', edge_filters={'label': 'potential'}, project='id')
     return query.all(flat=True)
+
+
+def active_set_of(potential_yaml: orm.SinglefileData) -> orm.SinglefileData | None:
+    """The newest active set (``.asi``) built from this B-basis YAML (``pace_activeset``), or ``None``."""
+    query = orm.QueryBuilder()
+    query.append(orm.SinglefileData, filters={'id': potential_yaml.pk}, tag='basis')
+    query.append(orm.CalcJobNode, with_incoming='basis', tag='job')
+    query.append(orm.SinglefileData, with_incoming='job', filters={'attributes.filename': {'like': '%.asi'}}, tag='asi')
+    query.order_by({'asi': {'ctime': 'desc'}})
+    return query.first(flat=True)

@@ -125,7 +125,7 @@ def _calculation_outputs(node: orm.Node):
     """The outputs holding learning_curve/predictions for a potential, calculation or workflow node."""
     if isinstance(node, orm.SinglefileData):
         node = node.creator
-    if node is None or 'learning_curve' not in node.outputs:
+    if not isinstance(node, orm.ProcessNode) or 'learning_curve' not in node.outputs:
         raise ValueError('give a potential, a PacemakerCalculation or a training workflow node with a learning curve')
     return node.outputs
 

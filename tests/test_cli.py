@@ -1,5 +1,10 @@
-"""The ``mlip-autopipe`` command line: import, find, lineage, and clear messages for bad input."""
+"""The ``mlip-autopipe`` command line (verdi-style): import, train, list, lineage, export, plot; one-line errors."""
 
+import json
+
+import pytest
+import yaml
+from aiida import orm
 from ase.db import connect
 from click.testing import CliRunner
 
@@ -17,6 +22,7 @@ def test_import_and_refusal(aiida_profile, tmp_path):
     assert '3 structures' in result.output and '"imported": 3' in result.output
     result = CliRunner().invoke(cli, ['import', str(tmp_path / 'missing.db')])
     assert result.exit_code == 1 and 'no such file' in result.output
+    assert one_line(result)
 
 
 def test_extxyz_suffix_in_any_case(aiida_profile, tmp_path):
@@ -29,12 +35,150 @@ def test_extxyz_suffix_in_any_case(aiida_profile, tmp_path):
     assert '2 structures' in result.output
 
 
-def test_find_and_lineage(tiny_fit):
+def one_line(result) -> bool:
+    """A failed command printed exactly one line and no traceback."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    return result.exit_code != 0 and len(lines) == 1 and 'Traceback' not in result.output
+
+
+def test_list_and_lineage(tiny_fit):
     potential = tiny_fit.outputs.potential
-    result = CliRunner().invoke(cli, ['find', '-e', 'Cu', '-e', 'Al', '--max-rmse-forces', '1e9'])
-    assert result.exit_code == 0 and potential.uuid in result.output
+    result = CliRunner().invoke(cli, ['list', '-e', 'Cu', '-e', 'Al', '--max-rmse-forces', '1e9'])
+    assert result.exit_code == 0, result.output
+    row = result.output.splitlines()[2].split()
+    assert row[:2] == [str(potential.pk), 'Al-Cu'] and float(row[3]) == pytest.approx(
+        tiny_fit.outputs.metrics['rmse_forces_test'], abs=0.01
+    )
+    result = CliRunner().invoke(cli, ['list', '-e', 'Ni'])
+    assert result.exit_code == 0 and 'no potential matches' in result.output
     result = CliRunner().invoke(cli, ['lineage', str(potential.pk)])
     assert result.exit_code == 0, result.output
     assert f'PacemakerCalculation<{tiny_fit.pk}>' in result.output and 'training set: 16 structures' in result.output
-    result = CliRunner().invoke(cli, ['lineage', str(tiny_fit.inputs.training_set.pk)])
-    assert result.exit_code == 1 and 'was not created by a PacemakerCalculation' in result.output
+
+
+@pytest.mark.parametrize(
+    ('arguments', 'expected'),
+    [
+        (['lineage', '999999'], 'no SinglefileData found with ID<999999>'),
+        (['lineage', 'not-a-pk'], 'not-a-pk'),
+        (['plot', '999999'], '999999'),
+        (['export', '999999', '-o', 'x'], '999999'),
+        (['train'], 'give either a CONFIG file or --protocol'),
+        (['train', '--protocol', 'fast'], '--protocol needs -X/--code'),
+    ],
+)
+def test_errors_are_one_line(aiida_profile, arguments, expected):
+    result = CliRunner().invoke(cli, arguments)
+    assert one_line(result) and expected in result.output, result.output
+
+
+def test_wrong_node_types_and_files_are_one_line_errors(tiny_fit, tmp_path):
+    training_set = tiny_fit.inputs.training_set
+    result = CliRunner().invoke(cli, ['lineage', str(training_set.pk)])  # not a SinglefileData
+    assert one_line(result) and 'no SinglefileData found' in result.output
+    result = CliRunner().invoke(cli, ['lineage', str(tiny_fit.outputs.metrics.pk)])
+    assert one_line(result)
+    stray = orm.SinglefileData.from_string('x', filename='notes.txt').store()
+    result = CliRunner().invoke(cli, ['lineage', str(stray.pk)])  # a file no calculation made
+    assert one_line(result) and 'Critical:' in result.output, result.output
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    result = CliRunner().invoke(cli, ['export', str(tiny_fit.outputs.potential.pk), '-o', str(afile)])
+    assert one_line(result) and 'is not a directory' in result.output
+    result = CliRunner().invoke(cli, ['plot', str(tiny_fit.pk), '-o', str(afile)])
+    assert one_line(result) and 'is not a directory' in result.output
+    result = CliRunner().invoke(cli, ['plot', str(training_set.pk)])
+    assert one_line(result) and 'learning curve' in result.output
+
+
+def test_export_writes_what_lammps_and_a_reader_need(tiny_fit, tmp_path):
+    potential = tiny_fit.outputs.potential
+    result = CliRunner().invoke(cli, ['export', str(potential.pk), '-o', str(tmp_path / 'out')])
+    assert result.exit_code == 0, result.output
+    stem = f'AlCu_{potential.pk}'
+    files = {path.name for path in (tmp_path / 'out').iterdir()}
+    assert files == {f'{stem}.yace', f'{stem}.yaml', 'lammps.in', f'{stem}.json'}
+    assert (tmp_path / 'out' / f'{stem}.yace').read_bytes() == potential.get_content(mode='rb')
+    assert f'pair_coeff * * {stem}.yace Al Cu' in (tmp_path / 'out' / 'lammps.in').read_text()
+    summary = json.loads((tmp_path / 'out' / f'{stem}.json').read_text())
+    assert summary['metrics']['rmse_forces_test'] == tiny_fit.outputs.metrics['rmse_forces_test']
+    assert summary['lineage']['training_structures'] == 16 and summary['lineage']['test_structures'] == 4
+
+
+def test_lineage_of_many_rows_is_ranges_train_and_test_apart(tiny_fit, tmp_path):
+    """Row ids print as ranges per file, train and test on their own lines (readable at 100,000 structures)."""
+    from aiida_mlip_autopipe.cli.potentials import _lineage_lines
+    from aiida_mlip_autopipe.cli.utils import ranges
+
+    assert ranges([1, 2, 3, 7, 9, 10]) == '1-3, 7, 9-10' and ranges([]) == 'none'
+    assert ranges(range(1, 100_001)) == '1-100000'
+
+    class Lineage:  # a lineage of 100,000 rows of one file: 90,000 train, 10,000 test
+        potential = tiny_fit.outputs.potential
+        calculation = tiny_fit
+        code = tiny_fit.inputs.code
+        training_set = list(range(90_000))
+        test_set = list(range(10_000))
+        files = [
+            {
+                'filename': 'big.db',
+                'format': 'ase_db',
+                'sha256': 'f' * 64,
+                'train_rows': [row for row in range(1, 100_001) if row % 10],
+                'test_rows': list(range(10, 100_001, 10)),
+            }
+        ]
+        dft_calculations = []
+        initial_potential = None
+        settings = {}
+
+    lines = _lineage_lines(Lineage)
+    assert len(lines) == 7 and max(len(line) for line in lines[:4]) < 200
+    assert lines[4].startswith('  train: 90000 rows/frames: 1-9, 11-19,')
+    assert lines[5].startswith('  test:  10000 rows/frames: 10, 20, 30,')
+
+
+def test_train_from_a_config_file_refuses_bad_keys_in_one_line(aiida_profile, tmp_path):
+    config = tmp_path / 'train.yaml'
+    config.write_text(yaml.safe_dump({'pacemaker_executable': '/x/pacemaker', 'data_source_db': 'x.db', 'kapa': 1}))
+    result = CliRunner().invoke(cli, ['train', str(config)])
+    assert one_line(result) and 'kapa: Extra inputs are not permitted' in result.output, result.output
+    config.write_text('- a list\n')
+    result = CliRunner().invoke(cli, ['train', str(config)])
+    assert one_line(result) and 'expected a mapping' in result.output
+
+
+@pytest.mark.pacemaker
+def test_train_with_a_protocol_on_stored_data(pacemaker_code, train_cu_al, tmp_path):
+    """`train --protocol fast` with overrides (a tiny fit) on a stored TrainingSetData, run here."""
+    overrides = tmp_path / 'overrides.yaml'
+    overrides.write_text(
+        yaml.safe_dump(
+            {
+                'min_structures': 10,
+                'plots': False,
+                'base': {'pacemaker': {'settings': {'fit': {'maxiter': 3}}}},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            'train',
+            '--protocol',
+            'fast',
+            '-X',
+            str(pacemaker_code.pk),
+            '-S',
+            str(train_cu_al.merged.pk),
+            '--overrides',
+            str(overrides),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert 'PacemakerTrainingWorkChain<' in result.output and 'meV/Å' in result.output
+    node = orm.load_node(int(result.output.split('PacemakerTrainingWorkChain<')[1].split('>')[0]))
+    settings = node.inputs.base.pacemaker.settings.get_dict()
+    assert (
+        settings['fit']['maxiter'] == 3 and settings['potential']['functions']['number_of_functions_per_element'] == 16
+    )

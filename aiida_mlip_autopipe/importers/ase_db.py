@@ -20,6 +20,7 @@ from aiida.engine import calcfunction
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    Progress,
     build_with_policies,
     check_policies,
     import_file,
@@ -69,6 +70,7 @@ def read_ase_db(
     selection: str = '',
     on_missing_forces: MissingForcesPolicy = 'refuse',
     on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
 ) -> tuple[dict, dict]:
     """Read the selected rows into the stable arrays; return ``(arrays, report)``.
 
@@ -102,7 +104,8 @@ def read_ase_db(
         copy = pathlib.Path(directory) / f'copy.{kind}'
         shutil.copyfile(path, copy)
         try:
-            return build_with_policies(path, rows(connect(str(copy), type=kind)), 'row', on_missing_forces, on_invalid)
+            database = connect(str(copy), type=kind)
+            return build_with_policies(path, rows(database), 'row', on_missing_forces, on_invalid, progress)
         except DatasetImportError:
             raise
         except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows
@@ -125,6 +128,7 @@ def import_ase_db(
     selection: str | None = None,
     on_missing_forces: MissingForcesPolicy = 'refuse',
     on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
 ) -> TrainingSetData:
     """Import an ASE database as a ``TrainingSetData`` whose lineage reaches the database file.
 
@@ -133,10 +137,11 @@ def import_ase_db(
     :param on_missing_forces: rows without forces: ``'refuse'`` (raise), ``'skip'`` (count and leave out) or
         ``'keep'`` (import without forces; a training workflow then refuses them with a named exit code).
     :param on_invalid: rows with NaN/inf values, no energy or no atoms: ``'refuse'`` or ``'skip'``.
+    :param progress: called with the number of rows read so far (a progress bar).
     :raises DatasetImportError: before anything is stored, for a missing, empty, corrupt or non-ASE file, a bad
         selection, or a row the policy refuses.
     :return: the stored ``TrainingSetData``; the same node again when this file was already imported with the
         same selection and policies. Counts are in its ``import_info`` attribute.
     """
     options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
-    return import_file(KIND, path, read_ase_db, ase_db_to_training_set, options)
+    return import_file(KIND, path, read_ase_db, ase_db_to_training_set, options, progress)

@@ -15,6 +15,7 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData, labels_of
 from aiida_mlip_autopipe.importers.ase_db import InvalidPolicy, MissingForcesPolicy
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    Progress,
     build_with_policies,
     check_policies,
     import_file,
@@ -31,6 +32,7 @@ def read_extxyz(
     sha256: str,
     on_missing_forces: MissingForcesPolicy = 'refuse',
     on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
 ) -> tuple[dict, dict]:
     """Read every frame into the stable arrays (``sha256``: the file's hash); return ``(arrays, report)``."""
     from ase.io import iread
@@ -56,7 +58,7 @@ def read_extxyz(
             )
 
     try:
-        return build_with_policies(path, frames(), 'frame', on_missing_forces, on_invalid)
+        return build_with_policies(path, frames(), 'frame', on_missing_forces, on_invalid, progress)
     except DatasetImportError:
         raise
     except Exception as exception:  # ASE's reader raises many kinds on malformed files
@@ -73,8 +75,11 @@ def extxyz_to_training_set(xyz: orm.SinglefileData, on_missing_forces: orm.Str, 
 
 
 def import_extxyz(
-    path: str | pathlib.Path, on_missing_forces: MissingForcesPolicy = 'refuse', on_invalid: InvalidPolicy = 'refuse'
+    path: str | pathlib.Path,
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
 ) -> TrainingSetData:
     """Import an extxyz file as a ``TrainingSetData`` whose lineage reaches the file (see ``import_ase_db``)."""
     options = {'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
-    return import_file(KIND, path, read_extxyz, extxyz_to_training_set, options)
+    return import_file(KIND, path, read_extxyz, extxyz_to_training_set, options, progress)

@@ -40,6 +40,7 @@ _MEMO: dict[tuple, tuple[dict, dict]] = {}
 
 #: ``reader(path, sha256, **options) -> (arrays, report)``
 Reader = Callable[..., tuple[dict, dict]]
+Progress = Callable[[int], None]
 
 
 class DatasetImportError(ValueError):
@@ -76,18 +77,26 @@ def check_policies(on_missing_forces: str, on_invalid: str) -> None:
 
 
 def build_with_policies(
-    path: pathlib.Path, items: Iterable[tuple[int, dict]], noun: str, on_missing_forces: str, on_invalid: str
+    path: pathlib.Path,
+    items: Iterable[tuple[int, dict]],
+    noun: str,
+    on_missing_forces: str,
+    on_invalid: str,
+    progress: Progress | None = None,
 ) -> tuple[dict, dict]:
     """Add ``(id, fields)`` items (``TrainingSetBuilder.add`` keywords) under the policies; return arrays, report.
 
     Structures without forces are refused, skipped or kept (``on_missing_forces``); invalid ones (no atoms, no
     energy, NaN/inf, bad shapes) are refused or skipped (``on_invalid``). Skips are counted, never silent.
+    ``progress`` is called with the number of items read so far.
     """
     check_policies(on_missing_forces, on_invalid)
     builder = TrainingSetBuilder()
     seen, skipped_forces, skipped_invalid = 0, [], []
     for identifier, fields in items:
         seen += 1
+        if progress is not None:
+            progress(seen)
         if fields['forces'] is None and len(fields['numbers']) and on_missing_forces != 'keep':
             if on_missing_forces == 'refuse':
                 raise DatasetImportError(
@@ -138,16 +147,23 @@ def find_import(kind: str, sha256: str, options: dict[str, str]) -> TrainingSetD
 
 
 def import_file(
-    kind: str, path: str | pathlib.Path, reader: Reader, calcfunction: Callable, options: dict[str, str]
+    kind: str,
+    path: str | pathlib.Path,
+    reader: Reader,
+    calcfunction: Callable,
+    options: dict[str, str],
+    progress: Progress | None = None,
 ) -> TrainingSetData:
-    """Import ``path`` with ``reader`` (checks and reads) and ``calcfunction`` (provenance); see the module doc."""
+    """Import ``path`` with ``reader`` (checks and reads) and ``calcfunction`` (provenance); see the module doc.
+
+    ``progress`` is called with the number of rows / frames read so far."""
     path = check_readable(pathlib.Path(path))
     sha256 = file_sha256(path)
     existing = find_import(kind, sha256, options)
     if existing is not None:
         return existing
     key = (kind, sha256, tuple(sorted(options.items())))
-    _MEMO[key] = reader(path, sha256, **options)
+    _MEMO[key] = reader(path, sha256, progress=progress, **options)
     try:
         source = store_source_file(path, sha256)
         return calcfunction(source, **{name: orm.Str(value) for name, value in options.items()})

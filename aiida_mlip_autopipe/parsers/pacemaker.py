@@ -293,7 +293,8 @@ class PacemakerParser(Parser):
             'pacemaker_version': metrics.get('pacemaker_version'),
             'reference_energy': metrics['reference_energy'],
         }
-        for key in ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test', 'delta_learning'):
+        queryable = ('rmse_energy_train', 'rmse_forces_train', 'rmse_energy_test', 'rmse_forces_test', 'delta_learning')
+        for key in (*queryable, 'num_structures_train', 'num_structures_test'):
             if key in metrics:
                 attributes[key] = metrics[key]
         for key, value in attributes.items():

@@ -1,0 +1,154 @@
+"""``mlip-autopipe list / lineage / export / plot``: the trained potentials and where they came from."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import click
+from aiida.cmdline.params import arguments, types
+from aiida.cmdline.utils import decorators, echo
+
+from aiida_mlip_autopipe.cli import cli
+from aiida_mlip_autopipe.cli.utils import one_line_errors, ranges
+
+POTENTIAL = arguments.DATUM(
+    'POTENTIAL', type=types.DataParamType(sub_classes=('aiida.data:core.singlefile',))
+)  # a .yace (or its .yaml) by pk, UUID or label
+
+
+def _output_directory(path: pathlib.Path) -> pathlib.Path:
+    """Create ``path`` as a directory; refuse an existing file in one line."""
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f'{path} exists and is not a directory: give a directory', param_hint='-o/--output')
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@cli.command('list')
+@click.option('-e', '--element', 'elements', multiple=True, help='The potential covers this element (repeat).')
+@click.option('--exact', is_flag=True, help='Exactly the given elements, no others.')
+@click.option('--max-rmse-forces', type=float, default=None, help='Force RMSE below this (meV/Å).')
+@click.option('--max-rmse-energy', type=float, default=None, help='Energy RMSE below this (meV/atom).')
+@click.option('--split', type=click.Choice(['test', 'train']), default='test', show_default=True)
+@click.option('-l', '--limit', type=click.IntRange(min=1), default=None, help='Show at most this many (newest first).')
+@decorators.with_dbenv()
+@one_line_errors
+def list_command(elements, exact, max_rmse_forces, max_rmse_energy, split, limit):
+    """List trained potentials (newest first): elements, RMSEs, training size, date."""
+    from tabulate import tabulate
+
+    from aiida_mlip_autopipe.lineage import find_potentials
+
+    found = find_potentials(list(elements) or None, max_rmse_forces, max_rmse_energy, split=split, exact_elements=exact)
+    if not found:
+        echo.echo_report('no potential matches')
+        return
+    rows = []
+    for node in found[:limit]:
+        attributes = node.base.attributes
+        rows.append(
+            [
+                node.pk,
+                '-'.join(attributes.get('elements', [])),
+                attributes.get(f'rmse_energy_{split}', None),
+                attributes.get(f'rmse_forces_{split}', None),
+                attributes.get('num_functions', None),
+                attributes.get(f'num_structures_{split}', None),
+                node.ctime.strftime('%Y-%m-%d %H:%M'),
+            ]
+        )
+    headers = ['PK', 'elements', f'E {split} meV/atom', f'F {split} meV/Å', 'functions', f'{split} structures', 'date']
+    echo.echo(tabulate(rows, headers=headers, floatfmt='.2f'))
+
+
+def _lineage_lines(lineage) -> list[str]:
+    """The lineage in lines that stay readable for 100,000 structures: row ranges per file, train and test apart."""
+    test = len(lineage.test_set) if lineage.test_set is not None else 0
+    lines = [
+        f'potential {lineage.potential.pk} ({lineage.potential.filename}) by '
+        f'{lineage.calculation.process_label}<{lineage.calculation.pk}>',
+        f'code: {lineage.code.full_label} ({lineage.code.uuid})',
+        f'training set: {len(lineage.training_set)} structures; test set: {test}',
+    ]
+    for entry in lineage.files:
+        lines.append(f'file {entry["filename"]} ({entry["format"]}) sha256={entry["sha256"]}')
+        lines.append(f'  train: {len(entry["train_rows"])} rows/frames: {ranges(entry["train_rows"])}')
+        lines.append(f'  test:  {len(entry["test_rows"])} rows/frames: {ranges(entry["test_rows"])}')
+    if lineage.dft_calculations:
+        pks = [calculation.pk for calculation in lineage.dft_calculations]
+        labels = sorted({calculation.process_label for calculation in lineage.dft_calculations})
+        lines.append(f'DFT: {len(pks)} {"/".join(labels)} <{ranges(pks)}>')
+    if lineage.initial_potential is not None:
+        lines.append(f'continued from: {lineage.initial_potential.filename}<{lineage.initial_potential.pk}>')
+    lines.append(f'settings: {json.dumps(lineage.settings)}')
+    return lines
+
+
+@cli.command('lineage')
+@POTENTIAL
+@decorators.with_dbenv()
+@one_line_errors
+def lineage_command(potential):
+    """Show the data, settings and code behind a POTENTIAL (its .yace or .yaml node)."""
+    from aiida_mlip_autopipe.lineage import potential_lineage
+
+    for line in _lineage_lines(potential_lineage(potential)):
+        echo.echo(line)
+
+
+@cli.command('export')
+@POTENTIAL
+@click.option('-o', '--output', type=click.Path(path_type=pathlib.Path), required=True, help='A directory.')
+@click.option('--species', default=None, help='LAMMPS atom types in order, e.g. "Cu Al" (default: its elements).')
+@decorators.with_dbenv()
+@one_line_errors
+def export_command(potential, output, species):
+    """Write a POTENTIAL for use elsewhere: .yace, .yaml, .asi (if built), LAMMPS lines, metrics and lineage."""
+    from aiida_mlip_autopipe.calculator import b_basis_of, lammps_commands
+    from aiida_mlip_autopipe.lineage import active_set_of, potential_lineage
+
+    lineage = potential_lineage(potential)
+    directory = _output_directory(output)
+    yace = lineage.calculation.outputs.potential
+    basis = b_basis_of(yace)
+    stem = f'{"".join(yace.base.attributes.get("elements", [])) or "potential"}_{yace.pk}'
+    written = {f'{stem}.yace': yace, f'{stem}.yaml': basis}
+    active_set = active_set_of(basis)
+    if active_set is not None:
+        written[f'{stem}.asi'] = active_set
+    for name, node in written.items():
+        (directory / name).write_bytes(node.get_content(mode='rb'))
+    lines = lammps_commands(yace, f'{stem}.yace', species.split() if species else None)
+    (directory / 'lammps.in').write_text('\n'.join(lines) + '\n')
+    summary = {
+        'potential': {'pk': yace.pk, 'uuid': yace.uuid, 'file': f'{stem}.yace'},
+        'metrics': lineage.calculation.outputs.metrics.get_dict(),
+        'lineage': {
+            'calculation': lineage.calculation.uuid,
+            'code': {'label': lineage.code.full_label, 'uuid': lineage.code.uuid},
+            'settings': lineage.settings,
+            'training_structures': len(lineage.training_set),
+            'test_structures': len(lineage.test_set) if lineage.test_set is not None else 0,
+            'files': lineage.files,
+            'dft_calculations': [calculation.uuid for calculation in lineage.dft_calculations],
+            'initial_potential': lineage.initial_potential.uuid if lineage.initial_potential is not None else None,
+        },
+    }
+    (directory / f'{stem}.json').write_text(json.dumps(summary, indent=1, default=str))
+    for name in [*written, 'lammps.in', f'{stem}.json']:
+        echo.echo(str(directory / name))
+
+
+@cli.command('plot')
+@arguments.NODE()
+@click.option('-o', '--output', type=click.Path(path_type=pathlib.Path), default=pathlib.Path('.'), show_default=True)
+@decorators.with_dbenv()
+@one_line_errors
+def plot_command(node, output):
+    """Write learning_curve.png and parity.png of a fit (a potential, calculation or workflow NODE)."""
+    from aiida_mlip_autopipe.plots import make_plots
+
+    for path in make_plots(node, _output_directory(output)):
+        echo.echo(str(path))
