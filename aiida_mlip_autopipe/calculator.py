@@ -99,8 +99,9 @@ def lammps_commands(
 ) -> list[str]:
     """Return the LAMMPS lines (metal units) that use ``potential`` written to ``filename``.
 
-    :param species: the element of each LAMMPS atom type, in type order (default: the potential's elements).
     A delta-learned potential gets ``pair_style hybrid/overlay pace zbl inner outer`` with its baseline's ZBL terms.
+
+    :param species: the element of each LAMMPS atom type, in type order (default: the potential's elements).
     """
     from ase.data import atomic_numbers
 

