@@ -7,8 +7,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / '_ext'))
 
-from aiida import load_profile  # noqa: E402
-from aiida.storage.sqlite_temp import SqliteTempBackend  # noqa: E402
+from aiida import load_profile
+from aiida.storage.sqlite_temp import SqliteTempBackend
 
 # process specs build their default nodes: a throw-away in-memory profile, nothing is stored
 load_profile(SqliteTempBackend.create_profile('docs'), allow_switch=True)

@@ -70,8 +70,9 @@ def rows(model: type[BaseModel], prefix: str = '') -> list[tuple[str, str, str, 
             result.append((key, 'section', '', description or (nested[0].__doc__ or '').strip().split('\n')[0]))
             result += rows(nested[0], f'{key}.')
         else:
-            bounds = _constraints(typing.Annotated[field.annotation, *field.metadata]) if field.metadata else []
-            bounds = bounds or _constraints(field.annotation)
+            bounds = _constraints(field.annotation)
+            if field.metadata:  # constraints pydantic moved from the annotation to the field
+                bounds = _constraints(typing.Annotated.__class_getitem__((field.annotation, *field.metadata)))
             result.append((key, _type_name(field.annotation), ', '.join(bounds), description))
     return result
 
@@ -86,8 +87,8 @@ class SettingsReference(SphinxDirective):
         model = getattr(importlib.import_module(module_name), class_name)
         lines = ['| key | type | constraints | meaning |', '|---|---|---|---|']
         for key, kind, constraints, description in rows(model):
-            kind = '*section*' if kind == 'section' else f'`{_cell(kind)}`'
-            lines.append(f'| `{key}` | {kind} | {_cell(constraints)} | {_cell(description)} |')
+            shown = '*section*' if kind == 'section' else f'`{_cell(kind)}`'
+            lines.append(f'| `{key}` | {shown} | {_cell(constraints)} | {_cell(description)} |')
         container = nodes.section()
         self.state.nested_parse(StringList(lines), self.content_offset, container)
         return container.children
