@@ -44,6 +44,8 @@ from pydantic import (
     model_validator,
 )
 
+from aiida_mlip_autopipe.zbl import ZBLBaseline, second_zbl_core
+
 __all__ = (
     'PACEMAKER_DEFAULTS',
     'PLUGIN_OWNED_KEYS',
@@ -779,8 +781,12 @@ class TrainingConfig(_Strict):
     """A Jinja2 template for input.yaml replacing the shipped one."""
     delta_learning: bool = True
     """Fit DFT minus the ZBL baseline; the potential carries the baseline."""
-    zbl_inner: PositiveFloat = Field(default=1.0, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)')
-    zbl_outer: PositiveFloat = Field(default=2.0, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)')
+    zbl_inner: PositiveFloat = Field(
+        default=ZBLBaseline.inner, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)'
+    )
+    zbl_outer: PositiveFloat = Field(
+        default=ZBLBaseline.outer, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)'
+    )
     loss_weights: LossWeights = Field(default_factory=LossWeights)
     """Energy/force weights (see ``LossWeights``)."""
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -815,8 +821,9 @@ class TrainingConfig(_Strict):
             raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
         if self.zbl_inner >= self.zbl_outer:
             raise ValueError(f'zbl_inner={self.zbl_inner} must be smaller than zbl_outer={self.zbl_outer}')
-        if self.delta_learning and (self.settings.get('fit') or {}).get('repulsion') == 'auto':
-            raise ValueError('delta_learning: fit.repulsion="auto" would add a second ZBL core; omit it')
+        message = second_zbl_core(self.settings) if self.delta_learning else None
+        if message:
+            raise ValueError(f'delta_learning: {message}')
         self.pacemaker_settings()
         return self
 

@@ -83,11 +83,10 @@ class PacemakerTrainer:
             options['resources']['num_mpiprocs_per_machine'] = self.config.num_threads
         if self.config.max_wallclock_seconds:
             options['max_wallclock_seconds'] = self.config.max_wallclock_seconds
-        pacemaker = {'code': code, 'settings': settings, 'metadata': {'options': options}}
-        if template is not None:
-            pacemaker['template'] = template
         inputs = {
-            'base': {'pacemaker': pacemaker},
+            'code': code,
+            'settings': settings,
+            'options': orm.Dict(options),
             'training_sets': {'database': training_set},
             'min_structures': orm.Int(self.config.min_structures),
             'test_fraction': orm.Float(self.config.test_fraction),
@@ -95,6 +94,8 @@ class PacemakerTrainer:
             'delta_learning': orm.Bool(self.config.delta_learning),
             'zbl_cutoffs': orm.Dict({'inner': self.config.zbl_inner, 'outer': self.config.zbl_outer}),
         }
+        if template is not None:
+            inputs['base'] = {'pacemaker': {'template': template}}
         _, node = run_get_node(PacemakerTrainingWorkChain, **inputs)
         if not node.is_finished_ok:
             raise TrainingError(

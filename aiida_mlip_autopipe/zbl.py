@@ -40,6 +40,16 @@ class ZBLBaseline:
         return {'baseline': 'zbl', 'inner': float(self.inner), 'outer': float(self.outer)}
 
 
+def second_zbl_core(settings: dict | None) -> str | None:
+    """The one rule of delta learning with pacemaker: no ZBL core of pacemaker's own on top of the baseline.
+
+    ``settings`` are pacemaker settings (nested as input.yaml); the message says what to change, ``None`` when fine.
+    """
+    if ((settings or {}).get('fit') or {}).get('repulsion') is None:
+        return None
+    return 'fit.repulsion="auto" would add a second ZBL core to the ZBL baseline; set fit.repulsion to null'
+
+
 def _pair_terms(r, zi, zj):
     """Return ``(e, de/dr, d2e/dr2)`` of the bare ZBL pair energy at distances ``r``."""
     a = A0 / (zi**PZBL + zj**PZBL)

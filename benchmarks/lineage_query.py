@@ -48,8 +48,9 @@ def build_graph(count: int):
         start = time.perf_counter()
         _, node = run_get_node(
             PacemakerTrainingWorkChain,
-            base={'pacemaker': {'code': code, 'settings': orm.Dict(settings)}},
+            code=code,
             training_sets={'db': training_set},
+            settings=orm.Dict(settings),
         )
         print(f'built the graph: fit on {count} structures in {time.perf_counter() - start:.1f} s')
     assert node.is_finished_ok, node.exit_message

@@ -33,11 +33,11 @@ training_data = import_ase_db(database, selection='config_type=bulk')
 builder = TrainingWorkChain.get_builder()
 builder.training_sets = {'database': training_data}
 builder.build_active_set = orm.Bool(True)
-# the calculation's inputs sit under base.pacemaker (the base workflow's own, e.g. max_iterations, under base)
-builder.base.pacemaker.code = orm.load_code('pacemaker@localhost')
-builder.base.pacemaker.settings = orm.Dict(
+builder.code = orm.load_code('pacemaker@localhost')
+builder.settings = orm.Dict(
     {'potential': {'functions': {'number_of_functions_per_element': 10}}, 'fit': {'maxiter': 30}}
 )
+builder.base.max_iterations = orm.Int(3)  # the base workflow's own inputs (restarts, handlers) sit under `base`
 results, node = run_get_node(builder)
 if not node.is_finished_ok:
     raise SystemExit(f'PacemakerTrainingWorkChain<{node.pk}> failed [{node.exit_status}]: {node.exit_message}')

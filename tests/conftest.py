@@ -166,10 +166,14 @@ def train_cu_al(pacemaker_code, cu_al_sets):
 
     merged = TrainingSetData.concatenate(list(cu_al_sets)).store()
 
-    def run(code=pacemaker_code, settings=TINY_SETTINGS, options=FIT_OPTIONS, **inputs):
-        """``code``, ``settings`` and ``options`` go to ``base.pacemaker``; other inputs to the workflow."""
-        pacemaker = {'code': code, 'settings': orm.Dict(settings), 'metadata': {'options': options}}
-        defaults = {'base': {'pacemaker': pacemaker}, 'training_sets': {'all': merged}, 'min_structures': orm.Int(10)}
+    def run(**inputs):
+        defaults = {
+            'code': pacemaker_code,
+            'training_sets': {'all': merged},
+            'min_structures': orm.Int(10),
+            'settings': orm.Dict(TINY_SETTINGS),
+            'options': orm.Dict(FIT_OPTIONS),
+        }
         return run_get_node(PacemakerTrainingWorkChain, **{**defaults, **inputs})[1]
 
     run.merged = merged

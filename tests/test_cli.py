@@ -157,7 +157,7 @@ def test_train_with_a_protocol_on_stored_data(pacemaker_code, train_cu_al, tmp_p
             {
                 'min_structures': 10,
                 'plots': False,
-                'base': {'pacemaker': {'settings': {'fit': {'maxiter': 3}}}},
+                'settings': {'fit': {'maxiter': 3}},
             }
         )
     )
@@ -178,7 +178,7 @@ def test_train_with_a_protocol_on_stored_data(pacemaker_code, train_cu_al, tmp_p
     assert result.exit_code == 0, result.output
     assert 'PacemakerTrainingWorkChain<' in result.output and 'meV/Å' in result.output
     node = orm.load_node(int(result.output.split('PacemakerTrainingWorkChain<')[1].split('>')[0]))
-    settings = node.inputs.base.pacemaker.settings.get_dict()
+    settings = node.inputs.settings.get_dict()
     assert (
         settings['fit']['maxiter'] == 3 and settings['potential']['functions']['number_of_functions_per_element'] == 16
     )

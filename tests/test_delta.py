@@ -54,13 +54,8 @@ def test_delta_training_sets_need_repulsion_off_and_matching_test_set(fake_code,
         in PacemakerTrainingWorkChain.spec()
         .inputs.validate(
             {
-                'base': {
-                    'pacemaker': {
-                        'code': fake_code,
-                        'settings': orm.Dict({'fit': {'repulsion': 'auto'}}),
-                        'metadata': {'options': {'resources': {'num_machines': 1}}},
-                    }
-                },
+                'code': fake_code,
+                'settings': orm.Dict({'fit': {'repulsion': 'auto'}}),
                 'training_sets': {'a': original},
                 'delta_learning': orm.Bool(True),
             }

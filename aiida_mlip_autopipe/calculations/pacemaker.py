@@ -28,6 +28,7 @@ from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.delta import baseline_of
 from aiida_mlip_autopipe.input_file import InputFileError, load_input, render_input
+from aiida_mlip_autopipe.zbl import second_zbl_core
 
 __all__ = ('PacemakerCalculation',)
 
@@ -462,15 +463,13 @@ def validate_inputs(inputs: dict[str, Any], ctx) -> str | None:
     message = settings_problem(inputs, PacemakerCalculation.data_elements(inputs), 'test_set' in inputs)
     if message:
         return message
-    settings = PacemakerCalculation.resolve_settings(inputs)
     baselines = {baseline_of(inputs[name]) for name in ('training_set', 'test_set') if name in inputs}
     if len(baselines) > 1:
         return 'the training_set and test_set must both carry the same ZBL baseline (delta learning), or neither'
-    if baseline_of(training_set) is not None and settings.section_fit.repulsion is not None:
-        return (
-            'the training_set is delta-learned on a ZBL baseline: pacemaker\'s fit.repulsion="auto" would add a '
-            'second ZBL core; set fit.repulsion to null'
-        )
+    message = second_zbl_core(inputs['settings'].get_dict() if 'settings' in inputs else {})
+    if baseline_of(training_set) is not None and message:
+        return f'the training_set is delta-learned on a ZBL baseline: {message}'
+    settings = PacemakerCalculation.resolve_settings(inputs)
     test_size = settings.section_data.test_size
     if 'test_set' in inputs and test_size is not None:
         return 'give either the test_set input or settings data.test_size, not both'

@@ -89,7 +89,7 @@ def _train_from_protocol(code, protocol, group, training_sets, overrides, daemon
     '--overrides',
     type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
     default=None,
-    help="A YAML file merged into the protocol's inputs (e.g. base: {pacemaker: {settings: {fit: {maxiter: 50}}}}).",
+    help="A YAML file merged into the protocol's inputs (e.g. settings: {fit: {maxiter: 50}}).",
 )
 @click.option('-D', '--daemon', is_flag=True, help='Submit to the daemon instead of running here (with --protocol).')
 @decorators.with_dbenv()

@@ -15,8 +15,14 @@ import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
-from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation, settings_problem
+from aiida_mlip_autopipe.calculations.pacemaker import (
+    PacemakerCalculation,
+    settings_problem,
+    threads_unknown,
+    validate_settings,
+)
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw
 from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
@@ -25,7 +31,7 @@ from aiida_mlip_autopipe.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
 from aiida_mlip_autopipe.workflows.protocols import ProtocolMixin
-from aiida_mlip_autopipe.zbl import ZBLBaseline
+from aiida_mlip_autopipe.zbl import ZBLBaseline, second_zbl_core
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
 
@@ -127,14 +133,29 @@ def source_elements(inputs) -> list[str] | None:
     return sorted(elements) or None
 
 
+def calculation_inputs(inputs) -> dict:
+    """What the calculation will get, short of the data: ``code``, ``settings``, ``metadata.options`` (top level,
+    as the public interface has them) and the exposed ``base.pacemaker`` inputs (initial potential, template, ...)."""
+    composed = dict(inputs.get('base', {}).get('pacemaker', {}))
+    for name in ('code', 'settings'):
+        if inputs.get(name) is not None:
+            composed[name] = inputs[name]
+    metadata = dict(composed.get('metadata') or {})
+    options = {'resources': {'num_machines': 1}, **(metadata.get('options') or {})}
+    if inputs.get('options'):
+        options.update(inputs['options'].get_dict())  # the top-level options win, key by key
+    composed['metadata'] = {**metadata, 'options': options}
+    return composed
+
+
 def validate_inputs(inputs, _) -> str | None:
     """Every check the calculation would make, before anything is stored: one data source, a valid split, ZBL
-    cutoffs, and the settings (with the workflow's changes) against the elements of the data."""
+    cutoffs, the code, options and threads, and the settings (with the workflow's changes) against the elements
+    of the data."""
     given = [name for name in SOURCES if inputs.get(name)]
     if len(given) != 1:
         return f'give exactly one of `group`, `filters` or `training_sets` (got: {", ".join(given) or "none"})'
-    pacemaker = inputs.get('base', {}).get('pacemaker', {})
-    raw = pacemaker['settings'].get_dict() if pacemaker.get('settings') else {}
+    raw = inputs['settings'].get_dict() if inputs.get('settings') else {}
     delta_learning = bool(inputs.get('delta_learning') and inputs['delta_learning'].value)
     if delta_learning:
         cutoffs = inputs['zbl_cutoffs'].get_dict() if inputs.get('zbl_cutoffs') else {}
@@ -142,8 +163,9 @@ def validate_inputs(inputs, _) -> str | None:
             ZBLBaseline(**cutoffs)
         except (TypeError, ValueError) as exception:
             return f'zbl_cutoffs={cutoffs}: {exception} (give {{"inner": ..., "outer": ...}} in Å)'
-        if (raw.get('fit') or {}).get('repulsion') == 'auto':
-            return 'delta_learning fits DFT minus ZBL: fit.repulsion="auto" would add a second ZBL core; omit it'
+        message = second_zbl_core(raw)
+        if message:
+            return f'delta_learning fits DFT minus ZBL: {message}'
     fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
     if not 0.0 <= fraction < 1.0:
         return f'test_fraction={fraction} must lie in [0, 1)'
@@ -152,11 +174,19 @@ def validate_inputs(inputs, _) -> str | None:
         return f'split_seed={seed} must lie in [0, 2**32)'
     if 'min_structures' in inputs and inputs['min_structures'].value < 1:
         return 'min_structures must be at least 1'
+    calculation = calculation_inputs(inputs)
+    options_port = PacemakerCalculation.spec().inputs['metadata']['options']
+    problem = options_port.validate(calculation['metadata']['options'])
+    if problem is not None:
+        return f'options: {problem.message}'
+    message = threads_unknown(calculation) or validate_calc_job(calculation, PacemakerCalculation.spec().inputs)
+    if message or not inputs.get('code'):
+        return message
     elements = source_elements(inputs)
     if elements is None:
         return None
     settings, _ = training_settings(raw, delta_learning)
-    return settings_problem({**pacemaker, 'settings': orm.Dict(settings)}, elements, has_test_set=fraction > 0)
+    return settings_problem({**calculation, 'settings': orm.Dict(settings)}, elements, has_test_set=fraction > 0)
 
 
 # the base workflow's exit code -> the training workflow's (both own their numbers)
@@ -212,22 +242,20 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         """A builder filled from ``protocol`` (``fast``, ``moderate``, ``precise``; see ``get_available_protocols``).
 
         :param code: the ``pacemaker`` code.
-        :param overrides: inputs merged into the protocol's (e.g. ``{'base': {'pacemaker': {'settings': {'fit':
-            {'maxiter': 50}}}}, 'test_fraction': 0.2}``); plain values become nodes.
+        :param overrides: inputs merged into the protocol's (e.g. ``{'settings': {'fit': {'maxiter': 50}},
+            'test_fraction': 0.2, 'base': {'max_iterations': 3}}``); plain values become nodes.
         :param training_sets, group, filters: the data source (exactly one; it can also come from ``overrides``).
         :param options: the calculation's ``metadata.options`` (resources, walltime, ...).
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        base = inputs.pop('base', {})
-        pacemaker = base.pop('pacemaker', {})
         builder = cls.get_builder()
-        builder.base.pacemaker.code = code
-        if pacemaker.get('settings') is not None:
-            builder.base.pacemaker.settings = orm.Dict(pacemaker.pop('settings'))
-        metadata = pacemaker.pop('metadata', {})
-        if options or metadata.get('options'):
-            builder.base.pacemaker.metadata.options = {**metadata.get('options', {}), **(options or {})}
-        for name, value in pacemaker.items():
+        builder.code = code
+        if inputs.get('settings') is not None:
+            builder.settings = orm.Dict(inputs.pop('settings'))
+        if options or inputs.get('options'):
+            builder.options = orm.Dict({**inputs.pop('options', {}), **(options or {})})
+        base = inputs.pop('base', {})
+        for name, value in base.pop('pacemaker', {}).items():
             builder.base.pacemaker[name] = value
         for name, value in base.items():
             builder.base[name] = _as_node(value)
@@ -244,11 +272,35 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
+        spec.input('code', valid_type=orm.AbstractCode, help='The `pacemaker` code.')
+        spec.input(
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            validator=validate_settings,
+            help='Pacemaker settings (see PacemakerSettings); `data.test_size` is replaced by test_fraction.',
+        )
+        spec.input(
+            'options',
+            valid_type=orm.Dict,
+            required=False,
+            help="The calculation's metadata.options (resources, max_wallclock_seconds, ...).",
+        )
         spec.expose_inputs(
             PacemakerBaseWorkChain,
             namespace='base',
-            exclude=('pacemaker.training_set', 'pacemaker.test_set'),
-            namespace_options={'help': "Inputs of the PacemakerBaseWorkChain (the data is the workflow's own)."},
+            exclude=(
+                'pacemaker.training_set',
+                'pacemaker.test_set',
+                'pacemaker.code',
+                'pacemaker.settings',
+                'pacemaker.remote_folder',
+            ),
+            namespace_options={
+                'help': 'The rest of the PacemakerBaseWorkChain inputs: max_iterations, clean_workdir, '
+                'handler_overrides, on_unhandled_failure, and under `pacemaker` initial_potential, template, '
+                "monitors (the data, code, settings and options are the workflow's own inputs)."
+            },
         )
         spec.input(
             'min_structures',
@@ -483,19 +535,25 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             self.report(f'delta learning: fitting DFT minus ZBL (inner {cutoffs["inner"]}, outer {cutoffs["outer"]} A)')
 
     def train(self):
-        """Run pacemaker through ``PacemakerBaseWorkChain`` with the exposed ``base`` inputs and the assembled data."""
+        """Run pacemaker through ``PacemakerBaseWorkChain``: the exposed ``base`` inputs, the code, settings and
+        options, and the assembled data."""
         inputs = AttributeDict(self.exposed_inputs(PacemakerBaseWorkChain, namespace='base'))
-        inputs.pacemaker = AttributeDict(inputs.pacemaker)
-        inputs.pacemaker.training_set = self.ctx.training_set
+        pacemaker = AttributeDict(inputs.pacemaker)
+        pacemaker.code = self.inputs.code
+        pacemaker.training_set = self.ctx.training_set
         if self.ctx.test_set is not None:
-            inputs.pacemaker.test_set = self.ctx.test_set
-        if 'settings' in inputs.pacemaker:
-            settings, notes = training_settings(inputs.pacemaker.settings.get_dict(), self.inputs.delta_learning.value)
-            for note in notes:
-                self.report(note)
-            inputs.pacemaker.settings = orm.Dict(settings)
-        elif self.inputs.delta_learning.value:
-            inputs.pacemaker.settings = orm.Dict(training_settings({}, True)[0])
+            pacemaker.test_set = self.ctx.test_set
+        raw = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
+        settings, notes = training_settings(raw, self.inputs.delta_learning.value)
+        for note in notes:
+            self.report(note)
+        if settings or 'settings' in self.inputs:
+            pacemaker.settings = orm.Dict(settings)
+        if 'options' in self.inputs:
+            metadata = dict(pacemaker.get('metadata', {}))
+            metadata['options'] = {**metadata.get('options', {}), **self.inputs.options.get_dict()}
+            pacemaker.metadata = metadata
+        inputs.pacemaker = pacemaker
         running = self.submit(PacemakerBaseWorkChain, **inputs)
         self.report(f'launched PacemakerBaseWorkChain<{running.pk}> on {len(self.ctx.training_set)} structures')
         return ToContext(training=running)
@@ -532,7 +590,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         calculation = self.ctx.training.outputs.potential.creator
         data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str('fitting_data_info.pckl.gzip'))
         inputs = prepare_shell_job_inputs(
-            command=sibling_code(self.inputs.base.pacemaker.code, 'pace_activeset'),
+            command=sibling_code(self.inputs.code, 'pace_activeset'),
             arguments='-d {data} {potential}',
             nodes={'data': data, 'potential': self.ctx.training.outputs.potential_yaml},
             outputs=['*.asi'],

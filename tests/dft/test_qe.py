@@ -94,9 +94,10 @@ def test_potential_reproduces_held_out_dft_energies(qe_al_group, qe_failed_calcu
         },
         'fit': {'maxiter': 60, 'loss': {'kappa': 0.3}},
     }
-    pacemaker = {'code': pacemaker_code, 'settings': orm.Dict(settings), 'metadata': {'options': FIT_OPTIONS}}
     inputs = {
-        'base': {'pacemaker': pacemaker},
+        'code': pacemaker_code,
+        'settings': orm.Dict(settings),
+        'options': orm.Dict(FIT_OPTIONS),
         'group': orm.Str(group.label),
         'min_structures': orm.Int(10),
         'test_fraction': orm.Float(0.25),

@@ -42,7 +42,7 @@ def test_quick_start_fit_on_slurm_equals_the_local_fit(slurm_pacemaker, cu_al_se
 
 def test_training_workflow_with_active_set_over_ssh(train_cu_al, ssh_pacemaker):
     """``core.ssh`` + ``core.direct``: the training workflow and ``pace_activeset`` beside the remote pacemaker."""
-    node = train_cu_al(code=ssh_pacemaker, options={}, build_active_set=orm.Bool(True))
+    node = train_cu_al(code=ssh_pacemaker, options=orm.Dict({}), build_active_set=orm.Bool(True))
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     shelljob = node.outputs.active_set.creator
     assert shelljob.computer.label == 'cluster-direct' and shelljob.is_finished_ok

@@ -65,14 +65,10 @@ def test_upfit_lineage_shows_old_potential_and_new_data(active_fit, pacemaker_co
     old_yaml = active_fit.outputs.potential_yaml
     _, node = run_get_node(
         PacemakerTrainingWorkChain,
-        base={
-            'pacemaker': {
-                'code': pacemaker_code,
-                'initial_potential': old_yaml,
-                'settings': orm.Dict({**TINY_SETTINGS, 'fit': {'maxiter': 3}}),
-                'metadata': {'options': FIT_OPTIONS},
-            }
-        },
+        code=pacemaker_code,
+        settings=orm.Dict({**TINY_SETTINGS, 'fit': {'maxiter': 3}}),
+        options=orm.Dict(FIT_OPTIONS),
+        base={'pacemaker': {'initial_potential': old_yaml}},
         training_sets={'old': active_fit.outputs.training_set, 'new': new_data},
         min_structures=orm.Int(10),
         plots=orm.Bool(False),

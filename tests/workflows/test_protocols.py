@@ -22,12 +22,10 @@ def test_the_three_protocols_are_available_with_descriptions():
 def test_each_protocol_builds_inputs_the_workflow_accepts(fake_code, aiida_profile, protocol):
     data = TrainingSetData.from_atoms(emt_structures(3, seed=6)).store()
     builder = PacemakerTrainingWorkChain.get_builder_from_protocol(fake_code, protocol, training_sets={'data': data})
-    settings = builder.base.pacemaker.settings.get_dict()
+    settings = builder.settings.get_dict()
     PacemakerSettings.model_validate(settings)  # every key is one pacemaker reads
-    assert settings == load_protocol(protocol)['base']['pacemaker']['settings']
-    inputs = builder._inputs(prune=True)
-    inputs['base']['pacemaker']['metadata'] = {'options': {'resources': {'num_machines': 1}}}
-    assert PacemakerTrainingWorkChain.spec().inputs.validate(inputs) is None
+    assert settings == load_protocol(protocol)['settings']
+    assert PacemakerTrainingWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
 
 
 def test_protocols_grow_from_fast_to_precise():
@@ -53,11 +51,11 @@ def test_overrides_merge_key_by_key(fake_code, aiida_profile):
         group='some-group',
         options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 3}},
     )
-    fit = builder.base.pacemaker.settings.get_dict()['fit']
+    fit = builder.settings.get_dict()['fit']
     assert fit['maxiter'] == 9 and fit['loss']['kappa'] == 0.3  # the rest of the protocol's fit section stays
     assert builder.test_fraction.value == 0.25 and builder.base.max_iterations.value == 7
     assert builder.group.value == 'some-group'
-    assert builder.base.pacemaker.metadata.options.resources['num_mpiprocs_per_machine'] == 3
+    assert builder.options['resources']['num_mpiprocs_per_machine'] == 3
     assert recursive_merge({'a': {'b': 1, 'c': 2}}, {'a': {'b': 3}, 'd': [1]}) == {'a': {'b': 3, 'c': 2}, 'd': [1]}
 
 

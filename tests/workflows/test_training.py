@@ -20,12 +20,12 @@ from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, q
 from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
 
 
-def base(code, settings: dict | None = None, options: dict | None = None) -> dict:
-    """The ``base`` inputs of the training workflow: the calculation's code, settings and options."""
-    pacemaker = {'code': code, 'metadata': {'options': options or {'resources': {'num_machines': 1}}}}
+def fit_inputs(code, settings: dict | None = None, options: dict | None = None) -> dict:
+    """The training workflow's code, settings and options inputs."""
+    inputs = {'code': code, 'options': orm.Dict(options or {'resources': {'num_machines': 1}})}
     if settings is not None:
-        pacemaker['settings'] = orm.Dict(settings)
-    return {'pacemaker': pacemaker}
+        inputs['settings'] = orm.Dict(settings)
+    return inputs
 
 
 def calculations_below(node) -> list:
@@ -34,7 +34,7 @@ def calculations_below(node) -> list:
 
 def test_too_few_structures_stop_before_any_pacemaker_run(fake_code, aiida_profile):
     small = TrainingSetData.from_atoms(emt_structures(4, seed=1)).store()
-    _, node = run_get_node(PacemakerTrainingWorkChain, base=base(fake_code), training_sets={'small': small})
+    _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), training_sets={'small': small})
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_TOO_FEW_STRUCTURES.status == 302
     assert node.exit_message == 'found 4 structures in 1 node(s), at least 50 are required'
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
@@ -45,7 +45,7 @@ def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_
     structures[1].calc = SinglePointCalculator(structures[1], energy=-1.0)
     data = TrainingSetData.from_atoms(structures).store()
     _, node = run_get_node(
-        PacemakerTrainingWorkChain, base=base(fake_code), training_sets={'data': data}, min_structures=orm.Int(2)
+        PacemakerTrainingWorkChain, **fit_inputs(fake_code), training_sets={'data': data}, min_structures=orm.Int(2)
     )
     assert node.exit_status == 303
     assert node.exit_message == '1 of the 3 structures found have no forces; pacemaker fits forces'
@@ -53,11 +53,11 @@ def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_
 
 
 def test_unknown_group_and_foreign_nodes(fake_code, aiida_profile):
-    _, node = run_get_node(PacemakerTrainingWorkChain, base=base(fake_code), group=orm.Str('no-such-group'))
+    _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('no-such-group'))
     assert node.exit_status == 301 and "no group labelled 'no-such-group'" in node.exit_message
     group = orm.Group(label='mixed-nodes').store()
     group.add_nodes([orm.Int(3).store()])
-    _, node = run_get_node(PacemakerTrainingWorkChain, base=base(fake_code), group=orm.Str('mixed-nodes'))
+    _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('mixed-nodes'))
     assert node.exit_status == 304 and 'Int' in node.exit_message
 
 
@@ -68,17 +68,17 @@ def validation_message(**inputs):
 
 def test_exactly_one_data_source(fake_code, aiida_profile):
     data = TrainingSetData.from_atoms(emt_structures(2, seed=3)).store()
-    assert 'exactly one of' in validation_message(base=base(fake_code))
+    assert 'exactly one of' in validation_message(**fit_inputs(fake_code))
     assert 'got: group, training_sets' in validation_message(
-        base=base(fake_code), group=orm.Str('x'), training_sets={'a': data}
+        **fit_inputs(fake_code), group=orm.Str('x'), training_sets={'a': data}
     )
     assert 'zbl_cutoffs' in validation_message(
-        base=base(fake_code),
+        **fit_inputs(fake_code),
         training_sets={'a': data},
         delta_learning=orm.Bool(True),
         zbl_cutoffs=orm.Dict({'inner': 3.0, 'outer': 2.0}),
     )
-    assert 'fit.kapa' in validation_message(base=base(fake_code, {'fit': {'kapa': 1}}), training_sets={'a': data})
+    assert 'fit.kapa' in validation_message(**fit_inputs(fake_code, {'fit': {'kapa': 1}}), training_sets={'a': data})
 
 
 def count_nodes() -> int:
@@ -107,19 +107,21 @@ def count_nodes() -> int:
 def test_bad_inputs_are_refused_before_anything_is_stored(fake_code, aiida_profile, inputs, expected):
     """The calculation's checks run on the training workflow's inputs at submission: no node is created."""
     data = TrainingSetData.from_atoms(emt_structures(3, seed=4)).store()
-    pacemaker = {'code': fake_code, 'metadata': {'options': inputs.get('options', {'resources': {'num_machines': 1}})}}
-    if 'settings' in inputs:
-        pacemaker['settings'] = orm.Dict(inputs['settings'])
+    extra = fit_inputs(fake_code, inputs.get('settings'), inputs.get('options'))
+    pacemaker = {}
     if 'initial_potential' in inputs:
         pacemaker['initial_potential'] = orm.SinglefileData(io.BytesIO(b'x'), filename=inputs['initial_potential'])
     if 'template' in inputs:
         pacemaker['template'] = orm.SinglefileData(io.BytesIO(inputs['template'].encode()), filename='t.yaml.j2')
-    extra = {'split_seed': orm.Int(inputs['split_seed'])} if 'split_seed' in inputs else {}
+    if pacemaker:
+        extra['base'] = {'pacemaker': pacemaker}
+    if 'split_seed' in inputs:
+        extra['split_seed'] = orm.Int(inputs['split_seed'])
     if inputs.get('delta_learning'):
         extra['delta_learning'] = orm.Bool(True)
     before = count_nodes()
     with pytest.raises(ValueError, match=re.escape(expected)):
-        run_get_node(PacemakerTrainingWorkChain, base={'pacemaker': pacemaker}, training_sets={'a': data}, **extra)
+        run_get_node(PacemakerTrainingWorkChain, training_sets={'a': data}, **extra)
     assert count_nodes() == before
 
 
@@ -127,18 +129,20 @@ def test_elements_are_checked_against_the_data_a_query_finds(fake_code, aiida_pr
     data = TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=5)).store()
     data.base.extras.set('marker', 'elements-query')
     message = validation_message(
-        base=base(fake_code, {'potential': {'elements': ['Cu', 'Al']}}),
+        **fit_inputs(fake_code, {'potential': {'elements': ['Cu', 'Al']}}),
         filters=orm.Dict({'extras': {'marker': 'elements-query'}}),
     )
     assert "does not match the elements of the data ['Cu']" in message
 
 
 def test_monitors_and_handler_overrides_reach_the_base_workflow(fake_code, aiida_profile):
-    """Exposed, not copied: every input of the base workflow and the calculation can be given."""
-    ports = PacemakerTrainingWorkChain.spec().inputs['base']
-    assert {'handler_overrides', 'max_iterations', 'clean_workdir', 'on_unhandled_failure'} <= set(ports)
-    assert {'code', 'settings', 'monitors', 'initial_potential', 'template', 'metadata'} <= set(ports['pacemaker'])
-    assert 'training_set' not in ports['pacemaker'] and 'test_set' not in ports['pacemaker']
+    """Exposed, not copied: every input of the base workflow and the calculation can be given (code, settings and
+    options stay top-level inputs of the training workflow, as the public interface has them)."""
+    ports = PacemakerTrainingWorkChain.spec().inputs
+    assert {'code', 'settings', 'options'} <= set(ports)
+    assert {'handler_overrides', 'max_iterations', 'clean_workdir', 'on_unhandled_failure'} <= set(ports['base'])
+    assert {'monitors', 'initial_potential', 'template', 'metadata'} <= set(ports['base']['pacemaker'])
+    assert not {'training_set', 'test_set', 'code', 'settings'} & set(ports['base']['pacemaker'])
 
 
 def test_nested_filters_become_dotted_paths():
@@ -178,7 +182,7 @@ def workchain_fit(pacemaker_code, cu_al_database):
     group.add_nodes(imported)
     _, node = run_get_node(
         PacemakerTrainingWorkChain,
-        base=base(pacemaker_code, TINY_SETTINGS, FIT_OPTIONS),
+        **fit_inputs(pacemaker_code, TINY_SETTINGS, FIT_OPTIONS),
         group=orm.Str('cu-al-training'),
         min_structures=orm.Int(20),
         test_fraction=orm.Float(0.2),
@@ -212,7 +216,7 @@ def test_lineage_returns_the_file_hash_and_row_ids(workchain_fit, cu_al_database
     train_rows = {int(s.split('row=')[1].split(':')[0]) for s in node.outputs.training_set.get_sources()}
     assert len(train_rows) == 19 and train_rows < set(entry['rows'])
     assert lineage.settings == TINY_SETTINGS
-    assert lineage.code.uuid == node.inputs.base.pacemaker.code.uuid
+    assert lineage.code.uuid == node.inputs.code.uuid
     assert [n.uuid for n in lineage.source_nodes] == [imported.uuid]
     assert lineage.dft_calculations == []
     potential = node.outputs.potential
@@ -228,7 +232,7 @@ def test_filters_resolve_the_query_once(fake_code, cu_al_database, aiida_profile
     sha = imported.base.attributes.get('import_info')['sha256']
     _, node = run_get_node(
         PacemakerTrainingWorkChain,
-        base=base(fake_code),
+        **fit_inputs(fake_code),
         filters=orm.Dict({'attributes': {'import_info': {'sha256': sha}}}),
         min_structures=orm.Int(1000),
     )
@@ -240,7 +244,7 @@ def test_filters_resolve_the_query_once(fake_code, cu_al_database, aiida_profile
 def test_submit_to_the_daemon(submit_and_await, pacemaker_code, train_cu_al):
     node = submit_and_await(
         PacemakerTrainingWorkChain,
-        base=base(pacemaker_code, {**TINY_SETTINGS, 'fit': {'maxiter': 2}}, FIT_OPTIONS),
+        **fit_inputs(pacemaker_code, {**TINY_SETTINGS, 'fit': {'maxiter': 2}}, FIT_OPTIONS),
         training_sets={'merged': train_cu_al.merged},
         min_structures=orm.Int(10),
         timeout=300,
