@@ -292,6 +292,13 @@ class PacemakerCalculation(CalcJob):
         per_machine = resources.get('num_mpiprocs_per_machine') or resources.get('tot_num_mpiprocs') or 1
         return max(1, int(per_machine) * int(resources.get('num_cores_per_mpiproc') or 1))
 
+    def _dataset_pairs(self) -> list[str]:
+        """``source target`` pairs for one ``to-dataframe`` call (one interpreter start for both data sets)."""
+        pairs = [self.TRAINING_NPZ, self.TRAINING_PICKLE]
+        if 'test_set' in self.inputs:
+            pairs += [self.TEST_NPZ, self.TEST_PICKLE]
+        return pairs
+
     def _tool_paths(self) -> tuple[str, str]:
         executable = PurePosixPath(str(self.inputs.code.get_executable()))
         return str(executable), str(executable.parent)
@@ -310,19 +317,9 @@ class PacemakerCalculation(CalcJob):
             '# the Python interpreter of the pacemaker installation: its shebang, else python3 beside it',
             f'PACEMAKER_PYTHON=$(head -n 1 {shlex.quote(executable)} | sed -n "s/^#![[:space:]]*//p")',
             'case "$PACEMAKER_PYTHON" in *python*) ;; *) PACEMAKER_PYTHON="$PACEMAKER_BIN_DIR/python3" ;; esac',
-            f'"$PACEMAKER_PYTHON" {self.IO_SCRIPT} to-dataframe {self.TRAINING_NPZ} {self.TRAINING_PICKLE} '
+            f'"$PACEMAKER_PYTHON" {self.IO_SCRIPT} to-dataframe {" ".join(self._dataset_pairs())} '
             f'> {self.PREPARE_LOG} 2>&1',
             'PREPARE_STATUS=$?',
-        ]
-        if 'test_set' in self.inputs:
-            lines += [
-                'if [ "$PREPARE_STATUS" -eq 0 ]; then',
-                f'  "$PACEMAKER_PYTHON" {self.IO_SCRIPT} to-dataframe {self.TEST_NPZ} {self.TEST_PICKLE} '
-                f'>> {self.PREPARE_LOG} 2>&1',
-                '  PREPARE_STATUS=$?',
-                'fi',
-            ]
-        lines += [
             f'echo "$PREPARE_STATUS" > {self.PREPARE_STATUS}',
             'if [ "$PREPARE_STATUS" -ne 0 ]; then exit 0; fi',
         ]
@@ -337,12 +334,16 @@ class PacemakerCalculation(CalcJob):
                 f'> {self.YACE_LOG} 2>&1',
                 f'  echo "$?" > {self.YACE_STATUS}',
                 'fi',
+                'PREDICTIONS=()',
                 'for split in train test; do',
                 '  if [ -f "${split}_pred.pckl.gzip" ]; then',
-                f'    "$PACEMAKER_PYTHON" {self.IO_SCRIPT} predictions "${{split}}_pred.pckl.gzip" '
-                f'"${{split}}_predictions.npz" >> {self.PREDICTIONS_LOG} 2>&1',
+                '    PREDICTIONS+=("${split}_pred.pckl.gzip" "${split}_predictions.npz")',
                 '  fi',
                 'done',
+                'if [ "${#PREDICTIONS[@]}" -gt 0 ]; then',
+                f'  "$PACEMAKER_PYTHON" {self.IO_SCRIPT} predictions "${{PREDICTIONS[@]}}" '
+                f'> {self.PREDICTIONS_LOG} 2>&1',
+                'fi',
             ]
         )
 

@@ -11,10 +11,10 @@ The stable format (``.npz``, ``numpy.savez`` without pickles) holds ragged struc
 * per structure: ``natoms``, ``cells`` (S, 3, 3; Å), ``pbc`` (S, 3), ``energy`` (eV), ``has_forces``,
   optionally ``stress`` (S, 6; Voigt xx yy zz yz xz xy, eV/Å³, ASE's sign) and ``has_stress``, ``source`` (str)
 
-Usage::
+Usage (one interpreter start for all pairs of a job)::
 
-    python pacemaker_io.py to-dataframe training_set.npz training_data.pckl.gzip
-    python pacemaker_io.py predictions train_pred.pckl.gzip train_predictions.npz
+    python pacemaker_io.py to-dataframe training_set.npz training_data.pckl.gzip [test_set.npz test_data.pckl.gzip]
+    python pacemaker_io.py predictions train_pred.pckl.gzip train_predictions.npz [test_pred.pckl.gzip ...]
 """
 
 from __future__ import annotations
@@ -108,13 +108,14 @@ def predictions(source_path: str, target_path: str) -> int:
 
 def main(argv: list[str]) -> int:
     commands = {'to-dataframe': to_dataframe, 'predictions': predictions}
-    if len(argv) != 3 or argv[0] not in commands:
-        sys.stderr.write(f'usage: pacemaker_io.py {{{"|".join(commands)}}} SOURCE TARGET\n')
+    if len(argv) < 3 or len(argv) % 2 == 0 or argv[0] not in commands:
+        sys.stderr.write(f'usage: pacemaker_io.py {{{"|".join(commands)}}} SOURCE TARGET [SOURCE TARGET ...]\n')
         return 2
     import pandas
 
-    count = commands[argv[0]](argv[1], argv[2])
-    sys.stdout.write(f'{argv[0]}: {count} structures {argv[1]} -> {argv[2]} (pandas {pandas.__version__})\n')
+    for source, target in zip(argv[1::2], argv[2::2], strict=True):
+        count = commands[argv[0]](source, target)
+        sys.stdout.write(f'{argv[0]}: {count} structures {source} -> {target} (pandas {pandas.__version__})\n')
     return 0
 
 

@@ -66,6 +66,35 @@ def test_sandbox_files_commands_and_retrieve_list(generate_calc_job, fake_code, 
     assert calc_info.prepend_text.splitlines()[0].startswith('date +%s > aiida_job_started')
 
 
+def test_one_interpreter_start_per_conversion(generate_calc_job, fake_code, cu_set, tmp_path):
+    """Both data sets in one ``to-dataframe`` call, both prediction files in one ``predictions`` call (each
+    interpreter start imports pandas: ~0.7 s); the job script runs them for real on files of the right shape."""
+    import subprocess
+    import sys
+
+    from aiida_mlip_autopipe.jobscripts import pacemaker_io
+
+    test_set = TrainingSetData.from_atoms(emt_structures(2, elements=('Cu',), seed=6)).store()
+    _, calc_info = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, test_set=test_set))
+    assert calc_info.prepend_text.count('pacemaker_io.py') == 1
+    assert (
+        'pacemaker_io.py to-dataframe training_set.npz training_data.pckl.gzip test_set.npz test_data.pckl.gzip'
+        in calc_info.prepend_text
+    )
+    assert calc_info.append_text.count('pacemaker_io.py') == 1
+    script = pacemaker_io.__file__
+    for name, node in (('training_set.npz', cu_set), ('test_set.npz', test_set)):
+        (tmp_path / name).write_bytes(node.base.repository.get_object_content('structures.npz', mode='rb'))
+    pairs = ['training_set.npz', 'train.pckl.gzip', 'test_set.npz', 'test.pckl.gzip']
+    result = subprocess.run(
+        [sys.executable, script, 'to-dataframe', *pairs], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('structures') == 2 and (tmp_path / 'test.pckl.gzip').is_file()
+    odd = subprocess.run([sys.executable, script, 'to-dataframe', 'a.npz'], capture_output=True, text=True, check=False)
+    assert odd.returncode == 2 and 'SOURCE TARGET [SOURCE TARGET ...]' in odd.stderr
+
+
 def test_threads_come_from_the_computer_default(generate_calc_job, fake_code, cu_set, tmp_path):
     """Without num_mpiprocs_per_machine the computer's default sets the threads; without both: a clear error."""
 
