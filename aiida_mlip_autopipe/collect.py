@@ -25,6 +25,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_mlip_autopipe.data.sources import node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSetData, TrainingSetError
 
 __all__ = (
@@ -44,7 +45,7 @@ BATCH = 50
 
 def _source_of(node: orm.Data, fallback: orm.Node) -> str:
     creator = node.creator
-    return f'aiida:{(creator or fallback).uuid}'
+    return node_source((creator or fallback).uuid)
 
 
 def _numbers(symbols: Iterable[str]) -> np.ndarray:
@@ -116,7 +117,8 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
     creators = _creator_uuids(trajectories)
     for (key, nodes), arrays in zip(groups.items(), read_arrays(trajectories), strict=True):
         trajectory = nodes['trajectory']
-        source = f'aiida:{creators.get(trajectory.pk, trajectory.uuid)}'
+        uuid = creators.get(trajectory.pk, trajectory.uuid)
+        source = node_source(uuid)
         if 'energy' in arrays:
             energies = np.atleast_1d(arrays['energy'])
         elif 'parameters' in nodes:
@@ -142,7 +144,7 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
                 energies[step] if frames.value == 'all' else energies[-1],
                 forces[step] if forces is not None else None,
                 -np.asarray(stress[step]) * GPa if stress is not None else None,
-                source=source if frames.value == 'last' else f'{source}:frame={step}',
+                source=source if frames.value == 'last' else node_source(uuid, step),
             )
             if problem:
                 raise TrainingSetError(f'{key} ({source}, frame {step}): {problem}')

@@ -9,19 +9,18 @@ on links and attributes; the per-structure sources come from one array of the tr
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiida import orm
 
+from aiida_mlip_autopipe.data.sources import SHA_PREFIX, parse_file_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
 __all__ = ('PotentialLineage', 'active_set_of', 'find_potentials', 'potential_lineage')
 
 CALCULATION_TYPE = 'aiida.calculations:mlip_autopipe.pacemaker'
-SOURCE = re.compile(r'^(ase_db|extxyz):([0-9a-f]+):(?:row|frame)=(\d+)')
 
 
 @dataclass
@@ -75,15 +74,15 @@ def potential_lineage(potential: orm.SinglefileData) -> PotentialLineage:
     used: dict[str, dict[str, set[int]]] = defaultdict(lambda: {'train': set(), 'test': set()})
     for split, node in zip(('train', 'test'), data_nodes, strict=False):
         for source in node.get_sources():
-            match = SOURCE.match(source)
-            if match:
-                used[match.group(2)][split].add(int(match.group(3)))
+            parsed = parse_file_source(source)
+            if parsed is not None:
+                used[parsed.sha256_prefix][split].add(parsed.index)
 
     files, dft, sources = {}, {}, {}
     for node in data_nodes:
         for file_node in _ancestors(node, orm.SinglefileData, {'attributes': {'has_key': 'sha256'}}):
             sha256 = file_node.base.attributes.get('sha256')
-            splits = used.get(sha256[:16], {'train': set(), 'test': set()})
+            splits = used.get(sha256[:SHA_PREFIX], {'train': set(), 'test': set()})
             files[file_node.pk] = {
                 'uuid': file_node.uuid,
                 'sha256': sha256,

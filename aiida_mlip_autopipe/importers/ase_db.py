@@ -17,6 +17,7 @@ from typing import Literal
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_mlip_autopipe.data.sources import file_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
@@ -82,7 +83,6 @@ def read_ase_db(
 
     kind = check_ase_db(pathlib.Path(path))
     check_policies(on_missing_forces, on_invalid)
-    prefix = f'ase_db:{sha256[:16]}'
 
     def rows(database):
         for row in database.select(selection or None):
@@ -96,7 +96,7 @@ def read_ase_db(
                     'energy': row.get('energy'),
                     'forces': row.get('forces'),
                     'stress': row.get('stress'),
-                    'source': f'{prefix}:row={row.id}:uid={row.unique_id}',
+                    'source': file_source(KIND, sha256, row.id, row.unique_id),
                 },
             )
 

@@ -11,6 +11,7 @@ import pathlib
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_mlip_autopipe.data.sources import file_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, labels_of
 from aiida_mlip_autopipe.importers.ase_db import InvalidPolicy, MissingForcesPolicy
 from aiida_mlip_autopipe.importers.source_file import (
@@ -38,7 +39,6 @@ def read_extxyz(
     from ase.io import iread
 
     check_policies(on_missing_forces, on_invalid)
-    prefix = f'extxyz:{sha256[:16]}'
 
     def frames():
         for index, atoms in enumerate(iread(str(path), index=':', format='extxyz')):
@@ -53,7 +53,7 @@ def read_extxyz(
                     'energy': energy,
                     'forces': forces,
                     'stress': stress,
-                    'source': f'{prefix}:frame={index}',
+                    'source': file_source(KIND, sha256, index),
                 },
             )
 
