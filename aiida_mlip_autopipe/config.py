@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from aiida_mlip_autopipe.zbl import ZBLBaseline, second_zbl_core
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
 
 __all__ = (
     'PACEMAKER_DEFAULTS',

@@ -77,7 +77,7 @@ def main(pairs: int) -> None:
 
     load_profile('fit-overhead')
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     try:
         code = orm.load_code('pacemaker@localhost')

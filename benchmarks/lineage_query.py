@@ -21,7 +21,7 @@ def build_graph(count: int):
     from aiida.engine import run_get_node
     from ase.db import connect
 
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
     from aiida_mlip_autopipe.importers.ase_db import import_ase_db
     from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 
@@ -60,7 +60,7 @@ def build_graph(count: int):
 def time_queries(potential_pk: int, repeats: int = 5) -> None:
     from aiida import orm
 
-    from aiida_mlip_autopipe.lineage import find_potentials, potential_lineage
+    from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 
     timings = {'potential_lineage': [], 'find_potentials(elements, rmse)': [], 'find_potentials(source file)': []}
     for _ in range(repeats):

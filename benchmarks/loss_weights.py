@@ -28,7 +28,7 @@ def main() -> None:
 
     from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     code = orm.InstalledCode(
         label='pacemaker-loss',

@@ -28,7 +28,7 @@ def emt_data():
     from aiida import orm
 
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     group, created = orm.Group.collection.get_or_create('protocols-emt')
     if created or not group.nodes:

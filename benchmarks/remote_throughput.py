@@ -94,7 +94,7 @@ def main(count: int = 6) -> None:
 
     from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     sys.path.insert(0, str(REPO))
     remote, local = codes(cluster_env())

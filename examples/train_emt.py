@@ -11,7 +11,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory, DataFactory
 
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 
 PacemakerCalculation = CalculationFactory('mlip_autopipe.pacemaker')
 TrainingSetData = DataFactory('mlip_autopipe.training_set')

@@ -11,9 +11,9 @@ from aiida import orm
 from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
-from aiida_mlip_autopipe.lineage import find_potentials, potential_lineage
+from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 
 TrainingWorkChain = WorkflowFactory('mlip_autopipe.training')
 

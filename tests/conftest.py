@@ -148,7 +148,7 @@ TINY_SETTINGS = {
 def cu_al_sets(aiida_profile):
     """A stored two-element (Cu, Al) EMT training set (16 x 32 atoms) and test set (4 x 32 atoms)."""
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     training = TrainingSetData.from_atoms(emt_structures(16, repeat=2, seed=11)).store()
     test = TrainingSetData.from_atoms(emt_structures(4, repeat=2, seed=12)).store()

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from aiida import orm
 
+from aiida_mlip_autopipe.baseline.delta import subtract_zbl_baseline
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-from aiida_mlip_autopipe.calculator import DeltaCalculator, lammps_commands, lammps_potential_data
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
-from aiida_mlip_autopipe.delta import subtract_zbl_baseline
+from aiida_mlip_autopipe.demo.emt import emt_structures
+from aiida_mlip_autopipe.potentials.calculator import DeltaCalculator
+from aiida_mlip_autopipe.potentials.lammps import lammps_commands, lammps_potential_data
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
-from aiida_mlip_autopipe.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
 
 #: Cutoffs reaching the nearest neighbours of the EMT fcc cells (2.5-2.9 Å), so that the baseline matters.
 CUTOFFS = {'inner': 1.5, 'outer': 2.8}

@@ -20,8 +20,8 @@ from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
-from aiida_mlip_autopipe.reference_energy import read_e0
+from aiida_mlip_autopipe.demo.emt import emt_structures
+from aiida_mlip_autopipe.potentials.reference_energy import read_e0
 from tests.conftest import FIT_OPTIONS
 
 pytestmark = pytest.mark.pacemaker
@@ -289,7 +289,7 @@ def test_official_example_inputs_give_raw_pacemakers_fit(name, pacemaker_code, p
 def test_absolute_energies_are_reproduced_on_the_labels_scale(test_size, pacemaker_code):
     """Labels shifted by tens of eV per atom and element (as DFT total energies are): pacemaker computes its
     reference energies, and the stored .yace gives the labels back on held-out structures."""
-    from aiida_mlip_autopipe.calculator import get_calculator
+    from aiida_mlip_autopipe.potentials.calculator import get_calculator
 
     shift = {'Cu': -31.7, 'Al': -56.2}
 

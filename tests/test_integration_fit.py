@@ -8,7 +8,7 @@ import pytest
 from aiida import orm
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from tests.conftest import fit_cu_al
 
 pytestmark = pytest.mark.pacemaker

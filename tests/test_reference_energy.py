@@ -2,7 +2,7 @@
 
 import pytest
 
-from aiida_mlip_autopipe.reference_energy import ReferenceEnergyError, e0_per_element, read_e0, with_e0
+from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, read_e0, with_e0
 
 YACE = 'elements: [Al, Cu]\nE0: [0, 0]\ndeltaSplineBins: 0.001\nembeddings:\n  0: {ndensity: 2}\n'
 

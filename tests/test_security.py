@@ -9,11 +9,11 @@ import yaml
 from aiida import orm
 from pydantic import ValidationError
 
+from aiida_mlip_autopipe.calculations.input_file import InputFileError, render_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.config import PacemakerSettings
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
-from aiida_mlip_autopipe.input_file import InputFileError, render_input
+from aiida_mlip_autopipe.demo.emt import emt_structures
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'aiida_mlip_autopipe'
 HOSTILE = ['Cu\nfit: {maxiter: 1}', 'Cu: x', '$(touch /tmp/pwned)', 'Cu; rm -rf /', '../../etc', '&a', '!!python/none']

@@ -8,7 +8,7 @@ from ase.db import connect
 from pydantic import ValidationError
 
 from aiida_mlip_autopipe import LossWeights, PacemakerTrainer, TrainingConfig, TrainingError
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from tests.conftest import TINY_SETTINGS
 
 

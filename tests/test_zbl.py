@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aiida_mlip_autopipe.zbl import ZBLBaseline, ZBLCalculator, pair_energy_derivative
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, ZBLCalculator, pair_energy_derivative
 
 
 def structures(rng: np.random.Generator):
@@ -29,7 +29,7 @@ def structures(rng: np.random.Generator):
 
 
 def compare(inner: float = 1.0, outer: float = 2.5, seed: int = 0) -> dict:
-    from aiida_mlip_autopipe.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
+    from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, ZBLCalculator, lammps_zbl_calculator
 
     baseline = ZBLBaseline(inner, outer)
     ours = ZBLCalculator(inner, outer)

@@ -24,11 +24,11 @@ from aiida.engine import CalcJob
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 from pydantic import ValidationError
 
+from aiida_mlip_autopipe.baseline.delta import baseline_of
+from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
+from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
 from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.delta import baseline_of
-from aiida_mlip_autopipe.input_file import InputFileError, load_input, render_input
-from aiida_mlip_autopipe.zbl import second_zbl_core
 
 __all__ = ('PacemakerCalculation',)
 

@@ -39,7 +39,7 @@ def list_command(elements, exact, max_rmse_forces, max_rmse_energy, split, limit
     """List trained potentials (newest first): elements, RMSEs, training size, date."""
     from tabulate import tabulate
 
-    from aiida_mlip_autopipe.lineage import find_potentials
+    from aiida_mlip_autopipe.potentials.lineage import find_potentials
 
     found = find_potentials(list(elements) or None, max_rmse_forces, max_rmse_energy, split=split, exact_elements=exact)
     if not found:
@@ -92,7 +92,7 @@ def _lineage_lines(lineage) -> list[str]:
 @one_line_errors
 def lineage_command(potential):
     """Show the data, settings and code behind a POTENTIAL (its .yace or .yaml node)."""
-    from aiida_mlip_autopipe.lineage import potential_lineage
+    from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 
     for line in _lineage_lines(potential_lineage(potential)):
         echo.echo(line)
@@ -106,8 +106,9 @@ def lineage_command(potential):
 @one_line_errors
 def export_command(potential, output, species):
     """Write a POTENTIAL for use elsewhere: .yace, .yaml, .asi (if built), LAMMPS lines, metrics and lineage."""
-    from aiida_mlip_autopipe.calculator import b_basis_of, lammps_commands
-    from aiida_mlip_autopipe.lineage import active_set_of, potential_lineage
+    from aiida_mlip_autopipe.potentials.calculator import b_basis_of
+    from aiida_mlip_autopipe.potentials.lammps import lammps_commands
+    from aiida_mlip_autopipe.potentials.lineage import active_set_of, potential_lineage
 
     lineage = potential_lineage(potential)
     directory = _output_directory(output)
@@ -148,7 +149,7 @@ def export_command(potential, output, species):
 @one_line_errors
 def plot_command(node, output):
     """Write learning_curve.png and parity.png of a fit (a potential, calculation or workflow NODE)."""
-    from aiida_mlip_autopipe.plots import make_plots
+    from aiida_mlip_autopipe.potentials.plots import make_plots
 
     for path in make_plots(node, _output_directory(output)):
         echo.echo(str(path))

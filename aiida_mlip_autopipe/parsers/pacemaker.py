@@ -18,7 +18,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
-from aiida_mlip_autopipe.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
+from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
 __all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
 

@@ -17,6 +17,8 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
+from aiida_mlip_autopipe.baseline.delta import subtract_zbl_baseline
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
 from aiida_mlip_autopipe.calculations.pacemaker import (
     PacemakerCalculation,
     settings_problem,
@@ -24,14 +26,12 @@ from aiida_mlip_autopipe.calculations.pacemaker import (
     validate_settings,
 )
 from aiida_mlip_autopipe.codes import sibling_code
-from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw
 from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.delta import subtract_zbl_baseline
-from aiida_mlip_autopipe.plots import render_plots
+from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw
+from aiida_mlip_autopipe.potentials.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
 from aiida_mlip_autopipe.workflows.protocols import ProtocolMixin
-from aiida_mlip_autopipe.zbl import ZBLBaseline, second_zbl_core
 
 __all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
 

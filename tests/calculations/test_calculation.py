@@ -8,7 +8,7 @@ from aiida import orm
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,7 @@ from ase.db import connect
 
 from aiida_mlip_autopipe.data.geometry import closest_pair, geometry_problem
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.source_file import DatasetImportError
 

@@ -6,7 +6,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 
 
 def labelled(symbols='Cu2', energy=-1.0, forces=None, stress=None, calc=True):

@@ -7,7 +7,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_mlip_autopipe.collect import CollectionError, collect_from_pw, last_pw_calculation
+from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw, last_pw_calculation
 from tests.conftest import FIT_OPTIONS
 from tests.dft.conftest import PW_PARAMETERS, al_cells, pw_base_builder, run_pw_calculation
 
@@ -78,8 +78,8 @@ def test_every_frame_of_a_relax(pw_code, al_pseudo_family):
 @pytest.mark.pacemaker
 def test_potential_reproduces_held_out_dft_energies(qe_al_group, qe_failed_calculation, pacemaker_code):
     """Trained on absolute QE energies (-56 eV/atom): the stored potential gives the labels' scale."""
-    from aiida_mlip_autopipe.calculator import get_calculator
-    from aiida_mlip_autopipe.lineage import potential_lineage
+    from aiida_mlip_autopipe.potentials.calculator import get_calculator
+    from aiida_mlip_autopipe.potentials.lineage import potential_lineage
     from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 
     group = orm.Group(label='qe-al-with-failure').store()

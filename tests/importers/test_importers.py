@@ -11,7 +11,7 @@ from ase.db import connect
 from ase.io import write
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.extxyz import import_extxyz
 from aiida_mlip_autopipe.importers.source_file import DatasetImportError

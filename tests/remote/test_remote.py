@@ -60,7 +60,7 @@ def test_facade_trains_on_the_remote_computer(slurm_computer, cluster, tmp_path)
     from ase.db import connect
 
     from aiida_mlip_autopipe import PacemakerTrainer, TrainingConfig, TrainingError
-    from aiida_mlip_autopipe.datasets import emt_structures
+    from aiida_mlip_autopipe.demo.emt import emt_structures
 
     database = tmp_path / 'dft.db'
     with connect(database) as db:

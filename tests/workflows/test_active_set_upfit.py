@@ -8,8 +8,8 @@ from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe import get_calculator
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
-from aiida_mlip_autopipe.lineage import find_potentials, potential_lineage
+from aiida_mlip_autopipe.demo.emt import emt_structures
+from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
 
@@ -53,7 +53,7 @@ def test_plots_are_stored_as_png_nodes(active_fit):
 
 
 def test_make_plots_in_one_call(active_fit, tmp_path):
-    from aiida_mlip_autopipe.plots import make_plots
+    from aiida_mlip_autopipe.potentials.plots import make_plots
 
     paths = make_plots(active_fit.outputs.potential, tmp_path)
     assert [path.name for path in paths] == ['learning_curve.png', 'parity.png']

@@ -11,7 +11,7 @@ from aiida.manage import get_manager
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 from tests.conftest import FIXTURES
 

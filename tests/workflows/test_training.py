@@ -12,10 +12,10 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.datasets import emt_structures
+from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.source_file import file_sha256
-from aiida_mlip_autopipe.lineage import find_potentials, potential_lineage
+from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, query_filters, split_indices
 from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
 

@@ -3,9 +3,10 @@
 Pacemaker fits ``energy_corrected`` and ``forces``; it has no external baseline of its own (its ``repulsion: auto``
 only adds a ZBL core inside the smallest neighbour distance after the fit, and must then be off). The calcfunction
 :func:`subtract_zbl_baseline` makes the targets: energies, forces (and stress) minus the LAMMPS-compatible ZBL of
-:mod:`aiida_mlip_autopipe.zbl`. Its parameters are an input node and an attribute of the result
+:mod:`aiida_mlip_autopipe.baseline.zbl`. Its parameters are an input node and an attribute of the result
 (``zbl_baseline``), so the baseline is in the lineage; the parser copies it onto the potential (``delta_learning``),
-and :func:`~aiida_mlip_autopipe.calculator.get_calculator` / ``lammps_commands`` never hand the potential out
+and :func:`~aiida_mlip_autopipe.potentials.calculator.get_calculator` /
+:func:`~aiida_mlip_autopipe.potentials.lammps.lammps_commands` never hand the potential out
 without it.
 """
 
@@ -15,9 +16,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, zbl_energy_forces_stress
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.jobscripts import pacemaker_io
-from aiida_mlip_autopipe.zbl import ZBLBaseline, zbl_energy_forces_stress
 
 __all__ = ('baseline_of', 'subtract_zbl_baseline', 'zbl_arrays')
 
