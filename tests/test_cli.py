@@ -193,3 +193,19 @@ def test_train_with_a_protocol_on_stored_data(pacemaker_code, train_cu_al, tmp_p
     assert (
         settings['fit']['maxiter'] == 3 and settings['potential']['functions']['number_of_functions_per_element'] == 16
     )
+
+
+def test_collect_a_group_of_dft_calculations(session_localhost):
+    """`collect GROUP`: a progress bar over the calculations, the collected node added to a group."""
+    from tests.test_collect import emt_labelled, make_pw_calculation
+
+    group = orm.Group(label='cli-pw').store()
+    group.add_nodes([make_pw_calculation(session_localhost, *emt_labelled(1.0 + 0.01 * i, seed=i)) for i in range(3)])
+    result = CliRunner().invoke(cli, ['collect', 'cli-pw', '-G', 'cli-collected'])
+    assert result.exit_code == 0, result.output
+    assert 'collecting 3 calculations' in result.output and '3 structures from 3 calculation(s)' in result.output
+    (collected,) = orm.load_group('cli-collected').nodes
+    assert len(collected) == 3
+    orm.Group(label='cli-empty').store()
+    result = CliRunner().invoke(cli, ['collect', 'cli-empty'])
+    assert one_line(result) and 'holds no DFT calculations' in result.output

@@ -1,4 +1,5 @@
-"""``mlip-autopipe import``: bring an ASE database or an extxyz file in as a ``TrainingSetData``, with provenance."""
+"""``mlip-autopipe import / collect``: bring an ASE database, an extxyz file or a group of DFT calculations in as a
+``TrainingSetData``, with provenance."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pathlib
 
 import click
+from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
 from aiida_mlip_autopipe.cli import cli
@@ -59,3 +61,33 @@ def import_command(path, selection, on_missing_forces, on_invalid, group_label):
         orm.Group.collection.get_or_create(group_label)[0].add_nodes(node)
     echo.echo_success(f'TrainingSetData<{node.pk}> {node.uuid}: {len(node)} structures, elements {node.elements}')
     echo.echo(json.dumps(node.base.attributes.get('import_info'), indent=1))
+
+
+@cli.command('collect')
+@arguments.GROUP('SOURCE')
+@click.option('--skip-failed', is_flag=True, help='Skip (and count) calculations that did not finish successfully.')
+@click.option('--frames', type=click.Choice(['last', 'all']), default='last', show_default=True)
+@click.option('--allow-mixed-settings', is_flag=True, help='Accept calculations whose energy-deciding settings differ.')
+@click.option('-G', '--group', 'group_label', default=None, help='Add the collected node to this group.')
+@decorators.with_dbenv()
+@one_line_errors
+def collect_command(source, skip_failed, frames, allow_mixed_settings, group_label):
+    """Collect the PwCalculation / PwBaseWorkChain results of group SOURCE into a TrainingSetData."""
+    from aiida import orm
+
+    from aiida_mlip_autopipe.importers.pw import collect_from_pw
+
+    nodes = [node for node in source.nodes if isinstance(node, orm.ProcessNode)]
+    if not nodes:
+        raise click.BadParameter(f'group {source.label!r} holds no DFT calculations', param_hint='SOURCE')
+    with progress_bar(f'collecting {len(nodes)} calculations', len(nodes)) as progress:
+        node = collect_from_pw(
+            nodes, skip_failed=skip_failed, frames=frames, allow_mixed_settings=allow_mixed_settings, progress=progress
+        )
+    if group_label:
+        orm.Group.collection.get_or_create(group_label)[0].add_nodes(node)
+    report = node.base.extras.get('collection', {})
+    echo.echo_success(
+        f'TrainingSetData<{node.pk}> {node.uuid}: {len(node)} structures from {report.get("calculations")} '
+        f'calculation(s), {len(report.get("skipped_failed", []))} skipped'
+    )

@@ -19,7 +19,7 @@ structure, when the energy has no creator).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 from aiida import orm
@@ -304,6 +304,7 @@ def collect_from_pw(
     skip_failed: bool = False,
     frames: str = 'last',
     allow_mixed_settings: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> TrainingSetData:
     """Collect finished ``PwCalculation`` nodes, or ``PwBaseWorkChain`` nodes (their last successful
     ``PwCalculation``), into one ``TrainingSetData`` whose inputs are their output trajectories.
@@ -313,6 +314,7 @@ def collect_from_pw(
     :param frames: ``'last'`` (default) or ``'all'``: every ionic step of a relax or MD trajectory.
     :param allow_mixed_settings: accept calculations whose energy-deciding settings differ (functional,
         pseudopotentials, cutoffs, smearing, k-point spacing); by default they are refused and named.
+    :param progress: called with the number of calculations collected so far (a progress bar).
     """
     if frames not in ('last', 'all'):
         raise ValueError(f"frames={frames!r}: use 'last' or 'all'")
@@ -367,7 +369,11 @@ def collect_from_pw(
         }
         for start in range(0, count, BATCH)
     ]
-    parts = [collect_pw_results(frames=orm.Str(frames), **batch) for batch in batches]
+    parts = []
+    for batch in batches:
+        parts.append(collect_pw_results(frames=orm.Str(frames), **batch))
+        if progress is not None:
+            progress(min(count, len(parts) * BATCH))
     result = parts[0] if len(parts) == 1 else merge_collected(**{f'part_{i:05d}': p for i, p in enumerate(parts)})
     result.base.extras.set(
         'collection',
