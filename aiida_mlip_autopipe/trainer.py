@@ -216,6 +216,8 @@ class PacemakerTrainer:
         """The tail of pacemaker's stderr (or log) of the last calculation under ``node``."""
         from aiida import orm
 
+        from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+
         calculations = sorted(
             (child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)), key=lambda c: c.pk
         )
@@ -223,7 +225,7 @@ class PacemakerTrainer:
             return ''
         retrieved = calculations[-1].outputs.retrieved
         names = retrieved.base.repository.list_object_names()
-        for name in ('pacemaker.err', 'log.txt'):
+        for name in (PacemakerCalculation.STDERR, PacemakerCalculation.LOG):
             if name in names:
                 lines = retrieved.base.repository.get_object_content(name).splitlines()
                 return '\n'.join(lines[-LOG_TAIL_LINES:])

@@ -58,6 +58,10 @@ class PacemakerCalculation(CalcJob):
     PREDICTIONS_LOG = 'aiida_predictions.log'
     MISSING_EXECUTABLE = 'aiida_missing_executable.txt'
     JOB_STARTED = 'aiida_job_started'
+    METRICS = 'metrics.txt'
+    TEST_METRICS = 'test_metrics.txt'
+    INTERIM_POTENTIAL = 'interim_potential_0.yaml'
+    FITTING_DATA = 'fitting_data_info.pckl.gzip'
     RETRIEVE = (
         MISSING_EXECUTABLE,
         LOG,
@@ -71,17 +75,17 @@ class PacemakerCalculation(CalcJob):
         PREDICTIONS_LOG,
         OUTPUT_YAML,
         OUTPUT_YACE,
-        'metrics.txt',
-        'test_metrics.txt',
+        METRICS,
+        TEST_METRICS,
         'cycle_metrics.txt',
         'test_cycle_metrics.txt',
         'ladder_metrics.txt',
         'test_ladder_metrics.txt',
-        'interim_potential_0.yaml',
+        INTERIM_POTENTIAL,
         'interim_potential_best_cycle.yaml',
         'train_predictions.npz',
         'test_predictions.npz',
-        'fitting_data_info.pckl.gzip',
+        FITTING_DATA,
     )
 
     @classmethod

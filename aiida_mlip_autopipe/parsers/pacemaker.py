@@ -169,12 +169,12 @@ class PacemakerParser(Parser):
         if Calc.OUTPUT_YACE not in self._names or self._status(Calc.YACE_STATUS) not in (0, None):
             line = last_error_line(self._read(Calc.YACE_LOG) or '') or '(none)'
             return codes.ERROR_OUTPUT_YACE_MISSING.format(line=line)
-        metrics_text = self._read('metrics.txt')
+        metrics_text = self._read(Calc.METRICS)
         if metrics_text is None:
             return codes.ERROR_OUTPUT_METRICS_MISSING
         try:
             train = parse_metrics_table(metrics_text)
-            test_text = self._read('test_metrics.txt')
+            test_text = self._read(Calc.TEST_METRICS)
             test = parse_metrics_table(test_text) if test_text and len(test_text.splitlines()) > 1 else None
             summary = potential_summary(potential_yaml)
         except (ValueError, yaml.YAMLError, AttributeError) as exception:
@@ -220,7 +220,7 @@ class PacemakerParser(Parser):
         return {'settings_filled': filled, 'settings_dropped': dropped}
 
     def _nan_iteration(self, log: str | None) -> int | None:
-        text = self._read('metrics.txt')
+        text = self._read(Calc.METRICS)
         if text:
             try:
                 table = parse_metrics_table(text)

@@ -33,7 +33,7 @@ from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table, potential
 
 __all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file', 'failure_of')
 
-INTERIM = 'interim_potential_0.yaml'
+INTERIM = PacemakerCalculation.INTERIM_POTENTIAL
 STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
 FUNCTIONS_IN_LOG = re.compile(r'Total number of functions: (\d+)')
 # failures that the same inputs would meet again: bad data or settings, a missing tool, a NaN loss, a crash
@@ -81,7 +81,8 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exception:
         return f'{INTERIM} is not a complete potential ({len(content)} bytes; {type(exception).__name__})'
     names = retrieved.base.repository.list_object_names()
-    log = retrieved.base.repository.get_object_content('log.txt') if 'log.txt' in names else ''
+    log_name = PacemakerCalculation.LOG
+    log = retrieved.base.repository.get_object_content(log_name) if log_name in names else ''
     logged = FUNCTIONS_IN_LOG.findall(log)
     if not functions or (logged and functions != int(logged[-1])):
         expected = f' of the {logged[-1]}' if logged else ''
@@ -92,7 +93,7 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
 def iterations_done(retrieved: orm.FolderData) -> int:
     """The last iteration recorded in the retrieved ``metrics.txt`` (0 when there is none)."""
     try:
-        table = parse_metrics_table(retrieved.base.repository.get_object_content('metrics.txt'))
+        table = parse_metrics_table(retrieved.base.repository.get_object_content(PacemakerCalculation.METRICS))
     except (FileNotFoundError, OSError, ValueError):
         return 0
     return int(table['iter_num'][-1]) if len(table.get('iter_num', [])) else 0

@@ -439,6 +439,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         )
         spec.exit_code(305, 'ERROR_FAILED_DFT', message='{message}')
         spec.exit_code(306, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
+        spec.exit_code(307, 'ERROR_SETTINGS_DO_NOT_FIT_DATA', message='the settings do not fit the data: {message}')
         spec.exit_code(
             410,
             'ERROR_UNRECOVERABLE_FAILURE',
@@ -517,6 +518,14 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         missing = sum(node.base.attributes.get('num_structures_without_forces', 0) for node in self.ctx.sets)
         if missing:
             return self.exit_codes.ERROR_MISSING_FORCES.format(missing=missing, count=count)
+        # the validator's settings check, for data it could not see (a group): before anything is merged or fitted
+        elements = sorted({element for node in self.ctx.sets for element in node.base.attributes.get('elements', [])})
+        raw = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
+        settings, _ = training_settings(raw, self.inputs.delta_learning.value)
+        composed = {**calculation_inputs(self.inputs), 'settings': orm.Dict(settings)}
+        message = settings_problem(composed, elements, has_test_set=self.inputs.test_fraction.value > 0)
+        if message:
+            return self.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.format(message=message)
 
     def assemble(self):
         """Merge the resolved nodes and split them (a calcfunction: the used nodes become its inputs)."""
@@ -588,7 +597,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         from aiida_shell.launch import prepare_shell_job_inputs
 
         calculation = self.ctx.training.outputs.potential.creator
-        data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str('fitting_data_info.pckl.gzip'))
+        data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str(PacemakerCalculation.FITTING_DATA))
         inputs = prepare_shell_job_inputs(
             command=sibling_code(self.inputs.code, 'pace_activeset'),
             arguments='-d {data} {potential}',

@@ -252,3 +252,19 @@ def test_submit_to_the_daemon(submit_and_await, pacemaker_code, train_cu_al):
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     assert node.outputs.potential.filename == 'output_potential.yace'
     assert os.path.basename(node.outputs.potential_yaml.filename) == 'output_potential.yaml'
+
+
+def test_settings_that_do_not_fit_a_groups_data_stop_before_the_merge(fake_code, aiida_profile):
+    """A group is resolved when the workflow runs: the settings are checked against its data before the merge."""
+    data = TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=7)).store()
+    group = orm.Group(label='cu-only').store()
+    group.add_nodes(data)
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        **fit_inputs(fake_code, {'potential': {'elements': ['Cu', 'Ni']}}),
+        group=orm.Str('cu-only'),
+        min_structures=orm.Int(2),
+    )
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 307
+    assert "does not match the elements of the data ['Cu']" in node.exit_message
+    assert calculations_below(node) == [] and 'training_set' not in node.outputs
