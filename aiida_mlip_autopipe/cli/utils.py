@@ -49,9 +49,14 @@ def ranges(ids: Iterable[int]) -> str:
 
 @contextlib.contextmanager
 def progress_bar(label: str, length: int | None) -> Iterator[Callable[[int], None]]:
-    """A click progress bar on stderr; yields ``update(done)`` (``done``: how many are finished so far)."""
-    unknown = iter(()) if length is None else None  # click needs an iterable when the length is unknown
+    """A click progress bar on stderr when it is a terminal; yields ``update(done)`` (``done``: finished so far).
+
+    Not on a terminal (a pipe, a log file, a test) nothing is drawn, so an error stays the only line."""
     stream = click.get_text_stream('stderr')
+    if not stream.isatty():
+        yield lambda done: None
+        return
+    unknown = iter(()) if length is None else None  # click needs an iterable when the length is unknown
     with click.progressbar(unknown, length=length, label=label, file=stream, show_pos=True) as bar:
         state = {'done': 0}
 
