@@ -239,3 +239,28 @@ def test_a_huge_argument_is_not_repeated_in_the_error(aiida_profile, tmp_path):
     selection = 'id=' + ','.join(str(index) for index in range(40_000))
     result = CliRunner().invoke(cli, ['import', str(path), '--selection', selection])
     assert one_line(result) and len(result.output) < 420, result.output[:500]
+
+
+@pytest.mark.pacemaker
+def test_train_from_a_config_file(pacemaker_executable, session_localhost, tmp_path):
+    """`train CONFIG.yaml` runs the façade: import, a real tiny fit, the .yace written where the file says."""
+    database = tmp_path / 'dft.db'
+    with connect(database) as db:
+        for atoms in emt_structures(12, repeat=2, seed=41):
+            db.write(atoms)
+    config = tmp_path / 'train.yaml'
+    values = {
+        'pacemaker_executable': str(pacemaker_executable),
+        'data_source_db': str(database),
+        'delta_learning': False,
+        'min_structures': 10,
+        'settings': {'potential': {'functions': {'number_of_functions_per_element': 5}}, 'fit': {'maxiter': 3}},
+        'output_dir': str(tmp_path / 'out'),
+        'potential_filename': 'cli.yace',
+        'computer': session_localhost.label,
+        'num_threads': 1,
+    }
+    config.write_text(yaml.safe_dump(values))
+    result = CliRunner().invoke(cli, ['train', str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / 'out' / 'cli.yace').is_file() and 'cli.yace' in result.output
