@@ -268,3 +268,23 @@ def test_settings_that_do_not_fit_a_groups_data_stop_before_the_merge(fake_code,
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 307
     assert "does not match the elements of the data ['Cu']" in node.exit_message
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
+
+
+@pytest.mark.parametrize(
+    ('base_status', 'label', 'status'),
+    [
+        (300, 'ERROR_UNRECOVERABLE_FAILURE', 410),
+        (501, 'ERROR_OUT_OF_MEMORY', 411),
+        (401, 'ERROR_MAXIMUM_RESTARTS', 412),
+        (402, 'ERROR_UNHANDLED_FAILURE', 413),
+        (None, 'ERROR_TRAINING_FAILED', 414),  # excepted or killed
+    ],
+)
+def test_a_failed_fit_is_passed_on_by_its_cause(base_status, label, status):
+    """The training workflow names the cause with its own code (it used to exit 401 for every failure)."""
+    from types import SimpleNamespace
+
+    from aiida_mlip_autopipe.workflows.training import failure_code
+
+    assert failure_code(SimpleNamespace(exit_status=base_status)) == label
+    assert PacemakerTrainingWorkChain.exit_codes[label].status == status
