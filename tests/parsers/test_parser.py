@@ -126,6 +126,10 @@ MUTATIONS = {
     'truncated': lambda content, rng: content[: len(content) // 2],
     'garbled': lambda content, rng: bytes(rng.integers(0, 256, size=max(16, len(content) // 4), dtype=np.uint8)),
     'first line only': lambda content, rng: content.split(b'\n', 1)[0],
+    # a table whose header names other columns (it used to raise a KeyError for metrics.txt)
+    'renamed columns': lambda content, rng: b'\n'.join(
+        [b' '.join(b'x%d' % i for i, _ in enumerate(content.split(b'\n', 1)[0].split())), *content.split(b'\n')[1:]]
+    ),
 }
 
 
