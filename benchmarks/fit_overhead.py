@@ -3,8 +3,8 @@
 Same data (the quick start's: 60 + 10 Cu-Al EMT cells of 32 atoms), same ``input.yaml`` (the one the plugin
 renders), same threads (all cores). Raw: the two commands in a fresh folder with the pickles already made (what a
 user running pacemaker by hand starts from). Plugin: ``run()`` of the calculation, from the call until its outputs
-are stored (upload, the job with its dataset conversion, retrieval, parsing). Pairs alternate; prints each pair and
-the median difference.
+are stored (upload, the job with its dataset conversion, retrieval, parsing). Pairs alternate; prints each pair, the
+median difference, and where the plugin run's time around pacemaker went (aiida-core's engine or the plugin).
 
 Usage: python benchmarks/fit_overhead.py [PAIRS]   (default 3)
 """
@@ -58,7 +58,7 @@ def raw_run(inputs: dict, threads: int) -> float:
         return time.perf_counter() - start
 
 
-def plugin_run(code, inputs: dict) -> float:
+def plugin_run(code, inputs: dict) -> tuple[float, dict]:
     from aiida import orm
     from aiida.engine import run_get_node
 
@@ -68,7 +68,26 @@ def plugin_run(code, inputs: dict) -> float:
     _, node = run_get_node(PacemakerCalculation, code=code, settings=orm.Dict(SETTINGS), **inputs)
     wall = time.perf_counter() - start
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
-    return wall
+    return wall, phases(node)
+
+
+def phases(node) -> dict:
+    """Where a local run's time went, from the work directory's file times and the node's timestamps (s)."""
+    import datetime
+
+    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
+
+    folder = Path(node.get_remote_workdir())
+    mtime = lambda name: (folder / name).stat().st_mtime  # noqa: E731
+    end = max(path.stat().st_mtime for path in folder.iterdir())
+    checked = datetime.datetime.fromisoformat(node.base.attributes.get('scheduler_lastchecktime')).timestamp()
+    return {
+        'engine: create, upload, submit': mtime(Calc.JOB_STARTED) - node.ctime.timestamp(),
+        'plugin: dataset conversion in the job': mtime(Calc.PREPARE_STATUS) - mtime(Calc.JOB_STARTED),
+        'plugin: prediction conversion in the job': end - mtime(Calc.OUTPUT_YACE),
+        'engine: noticing the end (poll interval)': checked - end,
+        'engine + plugin: retrieve, parse, store': node.mtime.timestamp() - checked,
+    }
 
 
 def main(pairs: int) -> None:
@@ -93,13 +112,17 @@ def main(pairs: int) -> None:
         'test_set': TrainingSetData.from_atoms(emt_structures(10, repeat=2, seed=2)).store(),
         'metadata': {'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': threads}}},
     }
-    differences = []
+    differences, breakdowns = [], []
     for index in range(pairs):
         raw = raw_run({**inputs, 'settings': orm.Dict(SETTINGS)}, threads)
-        plugin = plugin_run(code, inputs)
+        plugin, breakdown = plugin_run(code, inputs)
         differences.append(plugin - raw)
+        breakdowns.append(breakdown)
         print(f'pair {index + 1}: raw {raw:.1f} s, PacemakerCalculation {plugin:.1f} s, overhead {plugin - raw:+.2f} s')
     print(f'median overhead of {pairs} pairs: {statistics.median(differences):+.2f} s per fit ({threads} threads)')
+    print('where the time around pacemaker goes (median of the runs):')
+    for phase in breakdowns[0]:
+        print(f'  {phase}: {statistics.median(b[phase] for b in breakdowns):.2f} s')
 
 
 if __name__ == '__main__':
