@@ -29,13 +29,9 @@ def test_each_protocol_builds_inputs_the_workflow_accepts(fake_code, aiida_profi
 
 
 def test_protocols_grow_from_fast_to_precise():
-    sizes = [
-        load_protocol(name)['base']['pacemaker']['settings']['potential']['functions'][
-            'number_of_functions_per_element'
-        ]
-        for name in PROTOCOLS
-    ]
-    iterations = [load_protocol(name)['base']['pacemaker']['settings']['fit']['maxiter'] for name in PROTOCOLS]
+    settings = [load_protocol(name)['settings'] for name in PROTOCOLS]
+    sizes = [entry['potential']['functions']['number_of_functions_per_element'] for entry in settings]
+    iterations = [entry['fit']['maxiter'] for entry in settings]
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
     assert iterations == sorted(iterations) and len(set(iterations)) == 3
 
@@ -44,10 +40,7 @@ def test_overrides_merge_key_by_key(fake_code, aiida_profile):
     builder = PacemakerTrainingWorkChain.get_builder_from_protocol(
         fake_code,
         'fast',
-        overrides={
-            'test_fraction': 0.25,
-            'base': {'max_iterations': 7, 'pacemaker': {'settings': {'fit': {'maxiter': 9}}}},
-        },
+        overrides={'test_fraction': 0.25, 'base': {'max_iterations': 7}, 'settings': {'fit': {'maxiter': 9}}},
         group='some-group',
         options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 3}},
     )
