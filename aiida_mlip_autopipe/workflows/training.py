@@ -518,6 +518,8 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         missing = sum(node.base.attributes.get('num_structures_without_forces', 0) for node in self.ctx.sets)
         if missing:
             return self.exit_codes.ERROR_MISSING_FORCES.format(missing=missing, count=count)
+        if 'group' not in self.inputs:
+            return None  # the validator has checked the settings against explicit data and queries already
         # the validator's settings check, for data it could not see (a group): before anything is merged or fitted
         elements = sorted({element for node in self.ctx.sets for element in node.base.attributes.get('elements', [])})
         raw = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
