@@ -3,14 +3,11 @@ keys, with its type, constraints and description, generated from the model itsel
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 
-from docutils import nodes
-from docutils.statemachine import StringList
+from generated_table import GeneratedTable
 from pydantic import BaseModel
-from sphinx.util.docutils import SphinxDirective
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
@@ -77,21 +74,15 @@ def rows(model: type[BaseModel], prefix: str = '') -> list[tuple[str, str, str, 
     return result
 
 
-class SettingsReference(SphinxDirective):
+class SettingsReference(GeneratedTable):
     """``.. settings-reference:: package.module.Model``"""
 
-    required_arguments = 1
-
-    def run(self) -> list[nodes.Node]:
-        module_name, _, class_name = self.arguments[0].rpartition('.')
-        model = getattr(importlib.import_module(module_name), class_name)
+    def lines(self, model) -> list[str]:
         lines = ['| key | type | constraints | meaning |', '|---|---|---|---|']
         for key, kind, constraints, description in rows(model):
             shown = '*section*' if kind == 'section' else f'`{_cell(kind)}`'
             lines.append(f'| `{key}` | {shown} | {_cell(constraints)} | {_cell(description)} |')
-        container = nodes.section()
-        self.state.nested_parse(StringList(lines), self.content_offset, container)
-        return container.children
+        return lines
 
 
 def setup(app):
