@@ -94,8 +94,33 @@ def lineage_command(potential):
     """Show the data, settings and code behind a POTENTIAL (its .yace or .yaml node)."""
     from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 
-    for line in _lineage_lines(potential_lineage(potential)):
+    lineage = potential_lineage(potential)
+    for line in _lineage_lines(lineage) + _loop_lines(lineage.training_set):
         echo.echo(line)
+
+
+def _loop_lines(training_set) -> list[str]:
+    """Per iteration of an active-learning loop: the structures it added, who proposed and who labelled them."""
+    from aiida_mlip_autopipe.active_learning.lineage import structure_lineage
+
+    origins = structure_lineage(training_set)
+    if not any(origin.iteration for origin in origins):
+        return []
+    lines = ['active learning (training structures per iteration):']
+    for iteration in sorted({origin.iteration for origin in origins}):
+        chosen = [origin for origin in origins if origin.iteration == iteration]
+        if iteration == 0:
+            lines.append(f'  iteration 0: {len(chosen)} structures of the first fit')
+            continue
+        explorations = sorted({origin.exploration.pk for origin in chosen})
+        labellers = sorted({origin.labeller.process_label for origin in chosen})
+        gammas = [origin.gamma for origin in chosen]
+        lines.append(
+            f'  iteration {iteration}: {len(chosen)} structures proposed by PacemakerExplorationCalculation'
+            f'<{ranges(explorations)}> (gamma {min(gammas):.2f}-{max(gammas):.2f}), labelled by '
+            f'{"/".join(labellers)} <{ranges(sorted(origin.labeller.pk for origin in chosen))}>'
+        )
+    return lines
 
 
 @cli.command('export')

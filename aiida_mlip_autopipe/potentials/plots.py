@@ -13,7 +13,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-__all__ = ('make_plots', 'plot_learning_curve', 'plot_parity', 'render_plots')
+__all__ = ('loop_figure', 'make_plots', 'plot_learning_curve', 'plot_parity', 'png', 'render_plots')
 
 
 def _pyplot():
@@ -93,7 +93,49 @@ def plot_parity(predictions: dict[str, orm.ArrayData], title: str = 'Parity', re
     return figure
 
 
-def _png(figure) -> bytes:
+def loop_figure(rows: list[dict], title: str = 'Active learning'):
+    """Return a figure of an active-learning loop: RMSEs of each fit and labelled structures per iteration;
+    max extrapolation grade and the fraction of explored steps above gamma_lo per iteration."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (errors, grades) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+
+    def series(key):
+        points = [(row['iteration'], row[key]) for row in rows if row.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    for key, style in (
+        ('rmse_forces_test', 'o-'),
+        ('rmse_forces_train', 'o--'),
+        ('rmse_energy_test', 's-'),
+        ('rmse_energy_train', 's--'),
+    ):
+        x, y = series(key)
+        if x:
+            errors.plot(x, y, style, label=key.replace('rmse_', '').replace('_', ' '))
+    errors.set_xlabel('Iteration')
+    errors.set_ylabel('RMSE (meV/Å forces, meV/atom energy)')
+    errors.legend(loc='upper right', fontsize='small')
+    labelled = errors.twinx()
+    x, y = series('labelled')
+    labelled.bar(x, y, alpha=0.2, color='gray')
+    labelled.set_ylabel('Structures labelled')
+    x, y = series('max_gamma')
+    grades.semilogy(x, y, 'o-', label='max gamma')
+    grades.set_xlabel('Iteration')
+    grades.set_ylabel('Max extrapolation grade')
+    fraction = grades.twinx()
+    x, y = series('fraction_above_gamma_lo')
+    fraction.plot(x, [100 * value for value in y], 's--', color='tab:red')
+    fraction.set_ylabel('Steps above gamma_lo (%)', color='tab:red')
+    for axis in (errors, grades):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.suptitle(title)
+    return figure
+
+
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format='png', dpi=120)
     _pyplot().close(figure)
@@ -104,9 +146,9 @@ def _figures(learning_curve, predictions, metrics) -> dict[str, bytes]:
     delta = bool(metrics and metrics.get('delta_learning'))
     reference = 'DFT - ZBL' if delta else 'DFT'
     suffix = ' (delta-learned: targets are DFT - ZBL)' if delta else ''
-    figures = {'learning_curve': _png(plot_learning_curve(learning_curve, f'Learning curve{suffix}'))}
+    figures = {'learning_curve': png(plot_learning_curve(learning_curve, f'Learning curve{suffix}'))}
     if predictions:
-        figures['parity'] = _png(plot_parity(predictions, f'Parity{suffix}', reference))
+        figures['parity'] = png(plot_parity(predictions, f'Parity{suffix}', reference))
     return figures
 
 

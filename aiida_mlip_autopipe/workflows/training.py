@@ -169,6 +169,7 @@ def validate_inputs(inputs, _) -> str | None:
     fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
     if not 0.0 <= fraction < 1.0:
         return f'test_fraction={fraction} must lie in [0, 1)'
+    has_test_set = fraction > 0 or inputs.get('test_set') is not None
     seed = inputs['split_seed'].value if 'split_seed' in inputs else DEFAULT_SPLIT_SEED
     if not 0 <= seed < 2**32:
         return f'split_seed={seed} must lie in [0, 2**32)'
@@ -186,7 +187,9 @@ def validate_inputs(inputs, _) -> str | None:
     if elements is None:
         return None
     settings, _ = training_settings(raw, delta_learning)
-    return settings_problem({**calculation, 'settings': orm.Dict(settings)}, elements, has_test_set=fraction > 0)
+    if inputs.get('test_set') is not None:
+        elements = sorted(set(elements) | set(inputs['test_set'].base.attributes.get('elements', [])))
+    return settings_problem({**calculation, 'settings': orm.Dict(settings)}, elements, has_test_set=has_test_set)
 
 
 # the base workflow's exit code -> the training workflow's (both own their numbers)
@@ -313,6 +316,12 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             valid_type=orm.Float,
             default=lambda: orm.Float(DEFAULT_TEST_FRACTION),
             help='Fraction of the structures held out as the test set (0: none).',
+        )
+        spec.input(
+            'test_set',
+            valid_type=TrainingSetData,
+            required=False,
+            help='A fixed held-out set: the data is then not split (test_fraction is not used).',
         )
         spec.input(
             'split_seed',
@@ -525,16 +534,18 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         raw = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
         settings, _ = training_settings(raw, self.inputs.delta_learning.value)
         composed = {**calculation_inputs(self.inputs), 'settings': orm.Dict(settings)}
-        message = settings_problem(composed, elements, has_test_set=self.inputs.test_fraction.value > 0)
+        has_test_set = self.inputs.test_fraction.value > 0 or 'test_set' in self.inputs
+        message = settings_problem(composed, elements, has_test_set=has_test_set)
         if message:
             return self.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.format(message=message)
 
     def assemble(self):
         """Merge the resolved nodes and split them (a calcfunction: the used nodes become its inputs)."""
         sets = {f'set_{index:05d}': node for index, node in enumerate(self.ctx.sets)}
-        result = assemble_training_data(test_fraction=self.inputs.test_fraction, seed=self.inputs.split_seed, **sets)
+        fraction = orm.Float(0.0) if 'test_set' in self.inputs else self.inputs.test_fraction
+        result = assemble_training_data(test_fraction=fraction, seed=self.inputs.split_seed, **sets)
         self.ctx.training_set = result['training_set']
-        self.ctx.test_set = result.get('test_set')
+        self.ctx.test_set = result.get('test_set', self.inputs.get('test_set'))
         self.out('training_set', self.ctx.training_set)
         if self.ctx.test_set is not None:
             self.out('test_set', self.ctx.test_set)

@@ -1,0 +1,84 @@
+"""``ExplorationParser``: the selected configurations (``StructureData`` with where they came from), the summary
+and the extrapolation grades of an exploration job; only the retrieved files are read."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation as Calc
+from aiida_mlip_autopipe.jobscripts.pacemaker_io import build_atoms
+from aiida_mlip_autopipe.parsers.pacemaker import last_error_line
+
+__all__ = ('ExplorationParser',)
+
+
+def padded_gamma(trajectories: list[dict]) -> np.ndarray:
+    """Max gamma per step of each trajectory as one (trajectories, longest + 1) array, NaN after a trajectory ends."""
+    length = max((len(record['gamma']) for record in trajectories), default=0)
+    table = np.full((len(trajectories), length), np.nan)
+    for index, record in enumerate(trajectories):
+        table[index, : len(record['gamma'])] = record['gamma']
+    return table
+
+
+class ExplorationParser(Parser):
+    """Parse the retrieved files of a ``PacemakerExplorationCalculation``."""
+
+    def _read(self, name: str) -> bytes | None:
+        if name not in self.retrieved.base.repository.list_object_names():
+            return None
+        return self.retrieved.base.repository.get_object_content(name, mode='rb')
+
+    @staticmethod
+    def _start_label(starts: list[str], index: int) -> str:
+        """The input label of starting structure ``index`` (its index as text without the input)."""
+        return starts[index] if index < len(starts) else str(index)
+
+    def parse(self, **kwargs) -> ExitCode | None:
+        stderr = (self._read(Calc.STDERR) or b'').decode('utf-8', errors='replace')
+        line = last_error_line(stderr) or (stderr.strip().splitlines() or ['(no error message)'])[-1]
+        status_text = (self._read(Calc.STATUS) or b'').decode().strip()
+        if status_text and status_text != '0':
+            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(status=status_text, line=line)
+        summary_bytes, selected_bytes = self._read(Calc.SUMMARY), self._read(Calc.SELECTED)
+        for name, content in ((Calc.SUMMARY, summary_bytes), (Calc.SELECTED, selected_bytes)):
+            if content is None:
+                return self.exit_codes.ERROR_OUTPUT_MISSING.format(name=name, line=line)
+        try:
+            summary = json.loads(summary_bytes)
+            with np.load(io.BytesIO(selected_bytes), allow_pickle=False) as handle:
+                selected = {key: handle[key] for key in handle.files}
+            atoms = build_atoms(selected)
+        except (ValueError, KeyError, OSError) as exception:
+            return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(line=f'{type(exception).__name__}: {exception}')
+
+        trajectories = summary.pop('per_trajectory')
+        gamma = orm.ArrayData()
+        gamma.set_array('max_gamma', padded_gamma(trajectories))
+        gamma.set_array('temperature_K', np.asarray([record['temperature_K'] for record in trajectories], dtype=float))
+        gamma.set_array('start', np.asarray([record['start'] for record in trajectories], dtype=np.int64))
+        self.out('gamma', gamma)
+        summary['per_trajectory'] = [{k: v for k, v in record.items() if k != 'gamma'} for record in trajectories]
+        self.out('summary', orm.Dict(summary))
+        starts = sorted(self.node.inputs.structures) if 'structures' in self.node.inputs else []
+        for index, configuration in enumerate(atoms):
+            structure = orm.StructureData(ase=configuration)
+            trajectory = int(selected['trajectory'][index])
+            structure.base.attributes.set(
+                'exploration',
+                {
+                    'trajectory': trajectory,
+                    'start': self._start_label(starts, trajectories[trajectory]['start']),
+                    'step': int(selected['step'][index]),
+                    'gamma': float(selected['gamma'][index]),
+                    'temperature_K': float(selected['temperature'][index]),
+                },
+            )
+            self.out(f'selected.structure_{index:04d}', structure)
+        return None

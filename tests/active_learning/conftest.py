@@ -1,0 +1,66 @@
+"""A small real active-learning loop (pacemaker, pace_activeset, the exploration job, EMT labels) shared by tests."""
+
+from __future__ import annotations
+
+import pytest
+
+#: a tiny fit: the loop's retrains stay seconds long
+LOOP_SETTINGS = {
+    'potential': {'functions': {'number_of_functions_per_element': 8}},
+    'fit': {'maxiter': 10},
+    'backend': {'display_step': 5},
+}
+EXPLORATION = {'temperatures_K': [800.0, 1600.0], 'steps': 100, 'timestep_fs': 2.0, 'rattle': 0.05, 'strain': 0.03}
+SELECTION = {'gamma_lo': 1.2, 'gamma_hi': 20.0, 'max_per_iteration': 6}
+
+
+def cu_starts(count: int = 3):
+    """Starting configurations: Cu fcc cells (4 and 8 atoms)."""
+    from aiida import orm
+    from ase.build import bulk
+
+    cells = [bulk('Cu', 'fcc', a=3.61, cubic=True), bulk('Cu', 'fcc', a=3.61, orthorhombic=True) * (1, 2, 2)]
+    return {f'start_{index}': orm.StructureData(ase=cells[index % len(cells)]) for index in range(count)}
+
+
+@pytest.fixture(scope='session')
+def cu_initial_set(aiida_profile):
+    """20 strained, rattled Cu cells labelled with EMT: the first fit's data."""
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.demo.emt import emt_structures
+
+    return TrainingSetData.from_atoms(emt_structures(20, elements=('Cu',), seed=3)).store()
+
+
+def loop_builder(code, initial_set, **inputs):
+    """A builder of the loop with EMT labels on the Cu data (given inputs win)."""
+    from aiida import orm
+
+    from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
+    from tests.conftest import FIT_OPTIONS
+
+    builder = PacemakerActiveLearningWorkChain.get_builder()
+    builder.training.code = code
+    builder.training.training_sets = {'initial': initial_set}
+    builder.training.settings = orm.Dict(LOOP_SETTINGS)
+    builder.training.options = orm.Dict(FIT_OPTIONS)
+    builder.training.min_structures = orm.Int(10)
+    builder.training.test_fraction = orm.Float(0.2)
+    builder.training.plots = orm.Bool(False)
+    builder.structures = cu_starts()
+    builder.exploration = orm.Dict(EXPLORATION)
+    builder.selection = orm.Dict(SELECTION)
+    builder.labeller = orm.Str('ase:emt')
+    builder.max_iterations = orm.Int(2)
+    for name, value in inputs.items():
+        builder[name] = value
+    return builder
+
+
+@pytest.fixture(scope='session')
+def emt_loop(pacemaker_code, cu_initial_set):
+    """One real loop run with EMT labels (2 iterations at most)."""
+    from aiida.engine import run_get_node
+
+    _, node = run_get_node(loop_builder(pacemaker_code, cu_initial_set))
+    return node

@@ -1,0 +1,134 @@
+"""The exploration calculation without running it: inputs, validation, the job's files, and its parser on retrieved
+files of real runs of ``explore.py`` (``tests/parsers/fixtures/exploration``)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+
+from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
+from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
+from tests.active_learning.conftest import cu_starts
+
+FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'parsers' / 'fixtures' / 'exploration'
+SHARED_RUN = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'pacemaker-runs' / 'success'
+
+
+@pytest.fixture
+def python_code(session_localhost):
+    return orm.InstalledCode(label='python3', computer=session_localhost, filepath_executable='/usr/bin/python3')
+
+
+@pytest.fixture
+def potential_files():
+    yaml = orm.SinglefileData(SHARED_RUN / 'output_potential.yaml')
+    asi = orm.SinglefileData(SHARED_RUN / 'output_potential.asi')
+    return yaml, asi
+
+
+def inputs(code, potential_files, **extra):
+    yaml, asi = potential_files
+    return {
+        'code': code,
+        'potential': yaml,
+        'active_set': asi,
+        'structures': cu_starts(2),
+        'exploration': orm.Dict({'steps': 50, 'temperatures_K': [500.0]}),
+        'selection': orm.Dict({'gamma_lo': 2.0, 'gamma_hi': 8.0}),
+        **extra,
+    }
+
+
+def test_job_files_and_command(generate_calc_job, python_code, potential_files):
+    folder, info = generate_calc_job(PacemakerExplorationCalculation, inputs(python_code, potential_files))
+    assert sorted(path.name for path in folder.iterdir()) == [
+        'explore.py',
+        'pacemaker_io.py',
+        'parameters.json',
+        'structures.npz',
+    ]
+    parameters = json.loads((folder / 'parameters.json').read_text())
+    assert parameters['exploration']['steps'] == 50 and parameters['exploration']['ensemble'] == 'nvt'
+    assert parameters['selection'] == {
+        'gamma_lo': 2.0,
+        'gamma_hi': 8.0,
+        'max_per_iteration': 10,
+        'method': 'd_optimal',
+        'gamma_tolerance': 1.01,
+    }
+    with np.load(folder / 'structures.npz') as arrays:
+        assert list(arrays['natoms']) == [4, 8] and arrays['cells'].shape == (2, 3, 3)
+    assert info.codes_info[0].cmdline_params == ['explore.py', 'parameters.json']
+    assert [entry[2] for entry in info.local_copy_list] == ['potential.yaml', 'potential.asi']
+    assert 'selected.npz' in info.retrieve_list and 'exploration.json' in info.retrieve_list
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'selection': {'gamma_lo': 5.0, 'gamma_hi': 2.0}}, 'gamma_hi=2.0 must be greater than gamma_lo'),
+        ({'exploration': {'ensemble': 'npt'}}, "ensemble: Input should be 'nvt' or 'nve'"),
+        ({'exploration': {'temperatures_K': []}}, 'temperatures_K: List should have at least 1 item'),
+        ({'exploration': {'stpes': 10}}, 'stpes: Extra inputs are not permitted'),
+    ],
+)
+def test_invalid_settings_are_refused_with_the_key(python_code, potential_files, changes, message):
+    from aiida.engine import run_get_node
+
+    changes = {name: orm.Dict(value) for name, value in changes.items()}
+    with pytest.raises(ValueError, match=message.replace('(', r'\(')):
+        run_get_node(PacemakerExplorationCalculation, **inputs(python_code, potential_files, **changes))
+
+
+def test_a_yace_potential_is_refused(python_code, potential_files):
+    from aiida.engine import run_get_node
+
+    yace = orm.SinglefileData(SHARED_RUN / 'output_potential.yace')
+    with pytest.raises(ValueError, match=r"potential 'output_potential.yace': give the B-basis YAML"):
+        run_get_node(PacemakerExplorationCalculation, **inputs(python_code, potential_files, potential=yace))
+
+
+def parse(session_localhost, name: str):
+    node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.exploration')
+    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+    node.store()
+    retrieved = orm.FolderData(tree=FIXTURES / name)
+    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+    retrieved.store()
+    return ExplorationParser.parse_from_node(node, store_provenance=False)
+
+
+def test_parser_emits_selected_structures_with_their_origin(session_localhost):
+    results, node = parse(session_localhost, 'success')
+    assert node.is_finished_ok
+    summary = results['summary'].get_dict()
+    written = json.loads((FIXTURES / 'success' / 'exploration.json').read_text())
+    assert summary['explored_steps'] == written['explored_steps'] == 1206
+    assert summary['selected'] == len(results['selected']) == 6
+    assert 0 < summary['fraction_above_gamma_lo'] < 1
+    gamma = results['gamma'].get_array('max_gamma')
+    assert gamma.shape == (6, 201) and np.nanmax(gamma) == pytest.approx(summary['max_gamma'])
+    for structure in results['selected'].values():
+        origin = structure.base.attributes.get('exploration')
+        assert 1.5 <= origin['gamma'] < 10.0
+        assert origin['temperature_K'] in (600.0, 1200.0)
+        steps = gamma[origin['trajectory']]
+        assert steps[origin['step']] == pytest.approx(origin['gamma'])  # the grade recorded at that step
+        assert structure.get_formula() == 'Cu4'
+
+
+@pytest.mark.parametrize(
+    ('name', 'status', 'text'),
+    [
+        ('failed', 410, 'RuntimeError: npz_load: Error! Unable to open file missing.asi!'),
+        ('missing_output', 300, 'the exploration wrote no exploration.json'),
+    ],
+)
+def test_parser_names_failures(session_localhost, name, status, text):
+    _, node = parse(session_localhost, name)
+    assert node.exit_status == status and text in node.exit_message

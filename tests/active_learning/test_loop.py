@@ -1,0 +1,207 @@
+"""The active-learning loop end to end with real pacemaker, pace_activeset, the exploration job and EMT labels:
+outputs, the iterations table, upfits, the fixed test set, per-structure lineage, failed labels tolerated."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from aiida import orm
+
+from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
+from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
+from tests.active_learning.conftest import SELECTION, loop_builder
+
+pytestmark = pytest.mark.pacemaker
+
+
+def fits(loop) -> list:
+    """The loop's training workflows, in order."""
+    return sorted(
+        (node for node in loop.called if node.process_label == 'PacemakerTrainingWorkChain'), key=lambda n: n.pk
+    )
+
+
+def test_loop_finishes_with_the_iterations_table(emt_loop):
+    assert emt_loop.is_finished_ok, (emt_loop.exit_status, emt_loop.exit_message)
+    rows = emt_loop.outputs.iterations.get_list()
+    assert rows[0]['iteration'] == 0 and rows[0]['training_structures'] == 16
+    explored = [row for row in rows if 'exploration' in row]
+    assert explored and [row['iteration'] for row in explored] == list(range(1, len(explored) + 1))
+    for row in explored:
+        assert row['explored_steps'] > 100
+        assert 0 <= row['fraction_above_gamma_lo'] <= 1
+        assert row['selected'] <= SELECTION['max_per_iteration']
+        assert row['labelled'] + row['failed'] == row['selected'] and row['failed'] == 0
+        assert row['wall_time'] > 0
+    labelled = sum(row.get('labelled', 0) for row in rows)
+    assert labelled > 0
+    assert len(emt_loop.outputs.training_set) == 16 + labelled
+    assert rows[-1]['training_structures'] == len(emt_loop.outputs.training_set)
+    assert emt_loop.outputs.iterations.creator.process_label == 'record_iterations'
+    assert emt_loop.outputs.plots['loop'].get_content(mode='rb')[:4] == b'\x89PNG'
+
+
+def test_outputs_are_the_last_fit(emt_loop):
+    last = fits(emt_loop)[-1]
+    for name in ('potential', 'potential_yaml', 'metrics', 'active_set', 'training_set'):
+        assert emt_loop.outputs[name].uuid == last.outputs[name].uuid
+    assert emt_loop.outputs.potential.filename.endswith('.yace')
+    assert emt_loop.outputs.active_set.filename.endswith('.asi')
+
+
+def test_retrains_continue_from_the_previous_potential_with_the_same_test_set(emt_loop):
+    trainings = fits(emt_loop)
+    assert len(trainings) >= 2
+    test_set = trainings[0].outputs.test_set
+    assert len(test_set) == 4 and emt_loop.outputs.test_set.uuid == test_set.uuid
+    for previous, current in itertools.pairwise(trainings):
+        calculation = current.outputs.potential.creator
+        assert calculation.inputs.initial_potential.uuid == previous.outputs.potential_yaml.uuid
+        assert calculation.inputs.test_set.uuid == test_set.uuid
+    # no test structure is ever trained on
+    test_positions = {structure.positions.round(6).tobytes() for structure in test_set.get_atoms()}
+    trained = {structure.positions.round(6).tobytes() for structure in emt_loop.outputs.training_set.get_atoms()}
+    assert not test_positions & trained
+
+
+def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_loop):
+    rows = emt_loop.outputs.iterations.get_list()
+    origins = structure_lineage(emt_loop.outputs.training_set)
+    counts = iteration_counts(origins)
+    assert counts[0] == 16
+    assert {iteration: count for iteration, count in counts.items() if iteration} == {
+        row['iteration']: row['labelled'] for row in rows if row.get('labelled')
+    }
+    for origin in origins:
+        if origin.iteration == 0:
+            assert origin.exploration is None and origin.source.startswith('aiida:') is False
+            continue
+        row = rows[origin.iteration]
+        assert origin.exploration.pk == row['exploration']
+        assert origin.structure.creator.pk == origin.exploration.pk
+        assert origin.labeller.process_label == 'label_with_emt' and origin.labeller.is_finished_ok
+        assert origin.labeller.inputs.structure.uuid == origin.structure.uuid
+        assert SELECTION['gamma_lo'] <= origin.gamma < SELECTION['gamma_hi']
+        gamma = origin.exploration.outputs.gamma.get_array('max_gamma')
+        assert gamma[origin.trajectory, origin.step] == pytest.approx(origin.gamma)
+        # the label is EMT's energy of exactly that configuration
+        atoms = origin.structure.get_ase()
+        from ase.calculators.emt import EMT
+
+        atoms.calc = EMT()
+        labelled = emt_loop.outputs.training_set.get_atoms()[origin.index]
+        assert labelled.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
+        np.testing.assert_allclose(labelled.positions, atoms.positions, atol=1e-10)
+
+
+def test_provenance_reaches_the_explorations_from_the_potential(emt_loop):
+    query = orm.QueryBuilder().append(orm.Node, filters={'id': emt_loop.outputs.potential.pk}, tag='potential')
+    query.append(orm.CalcJobNode, with_descendants='potential', filters={'process_type': {'like': '%exploration'}})
+    explorations = {node.pk for node in query.all(flat=True)}
+    rows = emt_loop.outputs.iterations.get_list()
+    assert explorations == {row['exploration'] for row in rows if row.get('labelled')}
+
+
+def test_cli_lineage_shows_the_iterations(emt_loop):
+    from click.testing import CliRunner
+
+    from aiida_mlip_autopipe.cli import cli
+
+    result = CliRunner().invoke(cli, ['lineage', str(emt_loop.outputs.potential.pk)])
+    assert result.exit_code == 0, result.output
+    rows = emt_loop.outputs.iterations.get_list()
+    assert 'active learning (training structures per iteration):' in result.output
+    assert 'iteration 0: 16 structures of the first fit' in result.output
+    for row in rows:
+        if row.get('labelled'):
+            assert (
+                f'iteration {row["iteration"]}: {row["labelled"]} structures proposed by '
+                f'PacemakerExplorationCalculation<{row["exploration"]}>'
+            ) in result.output
+    assert 'labelled by label_with_emt' in result.output
+
+
+def test_failed_labels_are_tolerated_and_reported(pacemaker_code, cu_initial_set, monkeypatch):
+    """Every second selected structure is given to EMT as iron (which EMT lacks): those labels fail for real, the
+    loop goes on with the others and counts the failures."""
+    from aiida.engine import run_get_node
+
+    from aiida_mlip_autopipe.labellers.emt import EMTLabeller, label_with_emt
+
+    def launch(self, workchain, structure, label):
+        if int(label.rsplit('_', 1)[-1]) % 2:
+            atoms = structure.get_ase()
+            atoms.set_chemical_symbols(['Fe'] * len(atoms))
+            structure = orm.StructureData(ase=atoms)
+        return label_with_emt.run_get_node(structure, metadata={'call_link_label': label})[1]
+
+    monkeypatch.setattr(EMTLabeller, 'launch', launch)
+    builder = loop_builder(
+        pacemaker_code,
+        cu_initial_set,
+        max_iterations=orm.Int(1),
+        convergence=orm.Dict({'max_failed_fraction': 0.6, 'fraction_above_gamma_lo': 0.0}),
+    )
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    row = node.outputs.iterations.get_list()[1]
+    assert row['failed'] == row['selected'] // 2 and row['labelled'] == row['selected'] - row['failed'] > 0
+    failed = [child for child in node.called if child.process_label == 'label_with_emt' and not child.is_finished_ok]
+    assert len(failed) == row['failed'] and all(child.exit_status == 410 for child in failed)
+    assert 'EMT cannot label Fe' in failed[0].exit_message
+    assert len(node.outputs.training_set) == 16 + row['labelled']
+
+
+def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, cu_initial_set, monkeypatch):
+    from aiida.engine import run_get_node
+
+    from aiida_mlip_autopipe.labellers.emt import EMTLabeller, label_with_emt
+
+    def launch(self, workchain, structure, label):
+        atoms = structure.get_ase()
+        atoms.set_chemical_symbols(['Fe'] * len(atoms))
+        return label_with_emt.run_get_node(orm.StructureData(ase=atoms), metadata={'call_link_label': label})[1]
+
+    monkeypatch.setattr(EMTLabeller, 'launch', launch)
+    _, node = run_get_node(loop_builder(pacemaker_code, cu_initial_set, max_iterations=orm.Int(1)))
+    assert node.exit_status == PacemakerActiveLearningWorkChain.exit_codes.ERROR_LABELLING_FAILED.status
+    assert 'labelling calculations of iteration 1 failed (more than 50%)' in node.exit_message
+    assert 'EMT cannot label Fe' in node.exit_message
+
+
+@pytest.mark.parametrize(
+    ('changes', 'message'),
+    [
+        ({'labeller': None}, 'give exactly one labeller'),
+        ({'labeller': 'vasp'}, "labeller='vasp': known are ase:emt"),
+        ({'selection': {'gamma_lo': 3.0, 'gamma_hi': 2.0}}, 'gamma_hi=2.0 must be greater than gamma_lo=3.0'),
+        ({'convergence': {'max_failed_fraction': 2}}, 'max_failed_fraction: Input should be less than or equal to 1'),
+    ],
+)
+def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_set, changes, message):
+    from aiida.engine import run_get_node
+
+    builder = loop_builder(pacemaker_code, cu_initial_set)
+    count = orm.QueryBuilder().append(orm.ProcessNode).count()
+    with pytest.raises(ValueError, match=message.replace('(', r'\(')):  # on assignment, or at the launch
+        for name, value in changes.items():
+            if value is None:
+                builder.pop(name)
+            else:
+                builder[name] = orm.Str(value) if isinstance(value, str) else orm.Dict(value)
+        run_get_node(builder)
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == count
+
+
+def test_emt_labeller_names_what_it_cannot_label(aiida_profile):
+    from ase.build import bulk
+
+    from aiida_mlip_autopipe.labellers.emt import label_with_emt
+
+    result, node = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Cu', 'fcc', a=3.6)))
+    assert node.is_finished_ok and result.base.attributes.get('dft') is False
+    assert result.get_sources() == [f'aiida:{node.uuid}']
+    _, failed = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87)))
+    assert failed.exit_status == 410 and failed.exit_message.startswith('EMT cannot label Fe')
