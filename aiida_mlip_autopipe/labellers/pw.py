@@ -13,13 +13,13 @@ __all__ = ('PwLabeller',)
 
 
 class PwLabeller(Labeller):
-    """``PwBaseWorkChain`` with the loop's ``pw`` inputs (code, parameters, k-points, options, ...); the
-    pseudopotentials come from ``pseudo_family`` (an aiida-pseudo family label) unless given in ``pw.pw.pseudos``."""
+    """``PwBaseWorkChain`` with the loop's ``pw`` inputs (code, parameters, k-points, options, ...) and the
+    pseudopotentials of ``pseudo_family`` (an aiida-pseudo family label) for each structure's elements."""
 
     name = 'quantumespresso.pw'
     is_dft = True
 
-    def __init__(self, inputs: dict, pseudo_family: str | None = None):
+    def __init__(self, inputs: dict, pseudo_family: str):
         self.inputs = inputs
         self.pseudo_family = pseudo_family
 
@@ -29,9 +29,7 @@ class PwLabeller(Labeller):
         inputs = AttributeDict({key: value for key, value in self.inputs.items()})
         pw = AttributeDict(dict(inputs.pw))
         pw.structure = structure
-        if self.pseudo_family is not None:
-            family = orm.Group.collection.get(label=self.pseudo_family)
-            pw.pseudos = family.get_pseudos(structure=structure)
+        pw.pseudos = orm.Group.collection.get(label=self.pseudo_family).get_pseudos(structure=structure)
         inputs.pw = pw
         inputs.metadata = {**dict(inputs.get('metadata', {})), 'call_link_label': label}
         return workchain.submit(PwBaseWorkChain, **inputs)

@@ -61,8 +61,18 @@ def validate_inputs(inputs, _) -> str | None:
     training = inputs.get('training', {})
     if training.get('delta_learning') and training['delta_learning'].value:
         return 'training.delta_learning is not supported by the loop yet: the exploration runs the ACE part alone'
-    if 'pseudo_family' in inputs and not has_pw:
-        return '`pseudo_family` is for the `pw` labeller'
+    if ('pseudo_family' in inputs) != has_pw:
+        return 'the `pw` labeller takes its pseudopotentials from `pseudo_family` (an aiida-pseudo family label)'
+    if has_pw:
+        label = inputs['pseudo_family'].value
+        try:
+            family = orm.Group.collection.get(label=label)
+        except Exception:
+            return f'pseudo_family={label!r}: no such group (`aiida-pseudo list` shows the installed families)'
+        elements = {kind.symbol for structure in inputs.get('structures', {}).values() for kind in structure.kinds}
+        missing = elements - set(getattr(family, 'elements', elements))
+        if missing:
+            return f'pseudo_family={label!r} has no pseudopotential for {", ".join(sorted(missing))}'
     return None
 
 
@@ -123,12 +133,13 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             spec.expose_inputs(
                 pw_workchain,
                 namespace='pw',
-                exclude=('pw.structure',),
+                exclude=('pw.structure', 'pw.pseudos'),
                 namespace_options={
                     'required': False,
                     'populate_defaults': False,
                     'help': 'Quantum ESPRESSO labels: the inputs of PwBaseWorkChain (code, parameters, kpoints or '
-                    'kpoints_distance, options; pseudos or `pseudo_family`), one run per selected structure.',
+                    'kpoints_distance, options; the pseudopotentials from `pseudo_family`), one run per selected '
+                    'structure.',
                 },
             )
         else:
@@ -200,8 +211,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         if 'pw' in self.inputs and self.inputs.pw:
             from aiida_mlip_autopipe.labellers.pw import PwLabeller
 
-            family = self.inputs.pseudo_family.value if 'pseudo_family' in self.inputs else None
-            return PwLabeller(self.exposed_inputs(_pw_workchain(), namespace='pw'), family)
+            return PwLabeller(self.exposed_inputs(_pw_workchain(), namespace='pw'), self.inputs.pseudo_family.value)
         from aiida_mlip_autopipe.labellers.emt import EMTLabeller
 
         return EMTLabeller()
@@ -348,7 +358,6 @@ class PacemakerActiveLearningWorkChain(WorkChain):
     def label(self):
         """One labelling process per selected structure (submitted ones run concurrently)."""
         labeller = self._labeller()
-        futures = {}
         self.ctx.finished_labels = []
         self.ctx.labels = []
         for label, structure in self.ctx.selected.items():
@@ -356,11 +365,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             if node.is_terminated:
                 self.ctx.finished_labels.append(node)
             else:
-                futures.setdefault('labels', []).append(append_(node))
+                self.to_context(labels=append_(node))
         self.report(f'iteration {self.ctx.iteration}: labelling {len(self.ctx.selected)} structures ({labeller.name})')
-        if futures:
-            return ToContext(labels=futures['labels'])
-        return None
 
     def inspect_labelling(self):
         """Tolerate failed labels up to ``max_failed_fraction``; collect the successful ones with their lineage."""
