@@ -41,3 +41,18 @@ def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float
         sys.stderr.write(stderr)
         raise RuntimeError(f'{argv} failed')
     return wall, usage.ru_maxrss / 1024, stdout
+
+
+def pacemaker_code():
+    """The ``pacemaker@localhost`` code of the profile (created once, from .venv-pacemaker)."""
+    from aiida import orm
+
+    try:
+        return orm.load_code('pacemaker@localhost')
+    except Exception:
+        return orm.InstalledCode(
+            label='pacemaker',
+            computer=orm.load_computer('localhost'),
+            filepath_executable=str(REPO / '.venv-pacemaker' / 'bin' / 'pacemaker'),
+            default_calc_job_plugin='mlip_autopipe.pacemaker',
+        ).store()

@@ -19,7 +19,7 @@ import json
 import sys
 import time
 
-from _common import REPO, WORK, ensure_profile
+from _common import REPO, WORK, ensure_profile, pacemaker_code
 
 PROTOCOLS = ('fast', 'moderate', 'precise')
 
@@ -71,20 +71,6 @@ def dft_data(count: int = 40) -> str:
         group.add_nodes(node)
     print(f'{count} pw.x scf runs: {time.perf_counter() - start:.0f} s')
     return group.label
-
-
-def pacemaker_code():
-    from aiida import orm
-
-    try:
-        return orm.load_code('pacemaker@localhost')
-    except Exception:
-        return orm.InstalledCode(
-            label='pacemaker',
-            computer=orm.load_computer('localhost'),
-            filepath_executable=str(REPO / '.venv-pacemaker' / 'bin' / 'pacemaker'),
-            default_calc_job_plugin='mlip_autopipe.pacemaker',
-        ).store()
 
 
 def run_protocol(code, protocol: str, group: str) -> dict:

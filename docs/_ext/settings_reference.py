@@ -8,6 +8,7 @@ import typing
 
 from generated_table import GeneratedTable
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
@@ -70,6 +71,8 @@ def rows(model: type[BaseModel], prefix: str = '') -> list[tuple[str, str, str, 
             bounds = _constraints(field.annotation)
             if field.metadata:  # constraints pydantic moved from the annotation to the field
                 bounds = _constraints(typing.Annotated.__class_getitem__((field.annotation, *field.metadata)))
+            if field.default is not None and field.default is not PydanticUndefined:
+                bounds.append(f'default {field.default!r}')  # the plugin's own settings; pacemaker's have none
             result.append((key, _type_name(field.annotation), ', '.join(bounds), description))
     return result
 

@@ -132,3 +132,13 @@ def test_parser_emits_selected_structures_with_their_origin(session_localhost):
 def test_parser_names_failures(session_localhost, name, status, text):
     _, node = parse(session_localhost, name)
     assert node.exit_status == status and text in node.exit_message
+
+
+def test_entry_points_load():
+    from aiida.plugins import CalculationFactory, ParserFactory, WorkflowFactory
+
+    from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
+
+    assert CalculationFactory('mlip_autopipe.exploration') is PacemakerExplorationCalculation
+    assert ParserFactory('mlip_autopipe.exploration') is ExplorationParser
+    assert WorkflowFactory('mlip_autopipe.active_learning') is PacemakerActiveLearningWorkChain

@@ -271,3 +271,24 @@ def test_six_fits_at_once_with_two_daemon_workers(started_daemon_client, slurm_p
     for node in nodes:  # each job's outputs are its own: its log names the seed it was given
         log = node.outputs.retrieved.base.repository.get_object_content('log.txt')
         assert f'Set numpy random seed to {node.inputs.settings["seed"]}\n' in log
+
+
+def test_active_learning_loop_on_slurm(slurm_pacemaker):
+    """The loop with every job on the Slurm computer: fits, pace_activeset and the exploration (the Python beside
+    the remote pacemaker); EMT labels here. One iteration."""
+    from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.demo.emt import emt_structures
+    from tests.active_learning.conftest import loop_builder
+
+    initial = TrainingSetData.from_atoms(emt_structures(20, elements=('Cu',), seed=3)).store()
+    builder = loop_builder(slurm_pacemaker, initial, max_iterations=orm.Int(1))
+    builder.training.options = orm.Dict({'resources': {'num_machines': 1}})
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    exploration = next(child for child in node.called if child.process_label == 'PacemakerExplorationCalculation')
+    assert exploration.computer.label == 'cluster-slurm' and exploration.get_job_id() is not None
+    assert exploration.inputs.code.get_executable().as_posix().endswith('/pace-env/bin/python3')
+    row = node.outputs.iterations.get_list()[1]
+    assert row['explored_steps'] > 100 and row['labelled'] > 0
+    assert iteration_counts(structure_lineage(node.outputs.training_set))[1] == row['labelled']
