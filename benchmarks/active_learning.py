@@ -13,7 +13,9 @@
   every 25th of 250 steps: 100 configurations with EMT energies and forces. Errors of each potential's ``.yace``
   through ``get_calculator`` (energies on the label scale).
 
-Usage: python benchmarks/active_learning.py [--iterations N]   (prints the tables; also _work/active_learning.json)
+Usage: python benchmarks/active_learning.py [--iterations N] [--functions F] [--maxiter M]
+(prints the tables; also _work/active_learning_F.json). Defaults: 5 iterations, 16 functions per element, 60 fit
+iterations.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def emt_md(cells: list, temperatures, steps: int, every: int, seed: int, strain:
             atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
             atoms.calc = EMT()
             MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-            dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs, rng=rng)
+            dynamics = Langevin(
+                atoms, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs, fixcm=False, rng=rng
+            )
             for step in range(1, steps + 1):
                 dynamics.run(1)
                 if step % every == 0:
@@ -158,7 +162,10 @@ def fit_random(code, first_train, test_set, snapshots: list, count: int, seed: i
     return node, time.perf_counter() - started
 
 
-def main(iterations: int) -> None:
+def main(iterations: int, functions: int, maxiter: int) -> None:
+    SETTINGS['potential']['functions']['number_of_functions_per_element'] = functions
+    SETTINGS['fit']['maxiter'] = maxiter
+    print(f'settings: {json.dumps(SETTINGS)}')
     ensure_profile()
     from aiida import load_profile
 
@@ -209,14 +216,20 @@ def main(iterations: int) -> None:
     same = next(entry for entry in results['random'] if entry['labels'] == final['labels'])
     double = results['random'][-1]
     print(
-        f'\nloop with {final["labels"]} labels: F {final["rmse_forces_hot"]:.1f} meV/Å, E {final["rmse_energy_hot"]:.2f} '
-        f'meV/atom; random with {same["labels"]}: F {same["rmse_forces_hot"]:.1f}, E {same["rmse_energy_hot"]:.2f}; '
+        f'\nloop with {final["labels"]} labels: F {final["rmse_forces_hot"]:.1f} meV/Å, '
+        f'E {final["rmse_energy_hot"]:.2f} meV/atom; random with {same["labels"]}: '
+        f'F {same["rmse_forces_hot"]:.1f}, E {same["rmse_energy_hot"]:.2f}; '
         f'random with {double["labels"]}: F {double["rmse_forces_hot"]:.1f}, E {double["rmse_energy_hot"]:.2f}'
     )
-    (WORK / 'active_learning.json').write_text(json.dumps(results, indent=1, default=str))
+    name = f'active_learning_{SETTINGS["potential"]["functions"]["number_of_functions_per_element"]}.json'
+    (WORK / name).write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == '__main__':
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iterations', type=int, default=5)
-    main(parser.parse_args().iterations)
+    parser.add_argument('--functions', type=int, default=16, help='number_of_functions_per_element')
+    parser.add_argument('--maxiter', type=int, default=60, help="pacemaker's fit.maxiter")
+    arguments = parser.parse_args()
+    main(arguments.iterations, arguments.functions, arguments.maxiter)

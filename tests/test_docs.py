@@ -9,6 +9,7 @@ import sys
 import pytest
 from pydantic import BaseModel
 
+from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings, SelectionSettings
 from aiida_mlip_autopipe.config import PacemakerSettings, TrainingConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -35,10 +36,18 @@ def test_the_docs_build_without_warnings(tmp_path):
     assert 'Usage mlip-autopipe export [ OPTIONS ] POTENTIAL' in text_of(tmp_path / 'reference' / 'cli.html')
     processes = text_of(tmp_path / 'reference' / 'processes.html')
     assert 'PacemakerTrainingWorkChain' in processes and 'handler_overrides' in processes
-    assert 'fit.loss.kappa' in text_of(tmp_path / 'reference' / 'settings_reference.html')
+    reference = text_of(tmp_path / 'reference' / 'settings_reference.html')
+    assert 'fit.loss.kappa' in reference
+    assert 'temperatures_K list[float] min_length 1, gt 0, default [300.0, 800.0]' in reference
+    assert 'PacemakerActiveLearningWorkChain' in processes and 'PacemakerExplorationCalculation' in processes
+    assert '430 ERROR_LABELLING_FAILED' in exit_codes and '410 ERROR_EXPLORATION_FAILED' in exit_codes
+    loop = text_of(tmp_path / 'active_learning.html')
+    assert 'Measured: the loop against random sampling' in loop and 'random MD snapshots' in loop  # the include
 
 
-@pytest.mark.parametrize('model', [PacemakerSettings, TrainingConfig])
+@pytest.mark.parametrize(
+    'model', [PacemakerSettings, TrainingConfig, ExplorationSettings, SelectionSettings, ConvergenceSettings]
+)
 def test_every_settings_key_has_a_meaning(model: type[BaseModel]):
     from settings_reference import rows
 

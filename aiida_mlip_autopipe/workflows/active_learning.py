@@ -294,7 +294,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         training_code = self.inputs.training.code
         code = self.inputs.get('exploration_code') or sibling_code(training_code, 'python3')
         exploration = self.inputs.exploration.get_dict()
-        exploration['seed'] = ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration
+        exploration['seed'] = (ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration) % 2**32
         options = dict(self.inputs.get('exploration_options', {}))
         if not options and 'options' in self.inputs.training:  # the fit's queue, account, walltime; one process
             options = {

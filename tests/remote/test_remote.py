@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.engine import submit
+from aiida.engine import run_get_node, submit
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
