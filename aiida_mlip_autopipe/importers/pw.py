@@ -305,6 +305,7 @@ def collect_from_pw(
     frames: str = 'last',
     allow_mixed_settings: bool = False,
     progress: Callable[[int], None] | None = None,
+    reference: Iterable[orm.CalcJobNode] = (),
 ) -> TrainingSetData:
     """Collect finished ``PwCalculation`` nodes, or ``PwBaseWorkChain`` nodes (their last successful
     ``PwCalculation``), into one ``TrainingSetData`` whose inputs are their output trajectories.
@@ -315,6 +316,8 @@ def collect_from_pw(
     :param allow_mixed_settings: accept calculations whose energy-deciding settings differ (functional,
         pseudopotentials, cutoffs, smearing, k-point spacing); by default they are refused and named.
     :param progress: called with the number of calculations collected so far (a progress bar).
+    :param reference: ``PwCalculation``s (not collected) whose energy-deciding settings the collected ones must
+        share, e.g. those of data collected before (the active-learning loop's first fit).
     """
     if frames not in ('last', 'all'):
         raise ValueError(f"frames={frames!r}: use 'last' or 'all'")
@@ -350,6 +353,9 @@ def collect_from_pw(
             'failed',
             failed,
         )
+    reference = [node for node in reference if node.pk not in fingerprints]
+    for pk, linked in _links(reference, 'in', ['structure', 'parameters', 'kpoints', 'pseudos__%']).items():
+        fingerprints[pk] = pw_settings_fingerprint(linked)
     mismatches = settings_mismatches(fingerprints)
     if mismatches and not allow_mixed_settings:
         raise CollectionError(

@@ -21,7 +21,9 @@ from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, Ex
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation, settings_validator
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.importers.pw import PW_PROCESS_TYPE, last_pw_calculation
 from aiida_mlip_autopipe.labellers.base import Labeller
+from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 from aiida_mlip_autopipe.potentials.plots import loop_figure, png
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, failure_cause
 
@@ -50,20 +52,33 @@ def record_iterations(rows: orm.List, **evidence: orm.Data) -> dict:
 
 def validate_inputs(inputs, _) -> str | None:
     """Exactly one labeller; the training inputs without delta learning (the exploration runs ACE alone)."""
-    has_pw = bool(inputs.get('pw'))
     labeller = inputs['labeller'].value if inputs.get('labeller') else None
-    if has_pw == (labeller is not None):
-        return f'give exactly one labeller: `labeller` ({" or ".join(LABELLERS)}) or the `pw` namespace'
+    given = [
+        name
+        for name, present in (
+            ('labeller', labeller),
+            ('pw', inputs.get('pw')),
+            ('pw_protocol', inputs.get('pw_protocol')),
+        )
+        if present
+    ]
+    if len(given) != 1:
+        return (
+            f'give exactly one labeller: `labeller` ({" or ".join(LABELLERS)}), the `pw` namespace or the '
+            f'`pw_protocol` namespace (got: {", ".join(given) or "none"})'
+        )
     if labeller is not None and labeller not in LABELLERS:
         return f'labeller={labeller!r}: known are {", ".join(LABELLERS)}; for DFT give the `pw` namespace'
-    if has_pw and _pw_workchain() is None:
-        return 'the `pw` labeller needs aiida-quantumespresso: pip install "aiida-mlip-autopipe[dft]"'
     training = inputs.get('training', {})
     if training.get('delta_learning') and training['delta_learning'].value:
         return 'training.delta_learning is not supported by the loop yet: the exploration runs the ACE part alone'
-    if ('pseudo_family' in inputs) != has_pw:
+    if labeller is not None:
+        return '`pseudo_family` is for the Quantum ESPRESSO labellers' if 'pseudo_family' in inputs else None
+    if _pw_workchain() is None:
+        return 'the Quantum ESPRESSO labellers need aiida-quantumespresso: pip install "aiida-mlip-autopipe[dft]"'
+    if 'pw' in given and 'pseudo_family' not in inputs:
         return 'the `pw` labeller takes its pseudopotentials from `pseudo_family` (an aiida-pseudo family label)'
-    if has_pw:
+    if 'pseudo_family' in inputs:
         label = inputs['pseudo_family'].value
         try:
             family = orm.Group.collection.get(label=label)
@@ -144,6 +159,17 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             )
         else:
             spec.input_namespace('pw', dynamic=True, required=False, help='Needs aiida-quantumespresso.')
+        spec.input_namespace(
+            'pw_protocol',
+            required=False,
+            populate_defaults=False,
+            help="Quantum ESPRESSO labels from aiida-quantumespresso's protocol: PwBaseWorkChain.get_builder_from_"
+            'protocol(code, structure, protocol, overrides, options) per selected structure.',
+        )
+        spec.input('pw_protocol.code', valid_type=orm.AbstractCode, help='The pw.x code.')
+        spec.input('pw_protocol.protocol', valid_type=orm.Str, required=False, help="'fast', 'balanced', 'stringent'.")
+        spec.input('pw_protocol.overrides', valid_type=orm.Dict, required=False, help="The protocol's overrides.")
+        spec.input('pw_protocol.options', valid_type=orm.Dict, required=False, help='metadata.options of pw.x.')
         spec.input(
             'pseudo_family',
             valid_type=orm.Str,
@@ -208,13 +234,25 @@ class PacemakerActiveLearningWorkChain(WorkChain):
     # -- helpers ------------------------------------------------------------------------------------------
 
     def _labeller(self) -> Labeller:
-        if 'pw' in self.inputs and self.inputs.pw:
-            from aiida_mlip_autopipe.labellers.pw import PwLabeller
+        if 'labeller' in self.inputs:
+            from aiida_mlip_autopipe.labellers.emt import EMTLabeller
 
-            return PwLabeller(self.exposed_inputs(_pw_workchain(), namespace='pw'), self.inputs.pseudo_family.value)
-        from aiida_mlip_autopipe.labellers.emt import EMTLabeller
+            return EMTLabeller()
+        from aiida_mlip_autopipe.labellers.pw import PwLabeller
 
-        return EMTLabeller()
+        family = self.inputs.pseudo_family.value if 'pseudo_family' in self.inputs else None
+        reference = [orm.load_node(pk) for pk in self.ctx.dft_reference]
+        if self.inputs.get('pw_protocol'):
+            protocol = {
+                key: node.value
+                if isinstance(node, orm.Str)
+                else node.get_dict()
+                if isinstance(node, orm.Dict)
+                else node
+                for key, node in self.inputs.pw_protocol.items()
+            }
+            return PwLabeller(protocol=protocol, pseudo_family=family, reference=reference)
+        return PwLabeller(self.exposed_inputs(_pw_workchain(), namespace='pw'), family, reference=reference)
 
     def _row(self) -> dict:
         return self.ctx.rows[-1]
@@ -228,6 +266,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         self.ctx.converged = False
         self.ctx.first_sets = None
         self.ctx.test_set = None
+        self.ctx.dft_reference = []  # pks of PW calculations the labels' settings must agree with
 
     def train(self):
         """The first fit on the given data source; later fits on the first fit's data plus all labels so far,
@@ -261,6 +300,11 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         self.ctx.training_set = outputs.training_set
         if self.ctx.iteration == 0:  # later fits: its training part plus the labels; its test set stays held out
             self.ctx.first_sets = {'initial': outputs.training_set}
+            self.ctx.dft_reference = [
+                calculation.pk
+                for calculation in potential_lineage(outputs.potential).dft_calculations
+                if calculation.process_type == PW_PROCESS_TYPE
+            ]
             self.ctx.test_set = outputs.test_set if 'test_set' in outputs else None
         metrics = outputs.metrics.get_dict()
         row = self._row()
@@ -384,11 +428,14 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             return self.exit_codes.ERROR_LABELLING_FAILED.format(
                 failed=len(failed), count=len(nodes), iteration=self.ctx.iteration, allowed=allowed, cause=cause
             )
+        labeller = self._labeller()
         try:
-            collected = self._labeller().collect(good)
+            collected = labeller.collect(good)
         except Exception as exception:  # a CollectionError (mixed DFT settings), a label that cannot be stored
             return self.exit_codes.ERROR_COLLECTION_FAILED.format(iteration=self.ctx.iteration, cause=str(exception))
         self.ctx.labelled.append(collected)
+        if not self.ctx.dft_reference and labeller.is_dft:  # the first DFT labels set the settings for the rest
+            self.ctx.dft_reference = [last_pw_calculation(node).pk for node in good]
         self.report(
             f'iteration {self.ctx.iteration}: {len(collected)} labelled structures in TrainingSetData<{collected.pk}>'
         )

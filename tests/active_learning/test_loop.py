@@ -176,6 +176,7 @@ def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, c
     [
         ({'labeller': None}, 'give exactly one labeller'),
         ({'labeller': 'vasp'}, "labeller='vasp': known are ase:emt"),
+        ({'pseudo_family': 'SSSP'}, '`pseudo_family` is for the Quantum ESPRESSO labellers'),
         ({'selection': {'gamma_lo': 3.0, 'gamma_hi': 2.0}}, 'gamma_hi=2.0 must be greater than gamma_lo=3.0'),
         ({'convergence': {'max_failed_fraction': 2}}, 'max_failed_fraction: Input should be less than or equal to 1'),
     ],

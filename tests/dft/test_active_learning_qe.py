@@ -78,3 +78,60 @@ def test_qe_labels_are_absolute_dft_energies(qe_loop):
         atoms.calc = calculator
         assert atoms.get_potential_energy() / len(atoms) == pytest.approx(label / len(atoms), abs=0.3)
     assert qe_loop.outputs.metrics['rmse_energy_train'] < 300  # meV/atom, 10 iterations of a tiny basis
+
+
+#: aiida-quantumespresso's 'fast' protocol with the tests' pseudopotential family (which recommends no cutoffs)
+PROTOCOL_OVERRIDES = {'pw': {'parameters': {'SYSTEM': {'ecutwfc': 20.0, 'ecutrho': 80.0}}}}
+
+
+def test_protocol_labeller_runs_pw_and_collects(pw_code, al_pseudo_family):
+    """``pw_protocol``: PwBaseWorkChain.get_builder_from_protocol per structure; a real pw.x run, collected."""
+    from aiida_mlip_autopipe.labellers.pw import PwLabeller
+
+    labeller = PwLabeller(
+        protocol={'code': pw_code, 'protocol': 'fast', 'overrides': PROTOCOL_OVERRIDES, 'options': OPTIONS},
+        pseudo_family=al_pseudo_family.label,
+    )
+    structure = orm.StructureData(ase=bulk('Al', 'fcc', a=4.0, orthorhombic=True))
+    builder = labeller.builder(structure)
+    assert builder.pw.parameters['SYSTEM']['smearing'] == 'cold'  # the protocol's
+    assert builder.pw.parameters['SYSTEM']['ecutwfc'] == 20.0  # the overrides'
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    collected = labeller.collect([node])
+    calculation = next(child for child in node.called if child.process_label == 'PwCalculation')
+    assert collected.get_sources() == [f'aiida:{calculation.uuid}']
+    assert collected.get_atoms()[0].get_potential_energy() == pytest.approx(
+        calculation.outputs.output_parameters['energy'], abs=1e-6
+    )
+
+
+def test_labels_with_other_dft_settings_than_the_first_fit_end_the_loop(
+    pacemaker_code, pw_code, al_pseudo_family, qe_al_group
+):
+    """The first fit's data: pw.x with Marzari-Vanderbilt smearing; the protocol labels use cold smearing and other
+    cutoffs: their energies do not belong together, the loop stops with a named code instead of training on both."""
+    builder = PacemakerActiveLearningWorkChain.get_builder()
+    builder.training.code = pacemaker_code
+    builder.training.group = orm.Str(qe_al_group.label)
+    builder.training.settings = orm.Dict({'potential': {'functions': {'number_of_functions_per_element': 5}}})
+    builder.training.options = orm.Dict(FIT_OPTIONS)
+    builder.training.min_structures = orm.Int(10)
+    builder.training.plots = orm.Bool(False)
+    builder.structures = {'four': orm.StructureData(ase=bulk('Al', 'fcc', a=4.04, cubic=True))}
+    builder.exploration = orm.Dict({'temperatures_K': [1500.0], 'steps': 60, 'rattle': 0.1})
+    builder.selection = orm.Dict({'gamma_lo': 1.05, 'gamma_hi': 50.0, 'max_per_iteration': 2})
+    builder.convergence = orm.Dict({'fraction_above_gamma_lo': 0.0})
+    builder.max_iterations = orm.Int(1)
+    builder.pw_protocol = {
+        'code': pw_code,
+        'protocol': orm.Str('fast'),
+        'overrides': orm.Dict(PROTOCOL_OVERRIDES),
+        'options': orm.Dict(OPTIONS),
+    }
+    builder.pseudo_family = orm.Str(al_pseudo_family.label)
+    _, node = run_get_node(builder)
+    assert node.exit_status == PacemakerActiveLearningWorkChain.exit_codes.ERROR_COLLECTION_FAILED.status
+    assert 'do not share the settings that decide absolute energies' in node.exit_message
+    assert "smearing='cold' (others: 'mv')" in node.exit_message
+    assert 'training_set' not in node.outputs
