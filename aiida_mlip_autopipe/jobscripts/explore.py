@@ -14,7 +14,7 @@ Usage::
 * ``exploration.json``: per trajectory (start, temperature, steps run, why it stopped, max gamma per step) and the
   totals (explored steps, steps above gamma_lo, candidates, selected);
 * ``selected.npz``: the selected structures (``numbers``, ``positions``, ``cells``, ``pbc``, ``natoms``) with, per
-  structure, ``trajectory``, ``step``, ``gamma`` (max per atom) and ``temperature``.
+  structure, ``trajectory``, ``step``, ``gamma`` (max over atoms) and ``temperature``, and per atom ``atom_gamma``.
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ def dynamics(atoms, settings: dict, temperature: float, rng):
     """The ASE integrator of the ensemble: Langevin (``nvt``) or velocity Verlet (``nve``)."""
     from ase import units
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
 
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    try:  # ASE >= 3.29
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta  # noqa: N813
+    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     timestep = settings['timestep_fs'] * units.fs
     if settings['ensemble'] == 'nve':
         return VelocityVerlet(atoms, timestep)
@@ -81,6 +84,7 @@ def run_trajectory(atoms, calculator, temperature: float, settings: dict, select
         if gamma >= gamma_lo and step % settings['sample_interval'] == 0:
             frame = atoms.copy()
             frame.calc = None
+            frame.arrays['gamma'] = np.array(calculator.results['gamma'], dtype=float)  # per atom
             candidates.append((frame, step, gamma))
     record = {
         'temperature_K': temperature,
@@ -132,6 +136,7 @@ def write_selected(path: str, candidates: list, indices: list[int]) -> None:
         'trajectory': np.asarray([entry[1] for entry in chosen], dtype=np.int64),
         'step': np.asarray([entry[2] for entry in chosen], dtype=np.int64),
         'gamma': np.asarray([entry[3] for entry in chosen], dtype=float),
+        'atom_gamma': np.concatenate([a.arrays['gamma'] for a in atoms]) if atoms else np.zeros(0),
         'temperature': np.asarray([entry[4] for entry in chosen], dtype=float),
     }
     np.savez(path, **arrays)

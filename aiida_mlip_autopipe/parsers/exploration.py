@@ -12,7 +12,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation as Calc
-from aiida_mlip_autopipe.jobscripts.pacemaker_io import build_atoms
+from aiida_mlip_autopipe.jobscripts.pacemaker_io import build_atoms, split_per_structure
 from aiida_mlip_autopipe.parsers.pacemaker import last_error_line
 
 __all__ = ('ExplorationParser',)
@@ -67,6 +67,7 @@ class ExplorationParser(Parser):
         summary['per_trajectory'] = [{k: v for k, v in record.items() if k != 'gamma'} for record in trajectories]
         self.out('summary', orm.Dict(summary))
         starts = sorted(self.node.inputs.structures) if 'structures' in self.node.inputs else []
+        per_atom = split_per_structure(selected['atom_gamma'], selected['natoms']) if 'atom_gamma' in selected else []
         for index, configuration in enumerate(atoms):
             structure = orm.StructureData(ase=configuration)
             trajectory = int(selected['trajectory'][index])
@@ -78,6 +79,7 @@ class ExplorationParser(Parser):
                     'step': int(selected['step'][index]),
                     'gamma': float(selected['gamma'][index]),
                     'temperature_K': float(selected['temperature'][index]),
+                    'gamma_per_atom': [float(value) for value in per_atom[index]] if len(per_atom) else None,
                 },
             )
             self.out(f'selected.structure_{index:04d}', structure)

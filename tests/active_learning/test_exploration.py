@@ -109,7 +109,7 @@ def test_parser_emits_selected_structures_with_their_origin(session_localhost):
     summary = results['summary'].get_dict()
     written = json.loads((FIXTURES / 'success' / 'exploration.json').read_text())
     assert summary['explored_steps'] == written['explored_steps'] == 1206
-    assert summary['selected'] == len(results['selected']) == 6
+    assert summary['selected'] == written['selected'] == len(results['selected']) > 0
     assert 0 < summary['fraction_above_gamma_lo'] < 1
     gamma = results['gamma'].get_array('max_gamma')
     assert gamma.shape == (6, 201) and np.nanmax(gamma) == pytest.approx(summary['max_gamma'])
@@ -119,6 +119,7 @@ def test_parser_emits_selected_structures_with_their_origin(session_localhost):
         assert origin['temperature_K'] in (600.0, 1200.0)
         steps = gamma[origin['trajectory']]
         assert steps[origin['step']] == pytest.approx(origin['gamma'])  # the grade recorded at that step
+        assert len(origin['gamma_per_atom']) == 4 and max(origin['gamma_per_atom']) == pytest.approx(origin['gamma'])
         assert structure.get_formula() == 'Cu4'
 
 
