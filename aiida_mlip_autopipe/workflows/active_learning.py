@@ -95,6 +95,51 @@ class PacemakerActiveLearningWorkChain(WorkChain):
     """Close the active-learning loop for ACE: fit, explore with the extrapolation grade, label, refit."""
 
     @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: dict[str, orm.StructureData],
+        protocol: str | None = None,
+        overrides: dict | None = None,
+        *,
+        training_sets: dict[str, TrainingSetData] | None = None,
+        group: str | None = None,
+        filters: dict | None = None,
+        options: dict | None = None,
+        labeller: str = 'ase:emt',
+    ):
+        """A builder whose fits follow the training ``protocol`` (``fast``, ``moderate``, ``precise``).
+
+        :param code: the ``pacemaker`` code; ``structures``: the starting configurations of the MD.
+        :param overrides: ``training`` (merged into the training protocol's inputs, as for
+            ``PacemakerTrainingWorkChain.get_builder_from_protocol``), ``exploration``, ``selection``,
+            ``convergence`` (plain dicts over the settings' defaults), ``max_iterations``, ``retrain_from_scratch``.
+        :param training_sets, group, filters: the first fit's data source; ``options``: the fits' metadata.options.
+        :param labeller: a model labeller (``ase:emt``); for Quantum ESPRESSO set ``builder.pw`` or
+            ``builder.pw_protocol`` afterwards and ``builder.pop('labeller')``.
+        """
+        overrides = dict(overrides or {})
+        training = PacemakerTrainingWorkChain.get_builder_from_protocol(
+            code,
+            protocol,
+            overrides.pop('training', None),
+            training_sets=training_sets,
+            group=group,
+            filters=filters,
+            options=options,
+        )
+        builder = cls.get_builder()
+        builder.training = training._inputs(prune=True)
+        builder.structures = structures
+        builder.labeller = orm.Str(labeller)
+        for name in ('exploration', 'selection', 'convergence'):
+            if name in overrides:
+                builder[name] = orm.Dict(overrides.pop(name))
+        for name, value in overrides.items():
+            builder[name] = value if isinstance(value, orm.Data) else orm.to_aiida_type(value)
+        return builder
+
+    @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(
@@ -174,7 +219,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             'pseudo_family',
             valid_type=orm.Str,
             required=False,
-            help='Label of an aiida-pseudo family giving the `pw` labeller its pseudopotentials per structure.',
+            help='Label of an aiida-pseudo family: the pseudopotentials of the `pw` labeller (for `pw_protocol`: '
+            "instead of the protocol's family).",
         )
         spec.input(
             'exploration_code',
@@ -187,7 +233,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             dynamic=True,
             required=False,
             non_db=True,
-            help="The exploration calculation's metadata.options (default: the training options' resources).",
+            help="The exploration calculation's metadata.options (default: the fit's options, one process).",
         )
         spec.inputs.validator = validate_inputs
 

@@ -206,3 +206,23 @@ def test_emt_labeller_names_what_it_cannot_label(aiida_profile):
     assert result.get_sources() == [f'aiida:{node.uuid}']
     _, failed = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87)))
     assert failed.exit_status == 410 and failed.exit_message.startswith('EMT cannot label Fe')
+
+
+def test_builder_from_protocol(pacemaker_code, cu_initial_set):
+    from aiida_mlip_autopipe.workflows.protocols import load_protocol
+
+    builder = PacemakerActiveLearningWorkChain.get_builder_from_protocol(
+        pacemaker_code,
+        {'fcc': orm.StructureData(ase=cu_initial_set.get_atoms()[0])},
+        'fast',
+        {'training': {'min_structures': 10}, 'selection': {'gamma_lo': 2.0}, 'max_iterations': 2},
+        training_sets={'initial': cu_initial_set},
+        options={'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2}},
+    )
+    assert builder.training.settings.get_dict() == load_protocol('fast')['settings']
+    assert builder.training.min_structures.value == 10 and builder.training.code.uuid == pacemaker_code.uuid
+    assert builder.training.options['resources']['num_mpiprocs_per_machine'] == 2
+    assert builder.selection.get_dict() == {'gamma_lo': 2.0} and builder.max_iterations.value == 2
+    assert builder.labeller.value == 'ase:emt'
+    inputs = builder._inputs(prune=True)
+    assert PacemakerActiveLearningWorkChain.spec().inputs.validate(inputs) is None
