@@ -76,8 +76,11 @@ def run_trajectory(atoms, calculator, temperature: float, settings: dict, select
         else:
             atoms.get_forces()
         gamma = float(np.max(calculator.results['gamma']))
-        if not np.isfinite(gamma) or gamma >= gamma_hi:
-            gammas.append(gamma if np.isfinite(gamma) else float('inf'))
+        if not np.isfinite(gamma):  # not recorded: JSON (and PostgreSQL's JSONB) has no inf / NaN
+            stop = 'gamma_not_finite'
+            break
+        if gamma >= gamma_hi:
+            gammas.append(gamma)
             stop = 'gamma_hi'
             break
         gammas.append(gamma)
@@ -88,7 +91,7 @@ def run_trajectory(atoms, calculator, temperature: float, settings: dict, select
             candidates.append((frame, step, gamma))
     record = {
         'temperature_K': temperature,
-        'steps': len(gammas) - 1,
+        'steps': max(len(gammas) - 1, 0),
         'stopped_by': stop,
         'max_gamma': max(gammas) if gammas else None,
         'gamma': gammas,
@@ -177,14 +180,14 @@ def main(argv: list[str]) -> int:
         'steps_above_gamma_lo': above,
         'fraction_above_gamma_lo': above / explored if explored else 0.0,
         'max_gamma': max(grades, default=None),
-        'stopped_at_gamma_hi': sum(record['stopped_by'] == 'gamma_hi' for record in trajectories),
+        'stopped_at_gamma_hi': sum(record['stopped_by'] in ('gamma_hi', 'gamma_not_finite') for record in trajectories),
         'candidates': len(candidates),
         'selected': len(indices),
         'wall_time': time.time() - started,
         'per_trajectory': trajectories,
     }
     with open(SUMMARY, 'w') as handle:
-        json.dump(summary, handle, allow_nan=True)
+        json.dump(summary, handle, allow_nan=False)
     sys.stdout.write(
         f'explored {explored} steps in {len(trajectories)} trajectories; {above} above gamma_lo; '
         f'{len(candidates)} candidates; selected {len(indices)}\n'
