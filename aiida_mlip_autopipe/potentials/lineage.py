@@ -57,6 +57,13 @@ def _calculation_of(potential: orm.SinglefileData) -> orm.CalcJobNode:
     return creator
 
 
+def _plugin_job(calculation: orm.CalcJobNode) -> bool:
+    """The plugin's own jobs among a data set's ancestors (earlier fits, explorations, ``pace_activeset``): not DFT."""
+    return (calculation.process_type or '').startswith('aiida.calculations:mlip_autopipe.') or (
+        calculation.process_label or ''
+    ).startswith('ShellJob<pace_')
+
+
 def _ancestors(node: orm.Node, cls: type, filters: dict | None = None) -> list:
     query = orm.QueryBuilder().append(orm.Node, filters={'id': node.pk}, tag='start')
     query.append(cls, with_descendants='start', filters=filters or {}, project='*')
@@ -92,7 +99,7 @@ def potential_lineage(potential: orm.SinglefileData) -> PotentialLineage:
                 'test_rows': sorted(splits['test']),
             }
         for calc in _ancestors(node, orm.CalcJobNode):
-            if calc.process_type != CALCULATION_TYPE:
+            if not _plugin_job(calc):
                 dft[calc.pk] = calc
         for source_node in _ancestors(node, TrainingSetData):
             sources[source_node.pk] = source_node

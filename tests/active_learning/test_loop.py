@@ -121,6 +121,7 @@ def test_cli_lineage_shows_the_iterations(emt_loop):
                 f'PacemakerExplorationCalculation<{row["exploration"]}>'
             ) in result.output
     assert 'labelled by label_with_emt' in result.output
+    assert 'DFT:' not in result.output  # explorations, pace_activeset and EMT are not DFT
 
 
 def test_failed_labels_are_tolerated_and_reported(pacemaker_code, cu_initial_set, monkeypatch):

@@ -50,6 +50,11 @@ def test_qe_loop_labels_with_pw_and_traces_every_label(qe_loop):
     assert all(row['labelled'] > 0 and row['failed'] == 0 for row in rows[1:])
     origins = structure_lineage(qe_loop.outputs.training_set)
     counts = iteration_counts(origins)
+    from aiida_mlip_autopipe.potentials.lineage import potential_lineage
+
+    dft = potential_lineage(qe_loop.outputs.potential).dft_calculations
+    assert {calculation.process_label for calculation in dft} == {'PwCalculation'}
+    assert len(dft) == 28 + rows[1]['labelled'] + rows[2]['labelled']  # the first fit's group and every label
     assert counts[1] == rows[1]['labelled'] and counts[2] == rows[2]['labelled']
     for origin in origins:
         assert origin.labeller.process_label == 'PwCalculation' and origin.labeller.is_finished_ok
