@@ -316,7 +316,7 @@ def collect_from_pw(
     :param allow_mixed_settings: accept calculations whose energy-deciding settings differ (functional,
         pseudopotentials, cutoffs, smearing, k-point spacing); by default they are refused and named.
     :param progress: called with the number of calculations collected so far (a progress bar).
-    :param reference: ``PwCalculation``s (not collected) whose energy-deciding settings the collected ones must
+    :param reference: PW calculations (not collected) whose energy-deciding settings the collected ones must
         share, e.g. those of data collected before (the active-learning loop's first fit).
     """
     if frames not in ('last', 'all'):
