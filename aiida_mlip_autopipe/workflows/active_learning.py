@@ -72,6 +72,13 @@ def validate_inputs(inputs, _) -> str | None:
     training = inputs.get('training', {})
     if training.get('delta_learning') and training['delta_learning'].value:
         return 'training.delta_learning is not supported by the loop yet: the exploration runs the ACE part alone'
+    elements = {kind.symbol for structure in inputs.get('structures', {}).values() for kind in structure.kinds}
+    if labeller == 'ase:emt':
+        from ase.calculators.emt import parameters
+
+        unknown = sorted(elements - set(parameters))
+        if unknown:
+            return f'EMT cannot label {", ".join(unknown)} (it knows {", ".join(sorted(parameters))})'
     if labeller is not None:
         return '`pseudo_family` is for the Quantum ESPRESSO labellers' if 'pseudo_family' in inputs else None
     if _pw_workchain() is None:
@@ -84,7 +91,6 @@ def validate_inputs(inputs, _) -> str | None:
             family = orm.Group.collection.get(label=label)
         except Exception:
             return f'pseudo_family={label!r}: no such group (`aiida-pseudo list` shows the installed families)'
-        elements = {kind.symbol for structure in inputs.get('structures', {}).values() for kind in structure.kinds}
         missing = elements - set(getattr(family, 'elements', elements))
         if missing:
             return f'pseudo_family={label!r} has no pseudopotential for {", ".join(sorted(missing))}'

@@ -4,6 +4,7 @@ outputs, the iterations table, upfits, the fixed test set, per-structure lineage
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -178,16 +179,21 @@ def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, c
         ({'labeller': None}, 'give exactly one labeller'),
         ({'labeller': 'vasp'}, "labeller='vasp': known are ase:emt"),
         ({'pseudo_family': 'SSSP'}, '`pseudo_family` is for the Quantum ESPRESSO labellers'),
+        ({'iron': True}, 'EMT cannot label Fe (it knows Ag, Al, Au, C, Cu, H, N, Ni, O, Pd, Pt)'),
         ({'selection': {'gamma_lo': 3.0, 'gamma_hi': 2.0}}, 'gamma_hi=2.0 must be greater than gamma_lo=3.0'),
         ({'convergence': {'max_failed_fraction': 2}}, 'max_failed_fraction: Input should be less than or equal to 1'),
     ],
 )
 def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_set, changes, message):
     from aiida.engine import run_get_node
+    from ase.build import bulk
 
     builder = loop_builder(pacemaker_code, cu_initial_set)
+    changes = dict(changes)
+    if changes.pop('iron', False):
+        builder.structures = {'fe': orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87))}
     count = orm.QueryBuilder().append(orm.ProcessNode).count()
-    with pytest.raises(ValueError, match=message.replace('(', r'\(')):  # on assignment, or at the launch
+    with pytest.raises(ValueError, match=re.escape(message)):  # on assignment, or at the launch
         for name, value in changes.items():
             if value is None:
                 builder.pop(name)
