@@ -756,6 +756,23 @@ def first_error_location(error: Exception) -> str:
     return '; '.join(lines)
 
 
+def settings_validator(model: type[BaseModel], name: str | None = None):
+    """A port validator that checks a ``Dict`` against ``model``; the message names ``name`` (default: the model)
+    and the first offending key."""
+    label = name or model.__name__
+
+    def validate(value, _) -> str | None:
+        if value is None:
+            return None
+        try:
+            model.model_validate(value.get_dict())
+        except ValueError as exception:  # pydantic's ValidationError, or a validator's own ValueError
+            return f'invalid {label}: {first_error_location(exception)}'
+        return None
+
+    return validate
+
+
 #: A path on the computer that runs the job (not necessarily this machine): kept as given, never resolved here.
 ExecutablePath = Annotated[
     str,

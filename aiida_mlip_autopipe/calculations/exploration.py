@@ -16,10 +16,9 @@ import numpy as np
 from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
-from pydantic import ValidationError
 
 from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
-from aiida_mlip_autopipe.config import first_error_location
+from aiida_mlip_autopipe.config import settings_validator
 
 __all__ = ('PacemakerExplorationCalculation', 'structures_arrays')
 
@@ -34,21 +33,6 @@ def structures_arrays(structures: list[orm.StructureData]) -> dict[str, np.ndarr
         'cells': np.asarray([np.asarray(a.cell) for a in atoms]).reshape(-1, 3, 3),
         'pbc': np.asarray([a.pbc for a in atoms], dtype=bool).reshape(-1, 3),
     }
-
-
-def settings_validator(model: type):
-    """A port validator that checks a ``Dict`` against ``model`` (a pydantic message on failure)."""
-
-    def validate(value: orm.Dict | None, _) -> str | None:
-        if value is None:
-            return None
-        try:
-            model.model_validate(value.get_dict())
-        except ValidationError as exception:
-            return f'invalid {model.__name__}: {first_error_location(exception)}'
-        return None
-
-    return validate
 
 
 def validate_inputs(inputs, _) -> str | None:

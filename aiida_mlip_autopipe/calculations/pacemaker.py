@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from aiida_mlip_autopipe.baseline.delta import baseline_of
 from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
-from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys
+from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys, settings_validator
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
 __all__ = ('PacemakerCalculation',)
@@ -380,17 +380,8 @@ def check_user_rendering(rendered: dict[str, Any], document: dict[str, Any]) -> 
         )
 
 
-def validate_settings(value: orm.Dict | None, _) -> str | None:
-    """Validate the ``settings`` Dict against :class:`PacemakerSettings`."""
-    if value is None:
-        return None
-    try:
-        PacemakerSettings.model_validate(value.get_dict())
-    except ValidationError as exception:
-        return f'invalid settings: {first_error_location(exception)}'
-    except ValueError as exception:
-        return f'invalid settings: {exception}'
-    return None
+#: Validate the ``settings`` Dict against :class:`PacemakerSettings`.
+validate_settings = settings_validator(PacemakerSettings, 'settings')
 
 
 def thread_count_missing(computer: orm.Computer, resources: dict[str, Any]) -> bool:

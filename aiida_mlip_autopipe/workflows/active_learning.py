@@ -18,8 +18,9 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, append_, calcfunction, if_, while_
 
 from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings, SelectionSettings
-from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation, settings_validator
+from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
 from aiida_mlip_autopipe.codes import sibling_code
+from aiida_mlip_autopipe.config import settings_validator
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.pw import PW_PROCESS_TYPE, last_pw_calculation
 from aiida_mlip_autopipe.labellers.base import Labeller
