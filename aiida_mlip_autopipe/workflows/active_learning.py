@@ -17,7 +17,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, append_, calcfunction, if_, while_
 
-from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings, SelectionSettings
+from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.config import settings_validator
@@ -158,23 +158,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                 'source); every retrain reuses them with the labelled data added.'
             },
         )
-        spec.input_namespace(
-            'structures', valid_type=orm.StructureData, dynamic=True, help='Starting configurations of the MD.'
-        )
-        spec.input(
-            'exploration',
-            valid_type=orm.Dict,
-            default=lambda: orm.Dict({}),
-            validator=settings_validator(ExplorationSettings),
-            help='MD settings (ExplorationSettings): temperatures_K, steps, timestep_fs, ensemble, strain, rattle...',
-        )
-        spec.input(
-            'selection',
-            valid_type=orm.Dict,
-            default=lambda: orm.Dict({}),
-            validator=settings_validator(SelectionSettings),
-            help='Selection (SelectionSettings): gamma_lo, gamma_hi, max_per_iteration, method (d_optimal).',
-        )
+        spec.expose_inputs(PacemakerExplorationCalculation, include=('structures', 'exploration', 'selection'))
         spec.input(
             'convergence',
             valid_type=orm.Dict,
@@ -390,8 +374,10 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         """Run the exploration with the current potential and its active set on the pacemaker code's computer."""
         training_code = self.inputs.training.code
         code = self.inputs.get('exploration_code') or sibling_code(training_code, 'python3')
-        exploration = self.inputs.exploration.get_dict()
+        inputs = AttributeDict(self.exposed_inputs(PacemakerExplorationCalculation))
+        exploration = inputs.exploration.get_dict()
         exploration['seed'] = (ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration) % 2**32
+        inputs.exploration = orm.Dict(exploration)
         options = dict(self.inputs.get('exploration_options', {}))
         if not options and 'options' in self.inputs.training:  # the fit's queue, account, walltime; one process
             options = {
@@ -403,12 +389,10 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                 options['resources'] = {**options['resources'], 'num_mpiprocs_per_machine': 1}
         running = self.submit(
             PacemakerExplorationCalculation,
+            **inputs,
             code=code,
             potential=self.ctx.potential_yaml,
             active_set=self.ctx.active_set,
-            structures=dict(self.inputs.structures),
-            exploration=orm.Dict(exploration),
-            selection=self.inputs.selection,
             metadata={'options': options, 'call_link_label': f'explore_iteration_{self.ctx.iteration:02d}'},
         )
         self.report(f'iteration {self.ctx.iteration}: launched PacemakerExplorationCalculation<{running.pk}>')
