@@ -19,20 +19,9 @@ from aiida.engine import CalcJob
 
 from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
 from aiida_mlip_autopipe.config import settings_validator
+from aiida_mlip_autopipe.jobscripts.pacemaker_io import atoms_arrays
 
-__all__ = ('PacemakerExplorationCalculation', 'structures_arrays')
-
-
-def structures_arrays(structures: list[orm.StructureData]) -> dict[str, np.ndarray]:
-    """The starting structures in the stable format of ``pacemaker_io`` (no labels)."""
-    atoms = [structure.get_ase() for structure in structures]
-    return {
-        'natoms': np.asarray([len(a) for a in atoms], dtype=np.int64),
-        'numbers': np.concatenate([a.numbers for a in atoms]).astype(np.int64),
-        'positions': np.concatenate([a.positions for a in atoms]),
-        'cells': np.asarray([np.asarray(a.cell) for a in atoms]).reshape(-1, 3, 3),
-        'pbc': np.asarray([a.pbc for a in atoms], dtype=bool).reshape(-1, 3),
-    }
+__all__ = ('PacemakerExplorationCalculation',)
 
 
 def validate_inputs(inputs, _) -> str | None:
@@ -115,7 +104,7 @@ class PacemakerExplorationCalculation(CalcJob):
         """Write the parameters, the starting structures and the job scripts; copy potential and active set."""
         structures = [self.inputs.structures[label] for label in sorted(self.inputs.structures)]
         buffer = io.BytesIO()
-        np.savez(buffer, **structures_arrays(structures))
+        np.savez(buffer, **atoms_arrays([structure.get_ase() for structure in structures]))
         buffer.seek(0)
         folder.create_file_from_filelike(buffer, self.STRUCTURES, mode='wb')
         parameters = {

@@ -24,7 +24,7 @@ import sys
 import time
 
 import numpy as np
-from pacemaker_io import build_atoms, load_arrays
+from pacemaker_io import atoms_arrays, build_atoms, load_arrays
 
 SUMMARY = 'exploration.json'
 SELECTED = 'selected.npz'
@@ -129,13 +129,8 @@ def write_selected(path: str, candidates: list, indices: list[int]) -> None:
     """Write the selected frames in the stable format, with where each came from."""
     chosen = [candidates[index] for index in indices]
     atoms = [entry[0] for entry in chosen]
-    natoms = np.asarray([len(a) for a in atoms], dtype=np.int64)
     arrays = {
-        'natoms': natoms,
-        'numbers': np.concatenate([a.numbers for a in atoms]).astype(np.int64) if atoms else np.zeros(0, np.int64),
-        'positions': np.concatenate([a.positions for a in atoms]) if atoms else np.zeros((0, 3)),
-        'cells': np.asarray([np.asarray(a.cell) for a in atoms]).reshape(-1, 3, 3),
-        'pbc': np.asarray([a.pbc for a in atoms], dtype=bool).reshape(-1, 3),
+        **atoms_arrays(atoms),
         'trajectory': np.asarray([entry[1] for entry in chosen], dtype=np.int64),
         'step': np.asarray([entry[2] for entry in chosen], dtype=np.int64),
         'gamma': np.asarray([entry[3] for entry in chosen], dtype=float),

@@ -53,6 +53,19 @@ def build_atoms(arrays: dict) -> list:
     ]
 
 
+def atoms_arrays(structures: list) -> dict:
+    """The geometry of ``ase.Atoms`` in the stable format (the inverse of :func:`build_atoms`; no labels)."""
+    return {
+        'natoms': np.asarray([len(atoms) for atoms in structures], dtype=np.int64),
+        'numbers': np.concatenate([atoms.numbers for atoms in structures]).astype(np.int64)
+        if structures
+        else np.zeros(0, np.int64),
+        'positions': np.concatenate([atoms.positions for atoms in structures]) if structures else np.zeros((0, 3)),
+        'cells': np.asarray([np.asarray(atoms.cell) for atoms in structures]).reshape(-1, 3, 3),
+        'pbc': np.asarray([atoms.pbc for atoms in structures], dtype=bool).reshape(-1, 3),
+    }
+
+
 def split_per_structure(values: np.ndarray, natoms: np.ndarray) -> list:
     """Split a per-atom array into one array per structure."""
     return np.split(values, offsets(natoms)[1:-1])
