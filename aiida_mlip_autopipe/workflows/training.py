@@ -148,6 +148,20 @@ def calculation_inputs(inputs) -> dict:
     return composed
 
 
+def data_settings_problem(inputs, elements: list[str]) -> str | None:
+    """The workflow's one check of its settings (with its own changes) against the data's elements and those of a
+    fixed ``test_set``: the validator runs it for explicit data and queries, the check step for a group."""
+    raw = inputs['settings'].get_dict() if inputs.get('settings') is not None else {}
+    delta_learning = bool(inputs.get('delta_learning') and inputs['delta_learning'].value)
+    settings, _ = training_settings(raw, delta_learning)
+    fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
+    test_set = inputs.get('test_set')
+    if test_set is not None:
+        elements = sorted(set(elements) | set(test_set.base.attributes.get('elements', [])))
+    composed = {**calculation_inputs(inputs), 'settings': orm.Dict(settings)}
+    return settings_problem(composed, elements, has_test_set=fraction > 0 or test_set is not None)
+
+
 def validate_inputs(inputs, _) -> str | None:
     """Every check the calculation would make, before anything is stored: one data source, a valid split, ZBL
     cutoffs, the code, options and threads, and the settings (with the workflow's changes) against the elements
@@ -169,7 +183,6 @@ def validate_inputs(inputs, _) -> str | None:
     fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
     if not 0.0 <= fraction < 1.0:
         return f'test_fraction={fraction} must lie in [0, 1)'
-    has_test_set = fraction > 0 or inputs.get('test_set') is not None
     seed = inputs['split_seed'].value if 'split_seed' in inputs else DEFAULT_SPLIT_SEED
     if not 0 <= seed < 2**32:
         return f'split_seed={seed} must lie in [0, 2**32)'
@@ -186,10 +199,7 @@ def validate_inputs(inputs, _) -> str | None:
     elements = source_elements(inputs)
     if elements is None:
         return None
-    settings, _ = training_settings(raw, delta_learning)
-    if inputs.get('test_set') is not None:
-        elements = sorted(set(elements) | set(inputs['test_set'].base.attributes.get('elements', [])))
-    return settings_problem({**calculation, 'settings': orm.Dict(settings)}, elements, has_test_set=has_test_set)
+    return data_settings_problem(inputs, elements)
 
 
 # the base workflow's exit code -> the training workflow's (both own their numbers)
@@ -531,11 +541,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             return None  # the validator has checked the settings against explicit data and queries already
         # the validator's settings check, for data it could not see (a group): before anything is merged or fitted
         elements = sorted({element for node in self.ctx.sets for element in node.base.attributes.get('elements', [])})
-        raw = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
-        settings, _ = training_settings(raw, self.inputs.delta_learning.value)
-        composed = {**calculation_inputs(self.inputs), 'settings': orm.Dict(settings)}
-        has_test_set = self.inputs.test_fraction.value > 0 or 'test_set' in self.inputs
-        message = settings_problem(composed, elements, has_test_set=has_test_set)
+        message = data_settings_problem(self.inputs, elements)
         if message:
             return self.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.format(message=message)
 

@@ -270,6 +270,25 @@ def test_settings_that_do_not_fit_a_groups_data_stop_before_the_merge(fake_code,
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
 
 
+def test_a_fixed_test_set_is_checked_with_a_groups_data(fake_code, aiida_profile):
+    """The fixed ``test_set``'s elements count in the check of a group's data, as in the validator's for explicit
+    data: a Ni test set against Cu-only settings stops before the merge, not in the calculation."""
+    data = TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=7)).store()
+    group = orm.Group(label='cu-only-with-test-set').store()
+    group.add_nodes(data)
+    test_set = TrainingSetData.from_atoms(emt_structures(2, elements=('Cu', 'Ni'), seed=8)).store()
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        **fit_inputs(fake_code, {'potential': {'elements': ['Cu']}}),
+        group=orm.Str('cu-only-with-test-set'),
+        test_set=test_set,
+        min_structures=orm.Int(2),
+    )
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 307
+    assert "does not match the elements of the data ['Cu', 'Ni']" in node.exit_message
+    assert calculations_below(node) == [] and 'training_set' not in node.outputs
+
+
 @pytest.mark.parametrize(
     ('base_status', 'label', 'status'),
     [
