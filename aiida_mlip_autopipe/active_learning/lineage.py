@@ -16,11 +16,11 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
+from aiida_mlip_autopipe.data.sources import parse_node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
 __all__ = ('StructureOrigin', 'iteration_counts', 'structure_lineage')
 
-NODE_SOURCE = re.compile(r'^aiida:([0-9a-f-]{36})')
 EXPLORATION_LINK = re.compile(r'^explore_iteration_(\d+)$')
 
 
@@ -79,12 +79,12 @@ def _iteration_of(exploration: orm.CalcJobNode) -> int | None:
 def structure_lineage(training_set: TrainingSetData) -> list[StructureOrigin]:
     """Return the origin of every structure of ``training_set`` (e.g. a loop's ``training_set`` output)."""
     sources = training_set.get_sources()
-    matches = [NODE_SOURCE.match(source) for source in sources]
-    nodes = _nodes_by_uuid({match.group(1) for match in matches if match})
+    uuids = [parse_node_source(source) for source in sources]
+    nodes = _nodes_by_uuid({uuid for uuid in uuids if uuid})
     origins = []
-    for index, (source, match) in enumerate(zip(sources, matches, strict=True)):
+    for index, (source, uuid) in enumerate(zip(sources, uuids, strict=True)):
         origin = StructureOrigin(index=index, source=source, iteration=0)
-        labeller = nodes.get(match.group(1)) if match else None
+        labeller = nodes.get(uuid) if uuid else None
         if isinstance(labeller, orm.ProcessNode):
             origin.labeller = labeller
             structure = labeller.inputs.structure if 'structure' in labeller.inputs else None

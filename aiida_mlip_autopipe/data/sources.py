@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ('FileSource', 'file_source', 'node_source', 'parse_file_source')
+__all__ = ('FileSource', 'file_source', 'node_source', 'parse_file_source', 'parse_node_source')
 
 FILE_KEYS = {'ase_db': 'row', 'extxyz': 'frame'}
+NODE_SOURCE = re.compile(r'^aiida:([0-9a-f-]{36})(?::|$)')
 FILE_SOURCE = re.compile(r'^(ase_db|extxyz):([0-9a-f]{16}):(?:row|frame)=(\d+)')
 SHA_PREFIX = 16
 
@@ -40,3 +41,9 @@ def parse_file_source(source: str) -> FileSource | None:
     """The file a source string names, or ``None`` for other sources."""
     match = FILE_SOURCE.match(source)
     return FileSource(match.group(1), match.group(2), int(match.group(3))) if match else None
+
+
+def parse_node_source(source: str) -> str | None:
+    """The UUID of the AiiDA node a source string names (the process that made the energy), or ``None``."""
+    match = NODE_SOURCE.match(source)
+    return match.group(1) if match else None
