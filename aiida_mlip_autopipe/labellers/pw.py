@@ -20,7 +20,8 @@ class PwLabeller(Labeller):
         then come from ``pseudo_family``; or ``None`` with ``protocol``.
     :param protocol: ``{'code', 'protocol', 'overrides', 'options'}`` for ``PwBaseWorkChain.get_builder_from_protocol``
         (the loop's ``pw_protocol``); ``pseudo_family``, if given, goes into the overrides.
-    :param reference: PW calculations the labels' settings must agree with (the DFT data trained on before).
+    :param reference: pks of the PW calculations the labels' settings must agree with (the DFT data trained on
+        before); loaded in one query when collecting.
     """
 
     name = 'quantumespresso.pw'
@@ -31,7 +32,7 @@ class PwLabeller(Labeller):
         inputs: dict | None = None,
         pseudo_family: str | None = None,
         protocol: dict | None = None,
-        reference: list[orm.CalcJobNode] | None = None,
+        reference: list[int] | None = None,
     ):
         if (inputs is None) == (protocol is None):
             raise ValueError('give the PwBaseWorkChain inputs or a protocol, not both')
@@ -72,4 +73,8 @@ class PwLabeller(Labeller):
         return workchain.submit(PwBaseWorkChain, **builder)
 
     def collect(self, nodes):
-        return collect_from_pw(nodes, reference=self.reference)
+        reference = []
+        if self.reference:
+            query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'id': {'in': self.reference}})
+            reference = query.all(flat=True)
+        return collect_from_pw(nodes, reference=reference)

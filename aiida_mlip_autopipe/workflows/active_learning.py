@@ -278,7 +278,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         from aiida_mlip_autopipe.labellers.pw import PwLabeller
 
         family = self.inputs.pseudo_family.value if 'pseudo_family' in self.inputs else None
-        reference = [orm.load_node(pk) for pk in self.ctx.dft_reference]
+        reference = list(self.ctx.dft_reference)
         if self.inputs.get('pw_protocol'):
             protocol = {
                 key: node.value
