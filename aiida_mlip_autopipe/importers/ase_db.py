@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -28,7 +29,7 @@ from aiida_mlip_autopipe.importers.source_file import (
     load_or_read,
 )
 
-__all__ = ('ase_db_to_training_set', 'check_ase_db', 'import_ase_db', 'read_ase_db')
+__all__ = ('ase_db_to_training_set', 'check_ase_db', 'check_selection', 'import_ase_db', 'read_ase_db')
 
 KIND = 'ase_db'
 MissingForcesPolicy = Literal['refuse', 'skip', 'keep']
@@ -65,6 +66,32 @@ def check_ase_db(path: pathlib.Path) -> str:
     raise DatasetImportError(f'{path}: neither an ASE SQLite (.db) nor an ASE JSON database')
 
 
+_KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+def check_selection(selection: str | None) -> None:
+    """Refuse a selection ASE would read as something else: ASE's parser turns ``'energy<<0'`` into the
+    comparisons ``'' > 'energy'`` and ``'' < 0`` (matching nothing, silently); every key must be a plain name
+    (or an element, which ASE turns into its atomic number)."""
+    from ase.db.core import parse_selection
+
+    if not selection:
+        return
+    try:
+        keys, comparisons = parse_selection(selection)
+    except Exception as exception:  # ASE raises ValueError, IndexError... on malformed strings
+        raise DatasetImportError(
+            f'selection {selection!r} is not an ASE query: {type(exception).__name__}: {exception}'
+        ) from exception
+    names = list(keys) + [key for key, _, _ in comparisons if not isinstance(key, int)]
+    bad = [name for name in names if not isinstance(name, str) or not _KEY.match(name)]
+    if bad:
+        raise DatasetImportError(
+            f'selection {selection!r} is not an ASE query: {bad[0]!r} is not a key '
+            '(write e.g. "energy<0,config_type=bulk")'
+        )
+
+
 def read_ase_db(
     path: pathlib.Path,
     sha256: str,
@@ -83,6 +110,7 @@ def read_ase_db(
 
     kind = check_ase_db(pathlib.Path(path))
     check_policies(on_missing_forces, on_invalid)
+    check_selection(selection)
 
     def rows(database):
         for row in database.select(selection or None):
@@ -107,6 +135,11 @@ def read_ase_db(
             database = connect(str(copy), type=kind)
             return build_with_policies(path, rows(database), 'row', on_missing_forces, on_invalid, progress)
         except DatasetImportError:
+            if selection and not database.count(selection):
+                raise DatasetImportError(
+                    f'{path}: no structure to import: the selection {selection!r} matches none of its '
+                    f'{database.count()} rows'
+                ) from None
             raise
         except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows
             raise DatasetImportError(
