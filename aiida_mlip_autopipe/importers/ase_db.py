@@ -22,14 +22,22 @@ from aiida_mlip_autopipe.data.sources import file_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    PendingImport,
     Progress,
     build_with_policies,
     check_policies,
-    import_file,
     load_or_read,
+    read_file,
 )
 
-__all__ = ('ase_db_to_training_set', 'check_ase_db', 'check_selection', 'import_ase_db', 'read_ase_db')
+__all__ = (
+    'ase_db_to_training_set',
+    'check_ase_db',
+    'check_selection',
+    'import_ase_db',
+    'read_ase_db',
+    'read_ase_db_file',
+)
 
 KIND = 'ase_db'
 MissingForcesPolicy = Literal['refuse', 'skip', 'keep']
@@ -156,6 +164,18 @@ def ase_db_to_training_set(
     return load_or_read(KIND, database, read_ase_db, options)
 
 
+def read_ase_db_file(
+    path: str | pathlib.Path,
+    selection: str | None = None,
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
+) -> PendingImport:
+    """:func:`import_ase_db` up to the point where it stores: the checked data, to be stored with ``.store()``."""
+    options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return read_file(KIND, path, read_ase_db, ase_db_to_training_set, options, progress)
+
+
 def import_ase_db(
     path: str | pathlib.Path,
     selection: str | None = None,
@@ -176,5 +196,4 @@ def import_ase_db(
     :return: the stored ``TrainingSetData``; the same node again when this file was already imported with the
         same selection and policies. Counts are in its ``import_info`` attribute.
     """
-    options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
-    return import_file(KIND, path, read_ase_db, ase_db_to_training_set, options, progress)
+    return read_ase_db_file(path, selection, on_missing_forces, on_invalid, progress).store()
