@@ -85,17 +85,18 @@ def check_selection(selection: str | None) -> None:
 
     if not selection:
         return
+    shown = selection if len(selection) <= 80 else f'{selection[:77]}...'
     try:
         keys, comparisons = parse_selection(selection)
     except Exception as exception:  # ASE raises ValueError, IndexError... on malformed strings
         raise DatasetImportError(
-            f'selection {selection!r} is not an ASE query: {type(exception).__name__}: {exception}'
+            f'selection {shown!r} is not an ASE query: {type(exception).__name__}: {exception}'
         ) from exception
     names = list(keys) + [key for key, _, _ in comparisons if not isinstance(key, int)]
     bad = [name for name in names if not isinstance(name, str) or not _KEY.match(name)]
     if bad:
         raise DatasetImportError(
-            f'selection {selection!r} is not an ASE query: {bad[0]!r} is not a key '
+            f'selection {shown!r} is not an ASE query: {str(bad[0])[:40]!r} is not a key '
             '(write e.g. "energy<0,config_type=bulk")'
         )
 
