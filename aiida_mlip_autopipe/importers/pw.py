@@ -226,20 +226,24 @@ def non_pw_processes(nodes: list[orm.ProcessNode]) -> list[orm.ProcessNode]:
     """The nodes that are not DFT results this module collects: calculations other than ``PwCalculation``,
     workflows that are not aiida-quantumespresso's and never ran one (at any depth), other nodes; in bulk."""
     foreign = [node for node in nodes if isinstance(node, orm.CalcJobNode) and node.process_type != PW_PROCESS_TYPE]
-    workflows = [node.pk for node in nodes if isinstance(node, orm.WorkflowNode)]
-    with_pw: set[int] = set()
-    for chunk in _chunks(workflows):
-        query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': {'in': chunk}}, project='id', tag='wf')
-        query.append(orm.CalcJobNode, with_ancestors='wf', filters={'process_type': PW_PROCESS_TYPE})
-        with_pw.update(query.distinct().all(flat=True))
-    others = [node for node in nodes if not isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
-    foreign += [
+    # aiida-quantumespresso's workflows count even without a PW run (a failed PwBaseWorkChain is a failed PW result)
+    workflows = [
         node
         for node in nodes
-        if isinstance(node, orm.WorkflowNode)
-        and node.pk not in with_pw
-        and not (node.process_type or '').startswith(QE_WORKFLOW_PREFIX)  # a failed PwBaseWorkChain is a PW one
+        if isinstance(node, orm.WorkflowNode) and not (node.process_type or '').startswith(QE_WORKFLOW_PREFIX)
     ]
+    with_pw: set[int] = set()
+    for chunk in _chunks([node.pk for node in workflows]):
+        query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': {'in': chunk}}, project='id', tag='wf')
+        query.append(orm.CalcJobNode, with_incoming='wf', filters={'process_type': PW_PROCESS_TYPE})  # CALL_CALC
+        with_pw.update(query.distinct().all(flat=True))
+    for workflow in workflows:  # deeper nesting: walk it
+        if workflow.pk not in with_pw and any(
+            child.process_type == PW_PROCESS_TYPE for child in workflow.called_descendants
+        ):
+            with_pw.add(workflow.pk)
+    others = [node for node in nodes if not isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
+    foreign += [node for node in workflows if node.pk not in with_pw]
     return sorted(foreign + others, key=lambda node: node.pk)
 
 
