@@ -491,3 +491,16 @@ def test_a_non_pw_process_in_a_group_is_an_unsupported_node(fake_code, aiida_pro
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('arithmetic-in-a-group'))
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_UNSUPPORTED_NODES.status == 304
     assert node.exit_message.endswith(f'PW calculations: ArithmeticAddCalculation<{other.pk}>')
+
+
+@pytest.mark.pacemaker
+def test_a_real_fit_on_the_same_data_twice_trains_and_tests_on_distinct_structures(train_cu_al):
+    """End to end: the 20 Cu-Al structures given twice are fitted as 20 (18 train, 2 test), none in both."""
+    node = train_cu_al(training_sets={'a': train_cu_al.merged, 'b': train_cu_al.merged}, plots=orm.Bool(False))
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    train, test = node.outputs.training_set, node.outputs.test_set
+    assert (len(train), len(test)) == (18, 2) and keys_of(train).isdisjoint(keys_of(test))
+    assert keys_of(train) | keys_of(test) == keys_of(train_cu_al.merged)
+    assert train.base.attributes.get('merge_info')['duplicates_dropped'] == 20
+    metrics = node.outputs.metrics
+    assert (metrics['num_structures_train'], metrics['num_structures_test']) == (18, 2)
