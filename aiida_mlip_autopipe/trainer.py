@@ -15,6 +15,7 @@ from aiida_mlip_autopipe.config import TrainingConfig
 __all__ = ('PacemakerTrainer', 'TrainingError')
 
 LOG_TAIL_LINES = 25
+OVERWRITE_HINT = 'PacemakerTrainer(..., overwrite=True)'
 
 
 class TrainingError(RuntimeError):
@@ -31,15 +32,24 @@ class TrainingError(RuntimeError):
 class PacemakerTrainer:
     """Train an ACE potential from an ASE database with pacemaker, through AiiDA."""
 
-    def __init__(self, config: TrainingConfig):
+    def __init__(self, config: TrainingConfig, *, overwrite: bool = False):
+        """:param overwrite: replace an existing file (or symbolic link) of the potential's name in ``output_dir``
+        (never written through a link; always written to a temporary file and renamed into place)."""
         self.config = config
+        self.overwrite = overwrite
 
     def train(self) -> pathlib.Path:
-        """Import the data, train, export the potential; return the absolute path of the ``.yace`` file."""
+        """Import the data, train, export the potential; return the absolute path of the ``.yace`` file.
+
+        Everything that can be checked is checked before anything is stored: the settings, the output file, the
+        computer and code, the database's rows, and the training workflow's own checks of its inputs against the
+        data read (split seed, a split that leaves structures to train on, elements, template)."""
         settings, template = self._prepare_pacemaker_input()
-        directory = self._output_directory()  # everything that can be checked is checked before the import
+        directory = self._output_directory()
         code = self._code()
-        training_set = self._read_data_from_db()
+        pending = self._read_data_from_db()
+        self._check_inputs(self._workflow_inputs(pending.preview(), settings, template, code))
+        training_set = self._store(pending)
         node = self._execute_training(training_set, settings, template, code)
         return self._find_output_potential(node, directory)
 
@@ -57,12 +67,13 @@ class PacemakerTrainer:
         return orm.Dict(settings), template
 
     def _read_data_from_db(self):
-        """Import the ASE database (deduplicated by content hash) as a ``TrainingSetData``."""
-        from aiida_mlip_autopipe.importers.ase_db import import_ase_db
+        """Read and check the ASE database, storing nothing yet (``.store()`` imports it, deduplicated by content
+        hash, as a ``TrainingSetData``)."""
+        from aiida_mlip_autopipe.importers.ase_db import read_ase_db_file
         from aiida_mlip_autopipe.importers.source_file import DatasetImportError
 
         try:
-            return import_ase_db(
+            return read_ase_db_file(
                 self.config.data_source_db,
                 selection=self.config.selection,
                 on_missing_forces=self.config.on_missing_forces,
@@ -71,12 +82,45 @@ class PacemakerTrainer:
         except DatasetImportError as exception:
             raise TrainingError(f'cannot import the training data: {exception}') from exception
 
+    @staticmethod
+    def _store(pending):
+        from aiida_mlip_autopipe.importers.source_file import DatasetImportError
+
+        try:
+            return pending.store()
+        except DatasetImportError as exception:
+            raise TrainingError(f'cannot import the training data: {exception}') from exception
+
+    @staticmethod
+    def _check_inputs(inputs: dict) -> None:
+        """The training workflow's validation of ``inputs`` (the data may be unstored): a ``TrainingError``."""
+        from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+        problem = PacemakerTrainingWorkChain.spec().inputs.validate(inputs)
+        if problem is not None:
+            message = ' '.join(problem.message.split())
+            raise TrainingError(f'the training inputs are refused (nothing was imported): {message}')
+
     def _execute_training(self, training_set, settings, template, code):
         """Run the ``PacemakerTrainingWorkChain``; raise ``TrainingError`` unless it finished ok."""
-        from aiida import orm
         from aiida.engine import run_get_node
 
         from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+        inputs = self._workflow_inputs(training_set, settings, template, code)
+        _, node = run_get_node(PacemakerTrainingWorkChain, **inputs)
+        if not node.is_finished_ok:
+            raise TrainingError(
+                f'PacemakerTrainingWorkChain<{node.pk}> failed [{node.exit_status}]: {node.exit_message}',
+                exit_status=node.exit_status,
+                log_tail=self._log_tail(node),
+                process=node,
+            )
+        return node
+
+    def _workflow_inputs(self, training_set, settings, template, code) -> dict:
+        """The ``PacemakerTrainingWorkChain`` inputs of this configuration (nodes not stored yet)."""
+        from aiida import orm
 
         options = {'resources': {'num_machines': 1}}  # threads: num_threads, else the computer's default
         if self.config.num_threads:
@@ -96,23 +140,24 @@ class PacemakerTrainer:
         }
         if template is not None:
             inputs['base'] = {'pacemaker': {'template': template}}
-        _, node = run_get_node(PacemakerTrainingWorkChain, **inputs)
-        if not node.is_finished_ok:
-            raise TrainingError(
-                f'PacemakerTrainingWorkChain<{node.pk}> failed [{node.exit_status}]: {node.exit_message}',
-                exit_status=node.exit_status,
-                log_tail=self._log_tail(node),
-                process=node,
-            )
-        return node
+        return inputs
 
     def _find_output_potential(self, node, directory: pathlib.Path) -> pathlib.Path:
-        """Export the ``.yace`` potential of the finished workflow into ``output_dir``."""
+        """Export the ``.yace`` potential of the finished workflow into ``output_dir`` (never through a symbolic
+        link, an existing file only with ``overwrite``, atomically)."""
+        from aiida_mlip_autopipe.potentials.export import ExportError, write_files
+
         potential = node.outputs.potential
         elements = ''.join(potential.base.attributes.get('elements', []))
         name = self.config.potential_filename or f'{elements or "potential"}_{potential.pk}.yace'
-        path = directory / name
-        path.write_bytes(potential.get_content(mode='rb'))
+        try:
+            (path,) = write_files(directory, {name: potential.get_content(mode='rb')}, self.overwrite, OVERWRITE_HINT)
+        except ExportError as exception:
+            raise TrainingError(
+                f'the potential {potential.filename}<{potential.pk}> was trained but not written: {exception} '
+                f'(`mlip-autopipe export {potential.pk} -o DIR` writes it)',
+                process=node,
+            ) from exception
         return path
 
     # -- helpers --------------------------------------------------------------------------------------------
@@ -125,6 +170,12 @@ class PacemakerTrainer:
         target = directory / self.config.potential_filename if self.config.potential_filename else None
         if target is not None and target.is_dir():
             raise TrainingError(f'potential_filename {target} is a directory: give a file name')
+        if target is not None:
+            from aiida_mlip_autopipe.potentials.export import target_problem
+
+            problem = target_problem(target, self.overwrite, OVERWRITE_HINT)
+            if problem:
+                raise TrainingError(f'potential_filename: {problem}')
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exception:

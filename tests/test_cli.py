@@ -262,3 +262,88 @@ def test_train_from_a_config_file(pacemaker_executable, session_localhost, tmp_p
     result = CliRunner().invoke(cli, ['train', str(config)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / 'out' / 'cli.yace').is_file() and 'cli.yace' in result.output
+
+
+# -- issue 20: export never clobbers nor follows links; an empty training split is one line -----------------------
+
+
+def test_write_files_refuses_existing_files_links_and_directories(tmp_path):
+    """Every target is checked before the first is written; a link is replaced (with overwrite), never followed."""
+    from aiida_mlip_autopipe.potentials.export import ExportError, write_files
+
+    outside = tmp_path / 'outside.txt'
+    outside.write_text('outside')
+    directory = tmp_path / 'out'
+    directory.mkdir()
+    (directory / 'mine.txt').write_text('mine')
+    (directory / 'link.txt').symlink_to(outside)
+    (directory / 'adir').mkdir()
+    with pytest.raises(ExportError, match=r'mine.txt exists: not replaced \(--force replaces it\)'):
+        write_files(directory, {'new.txt': b'new', 'mine.txt': b'x'})
+    assert not (directory / 'new.txt').exists()  # nothing written: the check comes first
+    with pytest.raises(ExportError, match=r'link.txt is a symbolic link \(to .*outside.txt\): not written through'):
+        write_files(directory, {'link.txt': b'x'})
+    with pytest.raises(ExportError, match='adir is a directory: not replaced'):
+        write_files(directory, {'adir': b'x'}, overwrite=True)
+    with pytest.raises(ExportError, match='not a plain file name'):
+        write_files(directory, {'../escape.txt': b'x'})
+    written = write_files(directory, {'mine.txt': b'new mine', 'link.txt': b'new link', 'fresh.txt': b'f'}, True)
+    assert [path.name for path in written] == ['mine.txt', 'link.txt', 'fresh.txt']
+    assert (directory / 'mine.txt').read_bytes() == b'new mine'
+    assert not (directory / 'link.txt').is_symlink() and (directory / 'link.txt').read_bytes() == b'new link'
+    assert outside.read_text() == 'outside'
+    assert sorted(path.name for path in directory.iterdir()) == ['adir', 'fresh.txt', 'link.txt', 'mine.txt']
+
+
+def test_export_never_replaces_a_file_nor_writes_through_a_link(tiny_fit, tmp_path):
+    potential = tiny_fit.outputs.potential
+    directory = tmp_path / 'exported'
+    directory.mkdir()
+    (directory / 'lammps.in').write_text('my own lammps input\n')
+    outside = tmp_path / 'outside.yace'
+    outside.write_text('not yours')
+    stem = f'AlCu_{potential.pk}'
+    (directory / f'{stem}.yace').symlink_to(outside)
+    arguments = ['export', str(potential.pk), '-o', str(directory)]
+    result = CliRunner().invoke(cli, arguments)
+    assert one_line(result) and 'lammps.in exists: not replaced (--force replaces it)' in result.output, result.output
+    assert 'is a symbolic link' in result.output
+    assert sorted(path.name for path in directory.iterdir()) == [f'{stem}.yace', 'lammps.in']  # nothing written
+    assert (directory / 'lammps.in').read_text() == 'my own lammps input\n' and outside.read_text() == 'not yours'
+    result = CliRunner().invoke(cli, [*arguments, '--force'])
+    assert result.exit_code == 0, result.output
+    assert outside.read_text() == 'not yours' and not (directory / f'{stem}.yace').is_symlink()
+    assert (directory / f'{stem}.yace').read_bytes() == potential.get_content(mode='rb')
+    assert 'pair_style pace' in (directory / 'lammps.in').read_text()
+    assert not [path for path in directory.iterdir() if path.name.endswith('.tmp')]  # no temporary file left
+
+
+def test_a_split_with_no_training_structure_is_one_line(fake_code, tmp_path):
+    """`train --protocol` and `train CONFIG`: test_fraction 0.95 on five structures, one line, nothing stored."""
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+
+    data = TrainingSetData.from_atoms(emt_structures(5, seed=50)).store()
+    overrides = tmp_path / 'overrides.yaml'
+    overrides.write_text(yaml.safe_dump({'min_structures': 1, 'test_fraction': 0.95}))
+    before = orm.QueryBuilder().append(orm.Node).count()
+    arguments = ['train', '--protocol', 'fast', '-X', str(fake_code.pk), '-S', str(data.pk)]
+    result = CliRunner().invoke(cli, [*arguments, '--overrides', str(overrides)])
+    assert one_line(result) and 'test_fraction=0.95 leaves no training structure' in result.output, result.output
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+    database = tmp_path / 'five.db'
+    with connect(database) as db:
+        for atoms in data.get_atoms():
+            db.write(atoms)
+    config = tmp_path / 'train.yaml'
+    values = {
+        'pacemaker_executable': '/bin/true',
+        'data_source_db': str(database),
+        'min_structures': 1,
+        'test_fraction': 0.95,
+        'computer': fake_code.computer.label,
+        'num_threads': 1,
+        'output_dir': str(tmp_path / 'out'),
+    }
+    config.write_text(yaml.safe_dump(values))
+    result = CliRunner().invoke(cli, ['train', str(config)])
+    assert one_line(result) and 'test_fraction=0.95 leaves no training structure' in result.output, result.output

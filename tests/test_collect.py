@@ -10,7 +10,7 @@ from ase.calculators.emt import EMT
 from ase.units import GPa
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetError
-from aiida_mlip_autopipe.importers.pw import collect_from_pw, collect_structures
+from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw, collect_structures
 
 
 def emt_labelled(scale: float, seed: int):
@@ -20,7 +20,7 @@ def emt_labelled(scale: float, seed: int):
     return atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
 
 
-def make_pw_calculation(computer, atoms, energy, forces, stress_ase, finished=True):
+def make_pw_calculation(computer, atoms, energy, forces, stress_ase, finished=True, caller=None):
     """A finished ``PwCalculation`` node as aiida-quantumespresso leaves it (built by hand, as its tests do).
 
     QE reports stress in GPa with the opposite sign of ASE's (positive under compression).
@@ -30,6 +30,8 @@ def make_pw_calculation(computer, atoms, energy, forces, stress_ase, finished=Tr
     node.set_option('resources', {'num_machines': 1})
     structure = orm.StructureData(ase=atoms).store()
     node.base.links.add_incoming(structure, LinkType.INPUT_CALC, 'structure')
+    if caller is not None:
+        node.base.links.add_incoming(caller, LinkType.CALL_CALC, 'pw')
     node.store()
     parameters = orm.Dict({'energy': energy, 'energy_units': 'eV', 'wall_time_seconds': 1.0})
     trajectory = orm.TrajectoryData()
@@ -122,3 +124,33 @@ def test_generic_structure_energy_forces(aiida_profile):
     bad.set_array('forces', np.full((4, 3), np.nan))
     with pytest.raises(TrainingSetError, match='forces contain NaN'):
         collect_structures([{**entry, 'forces': bad}])
+
+
+def finished_process(node_class, process_type: str, label: str):
+    node = node_class(process_type=process_type)
+    node.set_process_label(label)
+    node.set_process_state(ProcessState.FINISHED)
+    node.set_exit_status(0)
+    return node.store()
+
+
+def test_processes_that_are_not_pw_results_are_named(session_localhost):
+    """Issue 20: another plugin's calculation, or a workflow that never ran pw.x, is named as unsupported (the
+    training workflow's exit 304), not reported as a failed DFT calculation; a workflow around PW is collected."""
+    other = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:core.arithmetic.add')
+    other.set_process_label('ArithmeticAddCalculation')
+    other.set_process_state(ProcessState.FINISHED)
+    other.set_exit_status(0)
+    other.store()
+    workflow = finished_process(orm.WorkflowNode, 'aiida.workflows:core.arithmetic.multiply_add', 'MultiplyAdd')
+    wrapper = finished_process(orm.WorkflowNode, 'aiida.workflows:custom.relax', 'MyRelaxWorkChain')
+    wrapped = make_pw_calculation(session_localhost, *emt_labelled(1.0, seed=5), caller=wrapper)
+    pw = make_pw_calculation(session_localhost, *emt_labelled(1.01, seed=6))
+    with pytest.raises(CollectionError) as info:
+        collect_from_pw([pw, other, workflow, wrapper])
+    assert info.value.kind == 'unsupported' and info.value.pks == [other.pk, workflow.pk]
+    assert str(info.value) == (
+        f'not PwCalculation / PwBaseWorkChain results: ArithmeticAddCalculation<{other.pk}>, MultiplyAdd<{workflow.pk}>'
+    )
+    collected = collect_from_pw([pw, wrapper])
+    assert len(collected) == 2 and wrapped.is_finished_ok

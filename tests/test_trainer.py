@@ -142,3 +142,74 @@ def test_failed_run_raises_training_error_with_the_log_tail(
     assert '[410 ERROR_PACEMAKER_FAILED] pacemaker exited with status 1' in str(error)
     assert 'RuntimeError: simulated pacemaker failure' in error.log_tail
     assert not list(pathlib.Path(tmp_path / 'potentials').glob('*.yace'))
+
+
+# -- issue 20: the workflow's own checks before the import; the potential file is never clobbered ------------------
+
+
+@pytest.fixture(scope='module')
+def five_structures(tmp_path_factory):
+    path = tmp_path_factory.mktemp('trainer-five') / 'five.db'
+    with connect(path) as db:
+        for atoms in emt_structures(5, seed=32):
+            db.write(atoms)
+    return path
+
+
+def node_count() -> int:
+    from aiida import orm
+
+    return orm.QueryBuilder().append(orm.Node).count()
+
+
+@pytest.mark.parametrize(
+    ('extra', 'message'),
+    [
+        ({'split_seed': -1}, 'split_seed=-1 must lie in [0, 2**32)'),
+        (
+            {'settings': {**TINY_SETTINGS, 'potential': {'elements': ['Cu', 'Ni']}}},
+            "potential.elements=['Cu', 'Ni'] does not match the elements of the data ['Al', 'Cu']",
+        ),
+        ({'test_fraction': 0.95}, 'test_fraction=0.95 leaves no training structure: 5 of the 5 distinct'),
+        ({'template': "{% include 'base.yaml.j2' %}\n"}, 'the input.yaml template uses {% include %} (line 1)'),
+    ],
+    ids=['split-seed', 'elements', 'empty-training-split', 'include'],
+)
+def test_what_the_workflow_would_refuse_fails_before_the_import(
+    pacemaker_executable, five_structures, tmp_path, session_localhost, extra, message
+):
+    """A ``TrainingError`` in one line, and not one node stored (the file, the import, the data)."""
+    import re
+
+    extra = dict(extra)
+    if 'template' in extra:
+        template = tmp_path / 'input.yaml.j2'
+        template.write_text(extra.pop('template'))
+        extra['template_file'] = template
+    trainer = PacemakerTrainer(config(pacemaker_executable, five_structures, tmp_path, min_structures=1, **extra))
+    trainer._code()  # the code node is created once per executable; count what the training would store
+    before = node_count()
+    with pytest.raises(TrainingError, match=re.escape(message)) as info:
+        trainer.train()
+    assert '\n' not in str(info.value) and 'nothing was imported' in str(info.value)
+    assert node_count() == before
+
+
+def test_an_existing_potential_file_or_link_is_not_replaced(
+    pacemaker_executable, five_structures, tmp_path, session_localhost
+):
+    """Without ``overwrite=True`` an existing file of the potential's name stops the training before any work; a
+    symbolic link is never written through."""
+    directory = tmp_path / 'potentials'
+    directory.mkdir()
+    (directory / 'mine.yace').write_text('the user file')
+    outside = tmp_path / 'outside.txt'
+    outside.write_text('outside')
+    (directory / 'link.yace').symlink_to(outside)
+    before = node_count()
+    for name, expected in (('mine.yace', 'exists: not replaced'), ('link.yace', 'is a symbolic link')):
+        trainer = PacemakerTrainer(config(pacemaker_executable, five_structures, tmp_path, potential_filename=name))
+        with pytest.raises(TrainingError, match=f'potential_filename: .*{name} {expected}.*overwrite=True'):
+            trainer.train()
+    assert node_count() == before
+    assert (directory / 'mine.yace').read_text() == 'the user file' and outside.read_text() == 'outside'

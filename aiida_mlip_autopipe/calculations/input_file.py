@@ -61,6 +61,9 @@ def yaml_key(key: Any) -> str:
     return key
 
 
+_OTHER_TEMPLATES = (jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends)
+
+
 def _strict(function):
     """Wrap a filter so that an undefined variable raises Jinja2's ``UndefinedError`` (naming it)."""
 
@@ -90,7 +93,12 @@ def render_input(document: dict[str, Any], template: str | None = None) -> str:
     environment.filters['yaml'] = _strict(yaml_value)
     environment.filters['key'] = _strict(yaml_key)
     try:
-        compiled = environment.from_string(template if template is not None else default_template())
+        source = template if template is not None else default_template()
+        # a template is one self-contained file: there is nothing to include, import or extend (no loader)
+        for node in environment.parse(source).find_all(_OTHER_TEMPLATES):
+            tag = type(node).__name__.lower().replace('fromimport', 'from ... import')
+            raise InputFileError(f'the input.yaml template uses {{% {tag} %}} (line {node.lineno}): give one file')
+        compiled = environment.from_string(source)
         return compiled.render(plugin_version=__version__, **document)
     except jinja2.UndefinedError as exception:
         raise InputFileError(f'the input.yaml template uses an undefined variable: {exception}') from exception

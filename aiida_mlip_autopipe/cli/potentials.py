@@ -127,11 +127,16 @@ def _loop_lines(training_set) -> list[str]:
 @POTENTIAL
 @click.option('-o', '--output', type=click.Path(path_type=pathlib.Path), required=True, help='A directory.')
 @click.option('--species', default=None, help='LAMMPS atom types in order, e.g. "Cu Al" (default: its elements).')
+@click.option('-f', '--force', is_flag=True, help='Replace files (or links) of the same names in the directory.')
 @decorators.with_dbenv()
 @one_line_errors
-def export_command(potential, output, species):
-    """Write a POTENTIAL for use elsewhere: .yace, .yaml, .asi (if built), LAMMPS lines, metrics and lineage."""
+def export_command(potential, output, species, force):
+    """Write a POTENTIAL for use elsewhere: .yace, .yaml, .asi (if built), LAMMPS lines, metrics and lineage.
+
+    Existing files are not replaced without --force, nothing is written through a symbolic link, and each file is
+    written to a temporary name and renamed into place."""
     from aiida_mlip_autopipe.potentials.calculator import b_basis_of
+    from aiida_mlip_autopipe.potentials.export import write_files
     from aiida_mlip_autopipe.potentials.lammps import lammps_commands
     from aiida_mlip_autopipe.potentials.lineage import active_set_of, potential_lineage
 
@@ -140,14 +145,13 @@ def export_command(potential, output, species):
     yace = lineage.calculation.outputs.potential
     basis = b_basis_of(yace)
     stem = f'{"".join(yace.base.attributes.get("elements", [])) or "potential"}_{yace.pk}'
-    written = {f'{stem}.yace': yace, f'{stem}.yaml': basis}
+    nodes = {f'{stem}.yace': yace, f'{stem}.yaml': basis}
     active_set = active_set_of(basis)
     if active_set is not None:
-        written[f'{stem}.asi'] = active_set
-    for name, node in written.items():
-        (directory / name).write_bytes(node.get_content(mode='rb'))
+        nodes[f'{stem}.asi'] = active_set
+    files = {name: node.get_content(mode='rb') for name, node in nodes.items()}
     lines = lammps_commands(yace, f'{stem}.yace', species.split() if species else None)
-    (directory / 'lammps.in').write_text('\n'.join(lines) + '\n')
+    files['lammps.in'] = ('\n'.join(lines) + '\n').encode()
     summary = {
         'potential': {'pk': yace.pk, 'uuid': yace.uuid, 'file': f'{stem}.yace'},
         'metrics': lineage.calculation.outputs.metrics.get_dict(),
@@ -162,9 +166,9 @@ def export_command(potential, output, species):
             'initial_potential': lineage.initial_potential.uuid if lineage.initial_potential is not None else None,
         },
     }
-    (directory / f'{stem}.json').write_text(json.dumps(summary, indent=1, default=str))
-    for name in [*written, 'lammps.in', f'{stem}.json']:
-        echo.echo(str(directory / name))
+    files[f'{stem}.json'] = json.dumps(summary, indent=1, default=str).encode()
+    for path in write_files(directory, files, overwrite=force):  # all checked before the first is written
+        echo.echo(str(path))
 
 
 @cli.command('plot')

@@ -24,7 +24,7 @@ def _load_yaml(path: pathlib.Path, what: str) -> dict:
     return document
 
 
-def _train_from_config(path: pathlib.Path) -> None:
+def _train_from_config(path: pathlib.Path, force: bool = False) -> None:
     from pydantic import ValidationError
 
     from aiida_mlip_autopipe.config import TrainingConfig, first_error_location
@@ -34,7 +34,7 @@ def _train_from_config(path: pathlib.Path) -> None:
         config = TrainingConfig.model_validate(_load_yaml(path, 'CONFIG'))
     except ValidationError as exception:
         raise click.BadParameter(f'{path}: {first_error_location(exception)}', param_hint='CONFIG') from exception
-    written = PacemakerTrainer(config).train()
+    written = PacemakerTrainer(config, overwrite=force).train()
     echo.echo_success(f'potential written to {written}')
 
 
@@ -92,14 +92,15 @@ def _train_from_protocol(code, protocol, group, training_sets, overrides, daemon
     help="A YAML file merged into the protocol's inputs (e.g. settings: {fit: {maxiter: 50}}).",
 )
 @click.option('-D', '--daemon', is_flag=True, help='Submit to the daemon instead of running here (with --protocol).')
+@click.option('-f', '--force', is_flag=True, help='Replace an existing potential file in output_dir (with CONFIG).')
 @decorators.with_dbenv()
 @one_line_errors
-def train_command(config, protocol, code, group, training_sets, overrides, daemon):
+def train_command(config, protocol, code, group, training_sets, overrides, daemon, force):
     """Train a potential: from CONFIG (a YAML file of TrainingConfig's fields), or with --protocol on stored data."""
     if (config is None) == (protocol is None):
         raise click.UsageError('give either a CONFIG file or --protocol (with -X/--code and the data)')
     if config is not None:
-        _train_from_config(config)
+        _train_from_config(config, force)
         return
     if code is None:
         raise click.UsageError('--protocol needs -X/--code, the pacemaker code')

@@ -32,6 +32,18 @@ def _voigt(stress: Any) -> np.ndarray:
     return stress
 
 
+def _number(value: Any) -> tuple[float, str | None]:
+    """``value`` as a float, or why it is not a number: a boolean (``True`` is not 1 eV), a string, an array."""
+    if isinstance(value, bool | np.bool_):
+        return 0.0, f'{value!r} is a boolean, not a number'
+    if isinstance(value, str | bytes):
+        return 0.0, f'{value!r} is not a number'
+    try:
+        return float(value), None
+    except (TypeError, ValueError):
+        return 0.0, f'{value!r} is not a number'
+
+
 def _calculator_label(atoms, name: str):
     calc = atoms.calc
     if calc is None:
@@ -82,9 +94,14 @@ class TrainingSetBuilder:
             return 'it has no atoms'
         if energy is None:
             return 'it has no energy label'
-        energy = float(energy)
-        positions = np.asarray(positions, dtype=float)
-        cell = np.asarray(cell, dtype=float)
+        energy, problem = _number(energy)
+        if problem:
+            return f'its energy {problem}'
+        try:
+            positions = np.asarray(positions, dtype=float)
+            cell = np.asarray(cell, dtype=float)
+        except (TypeError, ValueError):
+            return 'its positions or cell are not numbers'
         if not np.isfinite(energy):
             return f'its energy is {energy}'
         if positions.shape != (count, 3) or not np.all(np.isfinite(positions)):
@@ -96,7 +113,10 @@ class TrainingSetBuilder:
         if problem:
             return problem
         if forces is not None:
-            forces = np.asarray(forces, dtype=float)
+            try:
+                forces = np.asarray(forces, dtype=float)
+            except (TypeError, ValueError):
+                return 'its forces are not numbers'
             if forces.shape != (count, 3):
                 return f'forces have shape {forces.shape}, expected ({count}, 3)'
             if not np.all(np.isfinite(forces)):
@@ -106,6 +126,8 @@ class TrainingSetBuilder:
                 stress = _voigt(stress)
             except TrainingSetError as exception:
                 return str(exception)
+            except (TypeError, ValueError):
+                return 'its stress is not numbers'
             if not np.all(np.isfinite(stress)):
                 return 'its stress contains NaN or infinity'
         self._numbers.append(np.asarray(numbers, dtype=np.int32))
@@ -240,6 +262,37 @@ class TrainingSetData(Data):
             else:
                 selected[key] = value[indices]
         return type(self)(arrays=selected)
+
+    def structure_keys(self) -> list[bytes]:
+        """One digest per structure over what makes it that labelled structure: atomic numbers, positions, cell,
+        periodicity, energy, forces (when it has them) and stress (when it has it); not its ``source``. Two
+        structures with equal keys are the same training example (``-0.0`` and ``0.0`` count as equal)."""
+        arrays = self.get_arrays()
+        bounds = pacemaker_io.offsets(arrays['natoms'])
+        with_stress = 'has_stress' in arrays
+        keys = []
+        for index in range(len(arrays['natoms'])):
+            atoms = slice(bounds[index], bounds[index + 1])
+            digest = hashlib.sha256()
+            has_forces = bool(arrays['has_forces'][index])
+            has_stress = with_stress and bool(arrays['has_stress'][index])
+            parts = [
+                arrays['numbers'][atoms].astype('<i4'),
+                arrays['positions'][atoms],
+                arrays['cells'][index],
+                arrays['pbc'][index].astype(np.uint8),
+                np.asarray([arrays['energy'][index], has_forces, has_stress], dtype=float),
+            ]
+            if has_forces:
+                parts.append(arrays['forces'][atoms])
+            if has_stress:
+                parts.append(arrays['stress'][index])
+            for part in parts:
+                normal = np.ascontiguousarray(part + 0 if part.dtype.kind == 'f' else part)  # -0.0 -> 0.0
+                digest.update(f'{normal.dtype.str}{normal.shape}'.encode())
+                digest.update(normal.tobytes())
+            keys.append(digest.digest())
+        return keys
 
     # -- validation and storage ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -21,14 +22,22 @@ from aiida_mlip_autopipe.data.sources import file_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.importers.source_file import (
     DatasetImportError,
+    PendingImport,
     Progress,
     build_with_policies,
     check_policies,
-    import_file,
     load_or_read,
+    read_file,
 )
 
-__all__ = ('ase_db_to_training_set', 'check_ase_db', 'import_ase_db', 'read_ase_db')
+__all__ = (
+    'ase_db_to_training_set',
+    'check_ase_db',
+    'check_selection',
+    'import_ase_db',
+    'read_ase_db',
+    'read_ase_db_file',
+)
 
 KIND = 'ase_db'
 MissingForcesPolicy = Literal['refuse', 'skip', 'keep']
@@ -65,6 +74,33 @@ def check_ase_db(path: pathlib.Path) -> str:
     raise DatasetImportError(f'{path}: neither an ASE SQLite (.db) nor an ASE JSON database')
 
 
+_KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+def check_selection(selection: str | None) -> None:
+    """Refuse a selection ASE would read as something else: ASE's parser turns ``'energy<<0'`` into the
+    comparisons ``'' > 'energy'`` and ``'' < 0`` (matching nothing, silently); every key must be a plain name
+    (or an element, which ASE turns into its atomic number)."""
+    from ase.db.core import parse_selection
+
+    if not selection:
+        return
+    shown = selection if len(selection) <= 80 else f'{selection[:77]}...'
+    try:
+        keys, comparisons = parse_selection(selection)
+    except Exception as exception:  # ASE raises ValueError, IndexError... on malformed strings
+        raise DatasetImportError(
+            f'selection {shown!r} is not an ASE query: {type(exception).__name__}: {exception}'
+        ) from exception
+    names = list(keys) + [key for key, _, _ in comparisons if not isinstance(key, int)]
+    bad = [name for name in names if not isinstance(name, str) or not _KEY.match(name)]
+    if bad:
+        raise DatasetImportError(
+            f'selection {shown!r} is not an ASE query: {str(bad[0])[:40]!r} is not a key '
+            '(write e.g. "energy<0,config_type=bulk")'
+        )
+
+
 def read_ase_db(
     path: pathlib.Path,
     sha256: str,
@@ -83,6 +119,7 @@ def read_ase_db(
 
     kind = check_ase_db(pathlib.Path(path))
     check_policies(on_missing_forces, on_invalid)
+    check_selection(selection)
 
     def rows(database):
         for row in database.select(selection or None):
@@ -107,6 +144,11 @@ def read_ase_db(
             database = connect(str(copy), type=kind)
             return build_with_policies(path, rows(database), 'row', on_missing_forces, on_invalid, progress)
         except DatasetImportError:
+            if selection and not database.count(selection):
+                raise DatasetImportError(
+                    f'{path}: no structure to import: the selection {selection!r} matches none of its '
+                    f'{database.count()} rows'
+                ) from None
             raise
         except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows
             raise DatasetImportError(
@@ -121,6 +163,18 @@ def ase_db_to_training_set(
     """Turn the stored ASE database file into a ``TrainingSetData`` (the file is this node's input)."""
     options = {'selection': selection, 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
     return load_or_read(KIND, database, read_ase_db, options)
+
+
+def read_ase_db_file(
+    path: str | pathlib.Path,
+    selection: str | None = None,
+    on_missing_forces: MissingForcesPolicy = 'refuse',
+    on_invalid: InvalidPolicy = 'refuse',
+    progress: Progress | None = None,
+) -> PendingImport:
+    """:func:`import_ase_db` up to the point where it stores: the checked data, to be stored with ``.store()``."""
+    options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    return read_file(KIND, path, read_ase_db, ase_db_to_training_set, options, progress)
 
 
 def import_ase_db(
@@ -143,5 +197,4 @@ def import_ase_db(
     :return: the stored ``TrainingSetData``; the same node again when this file was already imported with the
         same selection and policies. Counts are in its ``import_info`` attribute.
     """
-    options = {'selection': selection or '', 'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
-    return import_file(KIND, path, read_ase_db, ase_db_to_training_set, options, progress)
+    return read_ase_db_file(path, selection, on_missing_forces, on_invalid, progress).store()

@@ -34,10 +34,13 @@ __all__ = (
     'collect_pw_results',
     'collect_structure_results',
     'collect_structures',
+    'describe_nodes',
     'last_pw_calculation',
+    'non_pw_processes',
 )
 
 PW_PROCESS_TYPE = 'aiida.calculations:quantumespresso.pw'
+QE_WORKFLOW_PREFIX = 'aiida.workflows:quantumespresso.'
 #: Calculations per collecting calcfunction: aiida-core checks each new input link against the ones before it, so
 #: one calcfunction with N inputs costs O(N^2); batches of this size, then one merge, keep collection linear.
 BATCH = 50
@@ -219,6 +222,37 @@ def _last_successful_pw(nodes: list[orm.ProcessNode]) -> dict[int, orm.CalcJobNo
     return result
 
 
+def non_pw_processes(nodes: list[orm.ProcessNode]) -> list[orm.ProcessNode]:
+    """The nodes that are not DFT results this module collects: calculations other than ``PwCalculation``,
+    workflows that are not aiida-quantumespresso's and never ran one (at any depth), other nodes; in bulk."""
+    foreign = [node for node in nodes if isinstance(node, orm.CalcJobNode) and node.process_type != PW_PROCESS_TYPE]
+    # aiida-quantumespresso's workflows count even without a PW run (a failed PwBaseWorkChain is a failed PW result)
+    workflows = [
+        node
+        for node in nodes
+        if isinstance(node, orm.WorkflowNode) and not (node.process_type or '').startswith(QE_WORKFLOW_PREFIX)
+    ]
+    with_pw: set[int] = set()
+    for chunk in _chunks([node.pk for node in workflows]):
+        query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': {'in': chunk}}, project='id', tag='wf')
+        query.append(orm.CalcJobNode, with_incoming='wf', filters={'process_type': PW_PROCESS_TYPE})  # CALL_CALC
+        with_pw.update(query.distinct().all(flat=True))
+    for workflow in workflows:  # deeper nesting: walk it
+        if workflow.pk not in with_pw and any(
+            child.process_type == PW_PROCESS_TYPE for child in workflow.called_descendants
+        ):
+            with_pw.add(workflow.pk)
+    others = [node for node in nodes if not isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
+    foreign += [node for node in workflows if node.pk not in with_pw]
+    return sorted(foreign + others, key=lambda node: node.pk)
+
+
+def describe_nodes(nodes: list[orm.Node], limit: int = 10) -> str:
+    """``ArithmeticAddCalculation<12>, Int<13>``: what each node is, for a message."""
+    names = [f'{getattr(node, "process_label", None) or type(node).__name__}<{node.pk}>' for node in nodes]
+    return ', '.join(names[:limit]) + (f' and {len(names) - limit} more' if len(names) > limit else '')
+
+
 def _links(calculations: list[orm.CalcJobNode], direction: str, labels: list[str]) -> dict[int, dict[str, orm.Data]]:
     """The input (``direction='in'``) or output data of many calculations at once: ``{pk: {label: node}}``."""
     result: dict[int, dict[str, orm.Data]] = {calc.pk: {} for calc in calculations}
@@ -322,6 +356,13 @@ def collect_from_pw(
     if frames not in ('last', 'all'):
         raise ValueError(f"frames={frames!r}: use 'last' or 'all'")
     nodes = list(nodes)
+    foreign = non_pw_processes(nodes)
+    if foreign:
+        raise CollectionError(
+            f'not PwCalculation / PwBaseWorkChain results: {describe_nodes(foreign)}',
+            'unsupported',
+            [node.pk for node in foreign],
+        )
     chosen = _last_successful_pw(nodes)
     failed = [node.pk for node in nodes if node.pk not in chosen]
     calculations = [chosen[node.pk] for node in nodes if node.pk in chosen]

@@ -13,6 +13,7 @@ Every importer follows the same steps (:func:`import_file`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 from collections.abc import Callable, Iterable
@@ -24,11 +25,13 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetBuilder, TrainingSe
 
 __all__ = (
     'DatasetImportError',
+    'PendingImport',
     'build_with_policies',
     'check_policies',
     'file_sha256',
     'import_file',
     'load_or_read',
+    'read_file',
     'store_source_file',
 )
 
@@ -146,6 +149,54 @@ def find_import(kind: str, sha256: str, options: dict[str, str]) -> TrainingSetD
     return orm.QueryBuilder().append(TrainingSetData, filters=filters, project='*').first(flat=True)
 
 
+@dataclasses.dataclass
+class PendingImport:
+    """A file read and checked but not stored yet (:func:`read_file`): :meth:`preview` is the data as an unstored
+    node (to check it against settings), :meth:`store` imports it with provenance (steps 2 and 3)."""
+
+    kind: str
+    path: pathlib.Path
+    sha256: str
+    options: dict[str, str]
+    calcfunction: Callable
+    existing: TrainingSetData | None = None
+    memo: tuple[dict, dict] | None = None
+
+    def preview(self) -> TrainingSetData:
+        """The data: the earlier import of the same bytes and options, or an unstored node."""
+        return self.existing if self.existing is not None else TrainingSetData(arrays=self.memo[0])
+
+    def store(self) -> TrainingSetData:
+        """The stored ``TrainingSetData`` (the earlier import, or a new one whose lineage reaches the file)."""
+        if self.existing is not None:
+            return self.existing
+        key = (self.kind, self.sha256, tuple(sorted(self.options.items())))
+        _MEMO[key] = self.memo
+        try:
+            source = store_source_file(self.path, self.sha256)
+            return self.calcfunction(source, **{name: orm.Str(value) for name, value in self.options.items()})
+        finally:
+            _MEMO.pop(key, None)
+
+
+def read_file(
+    kind: str,
+    path: str | pathlib.Path,
+    reader: Reader,
+    calcfunction: Callable,
+    options: dict[str, str],
+    progress: Progress | None = None,
+) -> PendingImport:
+    """Check and read ``path`` (step 1), storing nothing; an earlier import of it is found, not read again."""
+    path = check_readable(pathlib.Path(path))
+    sha256 = file_sha256(path)
+    pending = PendingImport(kind, path, sha256, dict(options), calcfunction)
+    pending.existing = find_import(kind, sha256, options)
+    if pending.existing is None:
+        pending.memo = reader(path, sha256, progress=progress, **options)
+    return pending
+
+
 def import_file(
     kind: str,
     path: str | pathlib.Path,
@@ -157,18 +208,7 @@ def import_file(
     """Import ``path`` with ``reader`` (checks and reads) and ``calcfunction`` (provenance); see the module doc.
 
     ``progress`` is called with the number of rows / frames read so far."""
-    path = check_readable(pathlib.Path(path))
-    sha256 = file_sha256(path)
-    existing = find_import(kind, sha256, options)
-    if existing is not None:
-        return existing
-    key = (kind, sha256, tuple(sorted(options.items())))
-    _MEMO[key] = reader(path, sha256, progress=progress, **options)
-    try:
-        source = store_source_file(path, sha256)
-        return calcfunction(source, **{name: orm.Str(value) for name, value in options.items()})
-    finally:
-        _MEMO.pop(key, None)
+    return read_file(kind, path, reader, calcfunction, options, progress).store()
 
 
 def load_or_read(kind: str, source: orm.SinglefileData, reader: Reader, options: dict[str, Any]) -> TrainingSetData:

@@ -28,33 +28,103 @@ from aiida_mlip_autopipe.calculations.pacemaker import (
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw
+from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw, describe_nodes, non_pw_processes
 from aiida_mlip_autopipe.potentials.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
 from aiida_mlip_autopipe.workflows.protocols import ProtocolMixin
 
-__all__ = ('PacemakerTrainingWorkChain', 'assemble_training_data', 'query_filters', 'split_indices')
+__all__ = (
+    'PacemakerTrainingWorkChain',
+    'assemble_training_data',
+    'merge_plan',
+    'query_filters',
+    'split_indices',
+)
 
 SOURCES = ('group', 'filters', 'training_sets')
+
+
+def test_count(count: int, test_fraction: float) -> int:
+    """How many of ``count`` structures the split holds out (at least one when ``test_fraction > 0``)."""
+    count_test = round(test_fraction * count)
+    if test_fraction > 0 and count_test == 0 and count > 1:
+        count_test = 1
+    return count_test
+
+
+def split_problem(count: int, test_fraction: float) -> str | None:
+    """Why splitting ``count`` structures with ``test_fraction`` leaves no training structure, or ``None``."""
+    held_out = test_count(count, test_fraction)
+    if count and held_out < count:
+        return None
+    return (
+        f'test_fraction={test_fraction} leaves no training structure: {held_out} of the {count} distinct '
+        'structure(s) would be held out for testing; lower test_fraction or give more data'
+    )
 
 
 def split_indices(count: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Return reproducible ``(train, test)`` index arrays (sorted) for ``count`` structures."""
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f'test_fraction={test_fraction} must lie in [0, 1)')
-    count_test = round(test_fraction * count)
-    if test_fraction > 0 and count_test == 0 and count > 1:
-        count_test = 1
+    problem = split_problem(count, test_fraction)
+    if problem:
+        raise ValueError(problem)
+    count_test = test_count(count, test_fraction)
     permutation = np.random.default_rng(seed).permutation(count)
     return np.sort(permutation[count_test:]), np.sort(permutation[:count_test])
 
 
+def merge_plan(sets: list[TrainingSetData], test_set: TrainingSetData | None = None) -> tuple[list[int], dict]:
+    """Which structures of ``sets`` (concatenated in order) to train on: each distinct structure (geometry and
+    labels, :meth:`TrainingSetData.structure_keys`) once, at its first occurrence, and none that a fixed
+    ``test_set`` holds; with the counts (``merge_info``) recorded on the merged training set."""
+    held_out = set(test_set.structure_keys()) if test_set is not None else set()
+    seen: set[bytes] = set()
+    keep, duplicates, in_test_set, offset = [], 0, 0, 0
+    for node in sets:
+        for index, key in enumerate(node.structure_keys()):
+            if key in seen:
+                duplicates += 1
+            elif key in held_out:
+                in_test_set += 1
+                seen.add(key)
+            else:
+                seen.add(key)
+                keep.append(offset + index)
+        offset += len(node)
+    info = {
+        'structures_given': offset,
+        'duplicates_dropped': duplicates,
+        'in_test_set_dropped': in_test_set,
+        'structures': len(keep),
+    }
+    return keep, info
+
+
+def merge_summary(info: dict) -> str:
+    """``merged 12 structures: 2 duplicate(s) dropped, ...`` for reports and messages."""
+    text = f'merged {info["structures_given"]} structures: {info["duplicates_dropped"]} duplicate(s) dropped'
+    if info['in_test_set_dropped']:
+        text += f', {info["in_test_set_dropped"]} also in the fixed test_set dropped'
+    return f'{text}; {info["structures"]} distinct structures to split'
+
+
 @calcfunction
-def assemble_training_data(test_fraction: orm.Float, seed: orm.Int, **training_sets: TrainingSetData) -> dict:
-    """Merge ``training_sets`` (in label order) and split them reproducibly into training and test sets."""
-    merged = TrainingSetData.concatenate([training_sets[label] for label in sorted(training_sets)])
+def assemble_training_data(
+    test_fraction: orm.Float, seed: orm.Int, fixed_test_set: TrainingSetData | None = None, **training_sets
+) -> dict:
+    """Merge ``training_sets`` (in label order) with every distinct structure once, leave out those of a
+    ``fixed_test_set``, and split the rest reproducibly into training and test sets. The training set records the
+    counts in its ``merge_info`` attribute."""
+    sets = [training_sets[label] for label in sorted(training_sets)]
+    keep, info = merge_plan(sets, fixed_test_set)
+    merged = TrainingSetData.concatenate(sets)
+    if len(keep) != len(merged):
+        merged = merged.select(keep)
     train, test = split_indices(len(merged), test_fraction.value, seed.value)
     result = {'training_set': merged.select(train)}
+    result['training_set'].base.attributes.set('merge_info', info)
     if len(test):
         result['test_set'] = merged.select(test)
     return result
@@ -118,19 +188,43 @@ def training_settings(settings: dict, delta_learning: bool) -> tuple[dict, list[
     return settings, notes
 
 
-def source_elements(inputs) -> list[str] | None:
-    """The elements of the data the inputs point at, found without storing anything (``None``: not known yet)."""
+def find_by_filters(filters: dict) -> list[TrainingSetData]:
+    """The ``TrainingSetData`` nodes that nested QueryBuilder ``filters`` match (by pk); a ``ValueError`` in one
+    line for filters QueryBuilder cannot run (``{'id': {'in': 5}}``)."""
+    dotted = query_filters(filters)
+    try:
+        query = orm.QueryBuilder().append(TrainingSetData, filters=dotted)
+        return sorted(query.all(flat=True), key=lambda node: node.pk)
+    except (TypeError, ValueError, KeyError, NotImplementedError) as exception:  # raised building the query
+        reason = ' '.join(str(exception).split('\n')[0].split())[:200]
+        raise ValueError(
+            f'filters={filters}: not a query QueryBuilder can run ({type(exception).__name__}: {reason})'
+        ) from exception
+
+
+def source_nodes(inputs) -> list[TrainingSetData] | None:
+    """The data the inputs point at, found without storing anything (``None``: a group, not known yet)."""
     if inputs.get('training_sets'):
-        nodes = inputs['training_sets'].values()
-    elif inputs.get('filters'):
-        query = orm.QueryBuilder().append(TrainingSetData, filters=query_filters(inputs['filters'].get_dict()))
-        nodes = query.all(flat=True)
-    else:
-        return None  # a group (possibly of DFT calculations): checked once its data is collected
-    elements = set()
-    for node in nodes:
-        elements |= set(node.base.attributes.get('elements', []))
-    return sorted(elements) or None
+        return [inputs['training_sets'][label] for label in sorted(inputs['training_sets'])]
+    if inputs.get('filters'):
+        return find_by_filters(inputs['filters'].get_dict())
+    return None  # a group (possibly of DFT calculations): checked once its data is collected
+
+
+def data_split_problem(inputs, sets: list[TrainingSetData]) -> tuple[str | None, dict]:
+    """Why the distinct structures of ``sets`` leave nothing to train on (the split, or a fixed ``test_set`` that
+    holds them all), and the merge counts."""
+    test_set = inputs.get('test_set')
+    _, info = merge_plan(sets, test_set)
+    if test_set is not None:
+        if not info['structures']:
+            return f'every structure of the data is also in the fixed test_set ({merge_summary(info)})', info
+        return None, info
+    fraction = inputs['test_fraction'].value if 'test_fraction' in inputs else DEFAULT_TEST_FRACTION
+    problem = split_problem(info['structures'], fraction)
+    if problem and info['duplicates_dropped']:
+        problem += f' ({merge_summary(info)})'
+    return problem, info
 
 
 def calculation_inputs(inputs) -> dict:
@@ -196,10 +290,17 @@ def validate_inputs(inputs, _) -> str | None:
     message = threads_unknown(calculation) or validate_calc_job(calculation, PacemakerCalculation.spec().inputs)
     if message or not inputs.get('code'):
         return message
-    elements = source_elements(inputs)
-    if elements is None:
-        return None
-    return data_settings_problem(inputs, elements)
+    try:
+        sets = source_nodes(inputs)
+    except ValueError as exception:
+        return str(exception)
+    if not sets:
+        return None  # a group, or filters that match nothing: the workflow's exit codes say so
+    problem, _ = data_split_problem(inputs, sets)
+    if problem:
+        return problem
+    elements = sorted({element for node in sets for element in node.base.attributes.get('elements', [])})
+    return data_settings_problem(inputs, elements) if elements else None
 
 
 # the base workflow's exit code -> the training workflow's (both own their numbers)
@@ -459,6 +560,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(305, 'ERROR_FAILED_DFT', message='{message}')
         spec.exit_code(306, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
         spec.exit_code(307, 'ERROR_SETTINGS_DO_NOT_FIT_DATA', message='the settings do not fit the data: {message}')
+        spec.exit_code(308, 'ERROR_NO_TRAINING_STRUCTURE', message='nothing to train on: {message}')
         spec.exit_code(
             410,
             'ERROR_UNRECOVERABLE_FAILURE',
@@ -488,12 +590,10 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
                 return self.exit_codes.ERROR_NO_DATA.format(source=f'no group labelled {label!r}')
             nodes = sorted(group.nodes, key=lambda node: node.pk)
             sets = [node for node in nodes if isinstance(node, TrainingSetData)]
-            calculations = [node for node in nodes if isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
-            others = {type(node).__name__ for node in nodes if not isinstance(node, TrainingSetData)} - {
-                type(node).__name__ for node in calculations
-            }
+            calculations = [node for node in nodes if not isinstance(node, TrainingSetData)]
+            others = non_pw_processes(calculations)  # other data, other calculations, workflows without PW runs
             if others:
-                return self.exit_codes.ERROR_UNSUPPORTED_NODES.format(types=', '.join(sorted(others)))
+                return self.exit_codes.ERROR_UNSUPPORTED_NODES.format(types=describe_nodes(others))
             if calculations:
                 try:
                     collected = collect_from_pw(
@@ -514,9 +614,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
                 sets.append(collected)
             source = f'group {label!r}'
         elif 'filters' in self.inputs:
-            filters = query_filters(self.inputs.filters.get_dict())
-            query = orm.QueryBuilder().append(TrainingSetData, filters=filters, tag='set')
-            sets = sorted(query.all(flat=True), key=lambda node: node.pk)
+            sets = find_by_filters(self.inputs.filters.get_dict())  # the validator has run them once already
             source = f'filters {self.inputs.filters.get_dict()}'
         else:
             sets = [self.inputs.training_sets[label] for label in sorted(self.inputs.training_sets)]
@@ -527,16 +625,25 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         self.report(f'{source}: {len(sets)} TrainingSetData node(s): {", ".join(str(s.pk) for s in sets)}')
 
     def check_data(self):
-        """The seed's invariants: at least ``min_structures`` structures, forces on every one."""
-        count = sum(len(node) for node in self.ctx.sets)
+        """The seed's invariants: at least ``min_structures`` distinct structures, forces on every one, a split
+        that leaves structures to train on."""
+        problem, info = data_split_problem(self.inputs, self.ctx.sets)
+        count = info['structures']
+        if info['duplicates_dropped'] or info['in_test_set_dropped']:
+            self.report(merge_summary(info))
         minimum = self.inputs.min_structures.value
         if count < minimum:
+            dropped = info['structures_given'] - count
             return self.exit_codes.ERROR_TOO_FEW_STRUCTURES.format(
-                count=count, nodes=len(self.ctx.sets), minimum=minimum
+                count=f'{count} distinct ({dropped} duplicate or test_set structures dropped)' if dropped else count,
+                nodes=len(self.ctx.sets),
+                minimum=minimum,
             )
         missing = sum(node.base.attributes.get('num_structures_without_forces', 0) for node in self.ctx.sets)
         if missing:
-            return self.exit_codes.ERROR_MISSING_FORCES.format(missing=missing, count=count)
+            return self.exit_codes.ERROR_MISSING_FORCES.format(missing=missing, count=info['structures_given'])
+        if problem:  # the validator has refused it for explicit data and queries; a group's data is known only now
+            return self.exit_codes.ERROR_NO_TRAINING_STRUCTURE.format(message=problem)
         if 'group' not in self.inputs:
             return None  # the validator has checked the settings against explicit data and queries already
         # the validator's settings check, for data it could not see (a group): before anything is merged or fitted
@@ -549,6 +656,8 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         """Merge the resolved nodes and split them (a calcfunction: the used nodes become its inputs)."""
         sets = {f'set_{index:05d}': node for index, node in enumerate(self.ctx.sets)}
         fraction = orm.Float(0.0) if 'test_set' in self.inputs else self.inputs.test_fraction
+        if 'test_set' in self.inputs:
+            sets['fixed_test_set'] = self.inputs.test_set
         result = assemble_training_data(test_fraction=fraction, seed=self.inputs.split_seed, **sets)
         self.ctx.training_set = result['training_set']
         self.ctx.test_set = result.get('test_set', self.inputs.get('test_set'))

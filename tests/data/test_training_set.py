@@ -90,6 +90,11 @@ def test_missing_forces_are_recorded_not_invented():
         ),
         (lambda: [labelled(calc=False, energy=None)], 'structure 0 \\(Cu2\\): it has no energy label'),
         (lambda: [Atoms()], 'it has no atoms'),
+        # issue 20: a boolean is not 1 eV; a string names the structure instead of a bare float() error
+        (lambda: [labelled(), labelled(calc=False, energy=True)], r'structure 1 \(Cu2\): its energy True is a boolean'),
+        (lambda: [labelled(calc=False, energy='abc')], r"structure 0 \(Cu2\): its energy 'abc' is not a number"),
+        (lambda: [labelled(calc=False, energy=[1.0, 2.0])], r'structure 0 \(Cu2\): its energy \[1.0, 2.0\] is not'),
+        (lambda: [labelled(calc=False, forces=[['a', 0, 0], [0, 0, 0]])], r'structure 0 \(Cu2\): its forces are not'),
     ],
 )
 def test_bad_labels_are_refused(make, message):

@@ -1,5 +1,6 @@
 """ASE database and extxyz import: counts, row ids, selection, dedup, policies, refusals with nothing stored."""
 
+import re
 import sqlite3
 
 import numpy as np
@@ -137,11 +138,46 @@ def test_bad_files_are_refused_before_anything_is_stored(aiida_profile, tmp_path
     assert (path.read_bytes() if path.exists() else None) == content  # the user's file is untouched
 
 
-def test_bad_selection_is_refused(aiida_profile, database):
-    with pytest.raises(DatasetImportError, match=r"reading rows \(selection 'energy<<<0'\) failed"):
-        import_ase_db(database, selection='energy<<<0')
-    with pytest.raises(DatasetImportError, match='no structure to import'):
-        import_ase_db(database, selection='config_type=nothing')
+@pytest.mark.parametrize(
+    ('selection', 'message'),
+    [
+        ('energy<<<0', "selection 'energy<<<0' is not an ASE query: ValueError"),
+        # ASE reads 'energy<<0' as '' > 'energy' and '' < 0: it matched nothing, reported as "no structure to import"
+        ('energy<<0', "selection 'energy<<0' is not an ASE query: '' is not a key"),
+        ('energy=<0', "selection 'energy=<0' is not an ASE query: 'energy=' is not a key"),
+        ('config_type=nothing', "no structure to import: the selection 'config_type=nothing' matches none of its 8"),
+    ],
+    ids=['three', 'two', 'swapped', 'no-match'],
+)
+def test_bad_selection_is_refused_by_name(aiida_profile, database, selection, message):
+    before = node_count()
+    with pytest.raises(DatasetImportError, match=re.escape(message)):
+        import_ase_db(database, selection=selection)
+    assert node_count() == before
+
+
+def test_valid_selections_still_select(aiida_profile, database):
+    assert len(import_ase_db(database, selection='1<index<4')) == 2
+    assert len(import_ase_db(database, selection='config_type=bulk,energy<1000')) == 4
+
+
+def test_extxyz_non_numeric_energy_honours_on_invalid(aiida_profile, tmp_path):
+    """``energy=abc`` in a comment line: refused naming the frame, or skipped and counted with on_invalid='skip'."""
+    path = tmp_path / 'abc.extxyz'
+    structures = emt_structures(3, seed=5)
+    write(path, structures, format='extxyz')
+    lines = path.read_text().splitlines()
+    second_comment = 2 + len(structures[0]) + 1
+    lines[second_comment] = re.sub(r'energy=\S+', 'energy=abc', lines[second_comment])
+    path.write_text('\n'.join(lines) + '\n')
+    before = node_count()
+    with pytest.raises(DatasetImportError, match=r"frame 1: its energy 'abc' is not a number"):
+        import_extxyz(path)
+    assert node_count() == before
+    node = import_extxyz(path, on_invalid='skip')
+    assert len(node) == 2
+    info = node.base.attributes.get('import_info')
+    assert info['skipped_invalid'] == 1 and info['skipped_ids'] == [1]
 
 
 def test_extxyz_import(aiida_profile, tmp_path):

@@ -307,3 +307,200 @@ def test_a_failed_fit_is_passed_on_by_its_cause(base_status, label, status):
 
     assert failure_code(SimpleNamespace(exit_status=base_status)) == label
     assert PacemakerTrainingWorkChain.exit_codes[label].status == status
+
+
+# -- issue 20: de-duplication, an empty training split, one-line refusals --------------------------------------
+
+
+def keys_of(node) -> set[bytes]:
+    return set(node.structure_keys())
+
+
+def test_identical_structures_are_merged_once_and_a_test_set_never_holds_a_training_structure(aiida_profile):
+    """Invariant over random splits: the same node twice, an overlapping subset and a copy from another "file"
+    (another ``source``) merge to each distinct structure once; train and test are disjoint and cover them all."""
+    from aiida_mlip_autopipe.workflows.training import assemble_training_data
+
+    base = TrainingSetData.from_atoms(emt_structures(12, seed=40), sources=[f'a:{i}' for i in range(12)]).store()
+    overlap = base.select([0, 3, 5, 5])  # three structures of ``base``, one of them twice
+    overlap.store()
+    copied = TrainingSetData.from_atoms(base.get_atoms()[:2], sources=['b:0', 'b:1']).store()
+    extra = TrainingSetData.from_atoms(emt_structures(3, seed=41)).store()
+    distinct = keys_of(base) | keys_of(extra)
+    assert len(distinct) == 15
+    rng = np.random.default_rng(20)
+    for _ in range(6):
+        fraction, seed = float(rng.uniform(0.05, 0.6)), int(rng.integers(0, 1000))
+        result = assemble_training_data(
+            test_fraction=orm.Float(fraction),
+            seed=orm.Int(seed),
+            a=base,
+            b=base,
+            c=overlap,
+            d=copied,
+            e=extra,
+        )
+        train, test = result['training_set'], result['test_set']
+        assert keys_of(train).isdisjoint(keys_of(test))
+        assert len(train) == len(keys_of(train)) and len(test) == len(keys_of(test))  # no copies within either
+        assert keys_of(train) | keys_of(test) == distinct and len(train) + len(test) == 15
+        assert train.base.attributes.get('merge_info') == {
+            'structures_given': 12 + 12 + 4 + 2 + 3,
+            'duplicates_dropped': 18,
+            'in_test_set_dropped': 0,
+            'structures': 15,
+        }
+
+
+def test_a_fixed_test_set_is_left_out_of_the_training_set(aiida_profile):
+    from aiida_mlip_autopipe.workflows.training import assemble_training_data
+
+    data = TrainingSetData.from_atoms(emt_structures(6, seed=42)).store()
+    test_set = data.select([1, 4])
+    test_set.store()
+    result = assemble_training_data(test_fraction=orm.Float(0.0), seed=orm.Int(1), fixed_test_set=test_set, a=data)
+    assert 'test_set' not in result and len(result['training_set']) == 4
+    assert keys_of(result['training_set']).isdisjoint(keys_of(test_set))
+    assert result['training_set'].base.attributes.get('merge_info')['in_test_set_dropped'] == 2
+
+
+def test_duplicates_do_not_count_towards_min_structures(fake_code, aiida_profile):
+    data = TrainingSetData.from_atoms(emt_structures(4, seed=43)).store()
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        **fit_inputs(fake_code),
+        training_sets={'a': data, 'b': data},
+        min_structures=orm.Int(5),
+    )
+    assert node.exit_status == 302
+    assert node.exit_message == (
+        'found 4 distinct (4 duplicate or test_set structures dropped) structures in 2 node(s), at least 5 are required'
+    )
+
+
+@pytest.mark.parametrize(
+    ('fraction', 'copies', 'expected'),
+    [
+        (0.95, 1, 'test_fraction=0.95 leaves no training structure: 5 of the 5 distinct structure(s)'),
+        # ten structures given, but five distinct: 0.95 of them is every one
+        (0.95, 2, 'merged 10 structures: 5 duplicate(s) dropped; 5 distinct structures to split'),
+    ],
+    ids=['five', 'five-twice'],
+)
+def test_a_split_with_no_training_structure_is_refused_before_anything_is_stored(
+    fake_code, aiida_profile, fraction, copies, expected
+):
+    data = TrainingSetData.from_atoms(emt_structures(5, seed=44)).store()
+    before = count_nodes()
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run_get_node(
+            PacemakerTrainingWorkChain,
+            **fit_inputs(fake_code),
+            training_sets={f'copy{i}': data for i in range(copies)},
+            test_fraction=orm.Float(fraction),
+            min_structures=orm.Int(1),
+        )
+    assert count_nodes() == before
+
+
+def test_a_fixed_test_set_holding_every_structure_is_refused(fake_code, aiida_profile):
+    data = TrainingSetData.from_atoms(emt_structures(3, seed=45)).store()
+    message = validation_message(
+        **fit_inputs(fake_code), training_sets={'a': data}, test_set=data, min_structures=orm.Int(1)
+    )
+    assert message.startswith('every structure of the data is also in the fixed test_set')
+
+
+def test_a_groups_split_with_no_training_structure_stops_before_the_merge(fake_code, aiida_profile):
+    data = TrainingSetData.from_atoms(emt_structures(5, seed=46)).store()
+    group = orm.Group(label='five-structures').store()
+    group.add_nodes(data)
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        **fit_inputs(fake_code),
+        group=orm.Str('five-structures'),
+        test_fraction=orm.Float(0.95),
+        min_structures=orm.Int(1),
+    )
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_NO_TRAINING_STRUCTURE.status == 308
+    assert 'leaves no training structure' in node.exit_message
+    assert node.called == [] and 'training_set' not in node.outputs
+
+
+def test_filters_query_builder_cannot_run_are_one_line(fake_code, aiida_profile):
+    message = validation_message(**fit_inputs(fake_code), filters=orm.Dict({'id': {'in': 5}}))
+    assert message.startswith("filters={'id': {'in': 5}}: not a query QueryBuilder can run (TypeError:")
+    assert '\n' not in message
+    before = count_nodes()
+    with pytest.raises(ValueError, match='not a query QueryBuilder can run'):
+        run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), filters=orm.Dict({'id': {'in': 5}}))
+    assert count_nodes() == before
+
+
+@pytest.mark.parametrize(
+    ('template', 'tag'),
+    [
+        ("{% include 'other.yaml.j2' %}\n", '{% include %}'),
+        ("{% import 'macros.j2' as m %}\n", '{% import %}'),
+        ("{% extends 'base.yaml.j2' %}\n", '{% extends %}'),
+        ("{% from 'macros.j2' import value %}\n", '{% from ... import %}'),
+    ],
+    ids=['include', 'import', 'extends', 'from-import'],
+)
+def test_templates_that_load_other_templates_are_refused_in_one_line(fake_code, aiida_profile, template, tag):
+    """The calculation's validator and the training workflow's (at submission, nothing stored) say which tag."""
+    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
+
+    data = TrainingSetData.from_atoms(emt_structures(3, seed=47)).store()
+    node = orm.SinglefileData(io.BytesIO(template.encode()), filename='input.yaml.j2')
+    expected = f'the input.yaml template uses {tag} (line 1): give one file'
+    problem = PacemakerCalculation.spec().inputs.validate(
+        {
+            'code': fake_code,
+            'training_set': data,
+            'template': node,
+            'metadata': {'options': {'resources': {'num_machines': 1}}},
+        }
+    )
+    assert problem is not None and expected in problem.message and '\n' not in problem.message.strip()
+    before = count_nodes()
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run_get_node(
+            PacemakerTrainingWorkChain,
+            **fit_inputs(fake_code),
+            training_sets={'a': data},
+            base={'pacemaker': {'template': node}},
+        )
+    assert count_nodes() == before
+
+
+def test_a_non_pw_process_in_a_group_is_an_unsupported_node(fake_code, aiida_profile):
+    """A finished calculation of another plugin is exit 304 naming it, not 305 "DFT calculation ... failed"."""
+    from aiida.common.links import LinkType
+
+    other = orm.CalcJobNode(computer=fake_code.computer, process_type='aiida.calculations:core.arithmetic.add')
+    other.set_process_label('ArithmeticAddCalculation')
+    other.set_process_state('finished')
+    other.set_exit_status(0)
+    other.store()
+    result = orm.Int(3)
+    result.base.links.add_incoming(other, link_type=LinkType.CREATE, link_label='sum')
+    result.store()
+    group = orm.Group(label='arithmetic-in-a-group').store()
+    group.add_nodes([other, TrainingSetData.from_atoms(emt_structures(3, seed=48)).store()])
+    _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('arithmetic-in-a-group'))
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_UNSUPPORTED_NODES.status == 304
+    assert node.exit_message.endswith(f'PW calculations: ArithmeticAddCalculation<{other.pk}>')
+
+
+@pytest.mark.pacemaker
+def test_a_real_fit_on_the_same_data_twice_trains_and_tests_on_distinct_structures(train_cu_al):
+    """End to end: the 20 Cu-Al structures given twice are fitted as 20 (18 train, 2 test), none in both."""
+    node = train_cu_al(training_sets={'a': train_cu_al.merged, 'b': train_cu_al.merged}, plots=orm.Bool(False))
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    train, test = node.outputs.training_set, node.outputs.test_set
+    assert (len(train), len(test)) == (18, 2) and keys_of(train).isdisjoint(keys_of(test))
+    assert keys_of(train) | keys_of(test) == keys_of(train_cu_al.merged)
+    assert train.base.attributes.get('merge_info')['duplicates_dropped'] == 20
+    metrics = node.outputs.metrics
+    assert (metrics['num_structures_train'], metrics['num_structures_test']) == (18, 2)
