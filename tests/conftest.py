@@ -56,6 +56,30 @@ def psql_storage_config(repository: pathlib.Path) -> dict:
     return config
 
 
+#: Markers of tests that run real programs or services; each such test is also marked ``slow``.
+SLOW_MARKERS = frozenset({'pacemaker', 'daemon', 'remote', 'dft'})
+
+#: Fixtures that start (or are only needed to start) pacemaker, pw.x, Slurm or the daemon: a test requesting one,
+#: directly or through another fixture, is ``slow`` even without a marker, so the fast tier never starts them.
+SLOW_FIXTURES = frozenset(
+    {
+        'pacemaker_executable',  # pacemaker_code, tiny_fit, train_cu_al, emt_loop depend on it
+        'pw_code',
+        'cluster',
+        'started_daemon_client',
+        'submit_and_await',
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``)."""
+    for item in items:
+        markers = {marker.name for marker in item.iter_markers()}
+        if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope='session')
 def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
     """The test profile: storage from ``AIIDA_TEST_STORAGE``, broker from ``AIIDA_TEST_BROKER``."""
