@@ -78,14 +78,14 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
     A kill (Slurm's time limit, the monitor, the OOM killer) can land while pacemaker rewrites the file: it is then
     empty, or cut off after some of its functions (checked against the count pacemaker logs).
     """
-    content = retrieved.base.repository.get_object_content(INTERIM)
+    content = retrieved.base.repository.get_object_content(INTERIM, mode='r')
     try:
         functions = potential_summary(content)['num_functions']
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exception:
         return f'{INTERIM} is not a complete potential ({len(content)} bytes; {type(exception).__name__})'
     names = retrieved.base.repository.list_object_names()
     log_name = PacemakerCalculation.LOG
-    log = retrieved.base.repository.get_object_content(log_name) if log_name in names else ''
+    log = retrieved.base.repository.get_object_content(log_name, mode='r') if log_name in names else ''
     logged = FUNCTIONS_IN_LOG.findall(log)
     if not functions or (logged and functions != int(logged[-1])):
         expected = f' of the {logged[-1]}' if logged else ''
@@ -96,7 +96,8 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
 def iterations_done(retrieved: orm.FolderData) -> int:
     """The last iteration recorded in the retrieved ``metrics.txt`` (0 when there is none)."""
     try:
-        table = parse_metrics_table(retrieved.base.repository.get_object_content(PacemakerCalculation.METRICS))
+        metrics = retrieved.base.repository.get_object_content(PacemakerCalculation.METRICS, mode='r')
+        table = parse_metrics_table(metrics)
     except (FileNotFoundError, OSError, ValueError):
         return 0
     return int(table['iter_num'][-1]) if len(table.get('iter_num', [])) else 0
@@ -122,11 +123,13 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(PacemakerCalculation, namespace='pacemaker')
         spec.expose_outputs(PacemakerCalculation)
+        # aiida-core types outline steps as ``Callable[[WorkChain], ...]``; BaseRestartWorkChain's own steps take
+        # ``BaseRestartWorkChain`` (a narrower ``self``), which mypy rejects: aiida-core's typing, not an error here
         spec.outline(
             cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
+            while_(cls.should_run_process)(  # type: ignore[arg-type]
+                cls.run_process,  # type: ignore[arg-type]
+                cls.inspect_process,  # type: ignore[arg-type]
             ),
             cls.results,
         )
