@@ -30,4 +30,6 @@ def installed_code(
 def sibling_code(code: orm.AbstractCode, name: str) -> orm.InstalledCode:
     """Return the ``InstalledCode`` of tool ``name`` in the directory of ``code``'s executable."""
     executable = str(PurePosixPath(str(code.get_executable())).parent / name)
+    if code.computer is None:
+        raise ValueError(f'{code.full_label} has no computer: no tool {name!r} beside it')
     return installed_code(code.computer, executable, f'{name}-{code.label}', f'{name} beside {code.full_label}')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite with the real pacemaker. The tests make their own temporary AiiDA profile; AIIDA_PATH
 # points at a throw-away folder so that nothing touches your ~/.aiida or the quick start's profile.
-# Extra arguments go to pytest. AIIDA_TEST_BROKER=core.zeromq|core.rabbitmq picks the daemon tests' broker,
+# Extra arguments go to pytest; a test path among them replaces the default `tests`. AIIDA_TEST_BROKER=core.zeromq|core.rabbitmq picks the daemon tests' broker,
 # AIIDA_TEST_STORAGE=core.sqlite_dos|core.psql_dos the storage (psql: scripts/start_postgres.sh first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,12 @@ export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
 rm -rf "$AIIDA_PATH"; mkdir -p "$AIIDA_PATH"
 export PATH="$PWD/.venv/bin:$PATH"  # the daemon runs `verdi` from the PATH
 export PACEMAKER_EXECUTABLE=${PACEMAKER_EXECUTABLE:-$PWD/.venv-pacemaker/bin/pacemaker}
-PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" tests)
+# `tests` only when no test path is given: `run_tests.sh tests/x.py::t` runs that one test, `-m "not slow"` the fast tier
+PATHS=(tests)
+for argument in "$@"; do
+  case "$argument" in tests|tests/*|./tests|./tests/*) PATHS=() ;; esac
+done
+PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" "${PATHS[@]}")
 CLUSTER_HOME=$(sed -n 's/^CLUSTER_HOME=//p' .cluster/env 2>/dev/null || true)
 if [ "$(id -u)" = 0 ] && [ -n "$CLUSTER_HOME" ]; then
   # the remote user's home (its pacemaker) is hidden from the tests: an empty tmpfs over it in a private mount

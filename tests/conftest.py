@@ -56,6 +56,30 @@ def psql_storage_config(repository: pathlib.Path) -> dict:
     return config
 
 
+#: Markers of tests that run real programs or services; each such test is also marked ``slow``.
+SLOW_MARKERS = frozenset({'pacemaker', 'daemon', 'remote', 'dft'})
+
+#: Fixtures that start (or are only needed to start) pacemaker, pw.x, Slurm or the daemon: a test requesting one,
+#: directly or through another fixture, is ``slow`` even without a marker, so the fast tier never starts them.
+SLOW_FIXTURES = frozenset(
+    {
+        'pacemaker_executable',  # pacemaker_code, tiny_fit, train_cu_al, emt_loop depend on it
+        'pw_code',
+        'cluster',
+        'started_daemon_client',
+        'submit_and_await',
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``)."""
+    for item in items:
+        markers = {marker.name for marker in item.iter_markers()}
+        if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope='session')
 def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
     """The test profile: storage from ``AIIDA_TEST_STORAGE``, broker from ``AIIDA_TEST_BROKER``."""
@@ -237,5 +261,164 @@ def parse_fixture(session_localhost):
         retrieved.store()
         results, calcfunction = PacemakerParser.parse_from_node(node, store_provenance=False)
         return results, calcfunction
+
+    return factory
+
+
+FREEZING_PACEMAKER = '''#!{python}
+"""pacemaker, frozen once a fit from scratch has logged iteration {after}; continuations (-p/-ip) run unchanged.
+
+A stand-in for a fit too long for its walltime, stopped after it made progress whatever this machine's speed: once
+frozen (with a complete interim potential), the stop is triggered (`on_freeze`); the job is then killed from outside.
+"""
+import os, pathlib, signal, subprocess, sys, time
+
+import yaml
+
+PACEMAKER, AFTER = {pacemaker!r}, {after}
+arguments = sys.argv[1:]
+if '-p' in arguments or '-ip' in arguments:
+    os.execv(PACEMAKER, [PACEMAKER, *arguments])
+{before}
+process = subprocess.Popen([PACEMAKER, *arguments])
+
+
+def stop(signum, frame):  # the job is killed (core.direct: SIGTERM to each process): a frozen pacemaker with it
+    process.kill()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, stop)
+
+
+def logged() -> bool:
+    try:
+        rows = [row.split() for row in pathlib.Path('metrics.txt').read_text().splitlines()[1:]]
+    except OSError:
+        return False
+    return any(len(row) > 2 and row[2].isdigit() and int(row[2]) >= AFTER for row in rows)
+
+
+def interim_complete() -> bool:
+    try:
+        return len(yaml.safe_load(pathlib.Path('interim_potential_0.yaml').read_text())['species']) > 0
+    except Exception:
+        return False
+
+
+while True:
+    while process.poll() is None and not logged():
+        time.sleep(0.1)
+    if process.poll() is not None:
+        sys.exit(process.returncode)
+    process.send_signal(signal.SIGSTOP)
+    if interim_complete():
+        break
+    process.send_signal(signal.SIGCONT)  # frozen while rewriting the interim potential: a moment later
+    time.sleep(0.05)
+{on_freeze}
+parent = os.getppid()
+while os.getppid() == parent:  # until the job is killed (or only its script: then this process is re-parented)
+    time.sleep(0.2)
+process.kill()
+'''
+
+
+@pytest.fixture
+def freezing_pacemaker():
+    """Return the text of a pacemaker wrapper that freezes a fit from scratch after iteration ``after``.
+
+    ``python``: the pacemaker installation's interpreter (the calculation takes the job's Python from the
+    executable's shebang); ``before``/``on_freeze``: Python lines run at the start and once the fit is frozen (e.g.
+    date the job's start back for the walltime monitor, or shorten the Slurm job's time limit).
+    """
+
+    def factory(python: str, pacemaker: str, after: int, on_freeze: str, before: str = '') -> str:
+        return FREEZING_PACEMAKER.format(
+            python=python, pacemaker=pacemaker, after=after, on_freeze=on_freeze, before=before
+        )
+
+    return factory
+
+
+@pytest.fixture
+def fixture_code(session_localhost):
+    """Return an ``InstalledCode`` for a calculation entry point (its executable is never run)."""
+
+    def factory(entry_point_name: str):
+        from aiida import orm
+
+        return orm.InstalledCode(
+            label=f'fixture-{entry_point_name}',
+            computer=session_localhost,
+            filepath_executable='/bin/true',
+            default_calc_job_plugin=entry_point_name,
+        ).store()
+
+    return factory
+
+
+@pytest.fixture
+def generate_calc_job_node(fixture_code):
+    """Return a stored ``CalcJobNode`` of a calculation entry point whose ``retrieved`` output holds a fixture folder.
+
+    As aiida-quantumespresso's fixture: ``generate_calc_job_node('mlip_autopipe.pacemaker', 'success_maxiter')``
+    takes the retrieved files from ``tests/parsers/fixtures/pacemaker/success_maxiter`` (``test_name`` may also be
+    a folder path); ``inputs`` (nodes) are linked as the calculation's inputs.
+    """
+
+    def factory(entry_point_name: str, test_name: str | pathlib.Path | None = None, inputs: dict | None = None):
+        from aiida import orm
+        from aiida.common import LinkType
+        from aiida.plugins.entry_point import format_entry_point_string
+
+        code = fixture_code(entry_point_name)
+        node = orm.CalcJobNode(
+            computer=code.computer, process_type=format_entry_point_string('aiida.calculations', entry_point_name)
+        )
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.set_option('max_wallclock_seconds', 1800)
+        node.set_option('parser_name', entry_point_name)
+        node.base.links.add_incoming(code, link_type=LinkType.INPUT_CALC, link_label='code')
+        for label, value in (inputs or {}).items():
+            value.store()
+            node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
+        node.store()
+        if test_name is not None:
+            folder = (
+                test_name
+                if isinstance(test_name, pathlib.Path)
+                else FIXTURES / entry_point_name.removeprefix('mlip_autopipe.') / test_name
+            )
+            retrieved = orm.FolderData(tree=folder)
+            retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+            retrieved.store()
+        return node
+
+    return factory
+
+
+@pytest.fixture
+def generate_parser():
+    """Return the parser class of an entry point (``generate_parser('mlip_autopipe.pacemaker')``)."""
+
+    def factory(entry_point_name: str):
+        from aiida.plugins import ParserFactory
+
+        return ParserFactory(entry_point_name)
+
+    return factory
+
+
+@pytest.fixture
+def generate_workchain():
+    """Return a workflow instantiated (not run) from its entry point and inputs, as aiida-quantumespresso's."""
+
+    def factory(entry_point_name: str, inputs: dict):
+        from aiida.engine.utils import instantiate_process
+        from aiida.manage.manager import get_manager
+        from aiida.plugins import WorkflowFactory
+
+        return instantiate_process(get_manager().get_runner(), WorkflowFactory(entry_point_name), **inputs)
 
     return factory

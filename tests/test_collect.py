@@ -136,7 +136,7 @@ def finished_process(node_class, process_type: str, label: str):
 
 def test_processes_that_are_not_pw_results_are_named(session_localhost):
     """Issue 20: another plugin's calculation, or a workflow that never ran pw.x, is named as unsupported (the
-    training workflow's exit 304), not reported as a failed DFT calculation; a workflow around PW is collected."""
+    training workflow's exit 204), not reported as a failed DFT calculation; a workflow around PW is collected."""
     other = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:core.arithmetic.add')
     other.set_process_label('ArithmeticAddCalculation')
     other.set_process_state(ProcessState.FINISHED)

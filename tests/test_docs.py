@@ -32,7 +32,7 @@ def test_the_docs_build_without_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     exit_codes = text_of(tmp_path / 'reference' / 'exit_codes.html')
-    assert '300 ERROR_UNRECOVERABLE_FAILURE' in exit_codes and '401 ERROR_DATASET_CONVERSION_FAILED' in exit_codes
+    assert '310 ERROR_UNRECOVERABLE_FAILURE' in exit_codes and '401 ERROR_DATASET_CONVERSION_FAILED' in exit_codes
     assert 'Usage mlip-autopipe export [ OPTIONS ] POTENTIAL' in text_of(tmp_path / 'reference' / 'cli.html')
     processes = text_of(tmp_path / 'reference' / 'processes.html')
     assert 'PacemakerTrainingWorkChain' in processes and 'handler_overrides' in processes
@@ -40,7 +40,7 @@ def test_the_docs_build_without_warnings(tmp_path):
     assert 'fit.loss.kappa' in reference
     assert 'temperatures_K list[float] min_length 1, gt 0, default [300.0, 800.0]' in reference
     assert 'PacemakerActiveLearningWorkChain' in processes and 'PacemakerExplorationCalculation' in processes
-    assert '430 ERROR_LABELLING_FAILED' in exit_codes and '410 ERROR_EXPLORATION_FAILED' in exit_codes
+    assert '460 ERROR_LABELLING_FAILED' in exit_codes and '450 ERROR_EXPLORATION_FAILED' in exit_codes
     loop = text_of(tmp_path / 'active_learning.html')
     assert 'Measured: the loop against random sampling' in loop and 'random MD snapshots' in loop  # the include
 

@@ -138,7 +138,7 @@ def test_failed_run_raises_training_error_with_the_log_tail(
     with pytest.raises(TrainingError) as info:
         trainer.train()
     error = info.value
-    assert error.exit_status == 410  # the training workflow's ERROR_UNRECOVERABLE_FAILURE
+    assert error.exit_status == 310  # the training workflow's ERROR_UNRECOVERABLE_FAILURE
     assert '[410 ERROR_PACEMAKER_FAILED] pacemaker exited with status 1' in str(error)
     assert 'RuntimeError: simulated pacemaker failure' in error.log_tail
     assert not list(pathlib.Path(tmp_path / 'potentials').glob('*.yace'))

@@ -107,7 +107,7 @@ def zbl_energy_forces_stress(atoms, baseline: ZBLBaseline) -> tuple[float, np.nd
 class ZBLCalculator(Calculator):
     """An ASE calculator for the ZBL baseline (to sum with the fitted ACE part of a delta-learned potential)."""
 
-    implemented_properties = ('energy', 'free_energy', 'forces', 'stress')
+    implemented_properties = ['energy', 'free_energy', 'forces', 'stress']
 
     def __init__(self, inner: float = 1.0, outer: float = 2.0, **kwargs):
         super().__init__(**kwargs)

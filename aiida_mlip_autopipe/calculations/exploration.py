@@ -97,8 +97,8 @@ class PacemakerExplorationCalculation(CalcJob):
         spec.default_output_node = 'summary'
 
         spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='the exploration wrote no {name}: {line}')
-        spec.exit_code(301, 'ERROR_OUTPUT_UNREADABLE', message='the exploration output cannot be read: {line}')
-        spec.exit_code(410, 'ERROR_EXPLORATION_FAILED', message='the exploration exited with status {status}: {line}')
+        spec.exit_code(308, 'ERROR_OUTPUT_UNREADABLE', message='the exploration output cannot be read: {line}')
+        spec.exit_code(450, 'ERROR_EXPLORATION_FAILED', message='the exploration exited with status {status}: {line}')
 
     def prepare_for_submission(self, folder):
         """Write the parameters, the starting structures and the job scripts; copy potential and active set."""

@@ -172,7 +172,7 @@ class PacemakerCalculation(CalcJob):
             message='the reference energy of the fit cannot be written into the .yace: {message}',
         )
         spec.exit_code(
-            310,
+            307,
             'ERROR_STATUS_MISSING',
             invalidates_cache=True,
             message='the job left no pacemaker exit status: it was stopped before pacemaker finished.',

@@ -48,9 +48,9 @@ def closest_pair(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
         distances = np.linalg.norm(difference + shift, axis=-1)
         if not np.any(shift):
             np.fill_diagonal(distances, np.inf)
-        index = np.unravel_index(np.argmin(distances), distances.shape)
-        if distances[index] < best[0]:
-            best = (float(distances[index]), int(index[0]), int(index[1]))
+        pair = np.unravel_index(np.argmin(distances), distances.shape)
+        if distances[pair] < best[0]:
+            best = (float(distances[pair]), int(pair[0]), int(pair[1]))
     return best if best[0] < cutoff else (float('inf'), -1, -1)
 
 

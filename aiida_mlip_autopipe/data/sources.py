@@ -23,7 +23,7 @@ class FileSource(NamedTuple):
 
     kind: str
     sha256_prefix: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index; a field name callers use
 
 
 def file_source(kind: str, sha256: str, index: int, unique_id: str | None = None) -> str:

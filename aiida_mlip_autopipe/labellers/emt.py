@@ -13,7 +13,7 @@ from aiida_mlip_autopipe.labellers.base import Labeller
 __all__ = ('EMTLabeller', 'label_with_emt')
 
 #: exit status of a structure EMT cannot label (an element it lacks, atoms too close)
-EMT_FAILED = 410
+EMT_FAILED = 470
 
 
 @calcfunction

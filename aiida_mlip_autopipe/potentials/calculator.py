@@ -20,7 +20,7 @@ __all__ = ('DeltaCalculator', 'ElementEnergyCalculator', 'b_basis_of', 'get_calc
 class ElementEnergyCalculator(Calculator):
     """A constant energy per atom of each element (a potential's reference energies); no forces, no stress."""
 
-    implemented_properties = ('energy', 'free_energy', 'energies', 'forces', 'stress')
+    implemented_properties = ['energy', 'free_energy', 'energies', 'forces', 'stress']
 
     def __init__(self, energies: dict[str, float]):
         super().__init__()
@@ -28,12 +28,15 @@ class ElementEnergyCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=('energy',), system_changes=None):
         super().calculate(atoms, properties, system_changes)
-        per_atom = np.asarray([self.element_energies.get(symbol, 0.0) for symbol in self.atoms.get_chemical_symbols()])
+        atoms = self.atoms
+        if atoms is None:
+            raise ValueError('ElementEnergyCalculator: no atoms to calculate')
+        per_atom = np.asarray([self.element_energies.get(symbol, 0.0) for symbol in atoms.get_chemical_symbols()])
         self.results = {
             'energy': float(per_atom.sum()),
             'free_energy': float(per_atom.sum()),
             'energies': per_atom,
-            'forces': np.zeros((len(self.atoms), 3)),
+            'forces': np.zeros((len(atoms), 3)),
             'stress': np.zeros(6),
         }
 
@@ -82,7 +85,7 @@ def get_calculator(potential: orm.SinglefileData, active_set: orm.SinglefileData
             asi = pathlib.Path(directory) / active_set.filename
             asi.write_bytes(active_set.get_content(mode='rb'))
             ace.set_active_set(str(asi))
-    others = []
+    others: list[Calculator] = []
     reference = source.base.attributes.get('reference_energy', None) or {}
     if source.filename.endswith(('.yaml', '.yml')) and any(reference.values()):
         others.append(ElementEnergyCalculator(reference))  # the B-basis YAML has no E0 of its own

@@ -21,6 +21,9 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData
 __all__ = ('PotentialLineage', 'active_set_of', 'find_potentials', 'potential_lineage')
 
 CALCULATION_TYPE = 'aiida.calculations:mlip_autopipe.pacemaker'
+PLUGIN_CALCULATIONS = 'aiida.calculations:mlip_autopipe.'
+PLUGIN_WORKFLOWS = 'aiida.workflows:mlip_autopipe.'
+SHELL_JOB = 'aiida.calculations:core.shell'  # aiida-shell's ShellJob
 
 
 @dataclass
@@ -58,10 +61,19 @@ def _calculation_of(potential: orm.SinglefileData) -> orm.CalcJobNode:
 
 
 def _plugin_job(calculation: orm.CalcJobNode) -> bool:
-    """The plugin's own jobs among a data set's ancestors (earlier fits, explorations, ``pace_activeset``): not DFT."""
-    return (calculation.process_type or '').startswith('aiida.calculations:mlip_autopipe.') or (
-        calculation.process_label or ''
-    ).startswith('ShellJob<pace_')
+    """The plugin's own jobs among a data set's ancestors (earlier fits, explorations, ``pace_activeset``): not DFT.
+
+    Decided by process types, never by labels (a user's code may have any label): one of the plugin's calculations,
+    or a tool it runs through aiida-shell (``pace_activeset``) called by one of the plugin's workflows.
+    """
+    if (calculation.process_type or '').startswith(PLUGIN_CALCULATIONS):
+        return True
+    caller = calculation.caller
+    return (
+        calculation.process_type == SHELL_JOB
+        and caller is not None
+        and (caller.process_type or '').startswith(PLUGIN_WORKFLOWS)
+    )
 
 
 def _ancestors(node: orm.Node, cls: type, filters: dict | None = None) -> list:

@@ -256,12 +256,12 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             'plots', valid_type=orm.SinglefileData, dynamic=True, required=False, help='loop.png: errors and gamma.'
         )
 
-        spec.exit_code(410, 'ERROR_TRAINING_FAILED', message='the fit of iteration {iteration} failed: {cause}')
+        spec.exit_code(414, 'ERROR_TRAINING_FAILED', message='the fit of iteration {iteration} failed: {cause}')
         spec.exit_code(
-            420, 'ERROR_EXPLORATION_FAILED', message='the exploration of iteration {iteration} failed: {cause}'
+            450, 'ERROR_EXPLORATION_FAILED', message='the exploration of iteration {iteration} failed: {cause}'
         )
         spec.exit_code(
-            430,
+            460,
             'ERROR_LABELLING_FAILED',
             message='{failed} of {count} labelling calculations of iteration {iteration} failed (more than '
             '{allowed:.0%}): {cause}',

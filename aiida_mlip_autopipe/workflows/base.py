@@ -5,11 +5,14 @@ Handlers (highest priority first):
 * out of walltime (the scheduler's 120, mapped by the parser to 400, or the ``mlip_autopipe.walltime`` monitor's
   150): continue the fit from the last interim potential (``pacemaker -p``, or ``-ip`` with ladder fitting) for
   the iterations that remain, so no finished iteration is lost; an interim potential that the kill cut off is
-  not used: the stopped job runs again as it was given;
+  not used: the stopped job runs again as it was given; a job stopped before its first iteration (none after
+  iteration 0 in ``metrics.txt``) made no progress: the same walltime would stop it again, so the workflow
+  stops with ``ERROR_OUT_OF_WALLTIME_WITHOUT_PROGRESS`` (502) instead of running it again;
 * out of memory (the scheduler's 110, or 430: killed without an error message, the OOM killer): retry with half
   the ``batch_size``, continuing from the interim potential when there is one;
 * a failure that running again cannot mend (bad data or settings, a missing executable, a NaN loss, a crash):
-  stop with ``ERROR_UNRECOVERABLE_FAILURE`` (300), whose message names the calculation's exit code and message.
+  stop with ``ERROR_UNRECOVERABLE_FAILURE`` (310, aiida-quantumespresso's number for a known unrecoverable
+  failure), whose message names the calculation's exit code and message.
 
 Any other failure is left to aiida-core's ``on_unhandled_failure`` input (default: stop with 402).
 The workflow's exit codes are its own (aiida-quantumespresso's discipline); it never returns a calculation's
@@ -31,7 +34,7 @@ from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.config import PacemakerSettings
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table, potential_summary
 
-__all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file', 'failure_of')
+__all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file', 'failure_of', 'made_progress')
 
 INTERIM = PacemakerCalculation.INTERIM_POTENTIAL
 STOPPED_BY_MONITOR = PacemakerCalculation.exit_codes.STOPPED_BY_MONITOR.status
@@ -75,14 +78,14 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
     A kill (Slurm's time limit, the monitor, the OOM killer) can land while pacemaker rewrites the file: it is then
     empty, or cut off after some of its functions (checked against the count pacemaker logs).
     """
-    content = retrieved.base.repository.get_object_content(INTERIM)
+    content = retrieved.base.repository.get_object_content(INTERIM, mode='r')
     try:
         functions = potential_summary(content)['num_functions']
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exception:
         return f'{INTERIM} is not a complete potential ({len(content)} bytes; {type(exception).__name__})'
     names = retrieved.base.repository.list_object_names()
     log_name = PacemakerCalculation.LOG
-    log = retrieved.base.repository.get_object_content(log_name) if log_name in names else ''
+    log = retrieved.base.repository.get_object_content(log_name, mode='r') if log_name in names else ''
     logged = FUNCTIONS_IN_LOG.findall(log)
     if not functions or (logged and functions != int(logged[-1])):
         expected = f' of the {logged[-1]}' if logged else ''
@@ -93,10 +96,21 @@ def interim_problem(retrieved: orm.FolderData) -> str | None:
 def iterations_done(retrieved: orm.FolderData) -> int:
     """The last iteration recorded in the retrieved ``metrics.txt`` (0 when there is none)."""
     try:
-        table = parse_metrics_table(retrieved.base.repository.get_object_content(PacemakerCalculation.METRICS))
+        metrics = retrieved.base.repository.get_object_content(PacemakerCalculation.METRICS, mode='r')
+        table = parse_metrics_table(metrics)
     except (FileNotFoundError, OSError, ValueError):
         return 0
     return int(table['iter_num'][-1]) if len(table.get('iter_num', [])) else 0
+
+
+def made_progress(node: orm.CalcJobNode) -> bool:
+    """Whether a stopped job finished an iteration of the fit (iteration 1 or later in its ``metrics.txt``).
+
+    pacemaker logs iteration 0 (the starting loss) before any step: a job stopped before iteration 1 was stopped
+    during start-up, data loading or the first step, and a continuation would start from where it started.
+    """
+    retrieved = node.outputs.retrieved if 'retrieved' in node.outputs else None
+    return retrieved is not None and iterations_done(retrieved) > 0
 
 
 class PacemakerBaseWorkChain(BaseRestartWorkChain):
@@ -109,16 +123,18 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(PacemakerCalculation, namespace='pacemaker')
         spec.expose_outputs(PacemakerCalculation)
+        # aiida-core types outline steps as ``Callable[[WorkChain], ...]``; BaseRestartWorkChain's own steps take
+        # ``BaseRestartWorkChain`` (a narrower ``self``), which mypy rejects: aiida-core's typing, not an error here
         spec.outline(
             cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
+            while_(cls.should_run_process)(  # type: ignore[arg-type]
+                cls.run_process,  # type: ignore[arg-type]
+                cls.inspect_process,  # type: ignore[arg-type]
             ),
             cls.results,
         )
         spec.exit_code(
-            300,
+            310,
             'ERROR_UNRECOVERABLE_FAILURE',
             message='{label}<{pk}> failed with exit code {status} ({name}): {message}',
         )
@@ -126,6 +142,12 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
             501,
             'ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH',
             message='pacemaker was killed (out of memory) even with batch_size 1',
+        )
+        spec.exit_code(
+            502,
+            'ERROR_OUT_OF_WALLTIME_WITHOUT_PROGRESS',
+            message='{label}<{pk}> ran out of walltime before its first iteration (no progress to continue from): '
+            'give it a longer walltime',
         )
 
     def setup(self):
@@ -167,6 +189,11 @@ class PacemakerBaseWorkChain(BaseRestartWorkChain):
         """Out of walltime: continue the fit from the last interim potential."""
         if node.exit_status == STOPPED_BY_MONITOR and not (node.exit_message or '').startswith(WALLTIME_MESSAGE):
             return None
+        if not made_progress(node):
+            self.report(f'{node.process_label}<{node.pk}> ran out of walltime before its first iteration: stopping')
+            return ProcessHandlerReport(
+                True, self.exit_codes.ERROR_OUT_OF_WALLTIME_WITHOUT_PROGRESS.format(**failure_of(node))
+            )
         settings = self._settings()
         action = self._continue_from_interim(node, settings)
         self.ctx.inputs.settings = orm.Dict(settings)

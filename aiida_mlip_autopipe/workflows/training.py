@@ -541,28 +541,28 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         )
         spec.output('test_set', valid_type=TrainingSetData, required=False, help='The held-out structures.')
 
-        spec.exit_code(301, 'ERROR_NO_DATA', message='no training data found: {source}')
+        spec.exit_code(201, 'ERROR_NO_DATA', message='no training data found: {source}')
         spec.exit_code(
-            302,
+            202,
             'ERROR_TOO_FEW_STRUCTURES',
             message='found {count} structures in {nodes} node(s), at least {minimum} are required',
         )
         spec.exit_code(
-            303,
+            203,
             'ERROR_MISSING_FORCES',
             message='{missing} of the {count} structures found have no forces; pacemaker fits forces',
         )
         spec.exit_code(
-            304,
+            204,
             'ERROR_UNSUPPORTED_NODES',
             message='the group holds nodes that are neither TrainingSetData nor PW calculations: {types}',
         )
-        spec.exit_code(305, 'ERROR_FAILED_DFT', message='{message}')
-        spec.exit_code(306, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
-        spec.exit_code(307, 'ERROR_SETTINGS_DO_NOT_FIT_DATA', message='the settings do not fit the data: {message}')
-        spec.exit_code(308, 'ERROR_NO_TRAINING_STRUCTURE', message='nothing to train on: {message}')
+        spec.exit_code(205, 'ERROR_FAILED_DFT', message='{message}')
+        spec.exit_code(206, 'ERROR_MIXED_DFT_SETTINGS', message='{message}')
+        spec.exit_code(207, 'ERROR_SETTINGS_DO_NOT_FIT_DATA', message='the settings do not fit the data: {message}')
+        spec.exit_code(208, 'ERROR_NO_TRAINING_STRUCTURE', message='nothing to train on: {message}')
         spec.exit_code(
-            410,
+            310,
             'ERROR_UNRECOVERABLE_FAILURE',
             message='the fit failed and running it again cannot mend it: {cause}',
         )
@@ -576,7 +576,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         )
         spec.exit_code(413, 'ERROR_UNHANDLED_FAILURE', message='the fit failed with an unhandled failure: {cause}')
         spec.exit_code(414, 'ERROR_TRAINING_FAILED', message='the training workflow failed: {cause}')
-        spec.exit_code(420, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
+        spec.exit_code(415, 'ERROR_ACTIVE_SET_FAILED', message='pace_activeset failed [{status}]: {message}')
 
     # -- steps --------------------------------------------------------------------------------------------
 

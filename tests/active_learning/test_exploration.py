@@ -126,7 +126,7 @@ def test_parser_emits_selected_structures_with_their_origin(session_localhost):
 @pytest.mark.parametrize(
     ('name', 'status', 'text'),
     [
-        ('failed', 410, 'RuntimeError: npz_load: Error! Unable to open file missing.asi!'),
+        ('failed', 450, 'RuntimeError: npz_load: Error! Unable to open file missing.asi!'),
         ('missing_output', 300, 'the exploration wrote no exploration.json'),
     ],
 )

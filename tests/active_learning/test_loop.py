@@ -151,7 +151,7 @@ def test_failed_labels_are_tolerated_and_reported(pacemaker_code, cu_initial_set
     row = node.outputs.iterations.get_list()[1]
     assert row['failed'] == row['selected'] // 2 and row['labelled'] == row['selected'] - row['failed'] > 0
     failed = [child for child in node.called if child.process_label == 'label_with_emt' and not child.is_finished_ok]
-    assert len(failed) == row['failed'] and all(child.exit_status == 410 for child in failed)
+    assert len(failed) == row['failed'] and all(child.exit_status == 470 for child in failed)
     assert 'EMT cannot label Fe' in failed[0].exit_message
     assert len(node.outputs.training_set) == 16 + row['labelled']
 
@@ -212,7 +212,7 @@ def test_emt_labeller_names_what_it_cannot_label(aiida_profile):
     assert node.is_finished_ok and result.base.attributes.get('dft') is False
     assert result.get_sources() == [f'aiida:{node.uuid}']
     _, failed = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87)))
-    assert failed.exit_status == 410 and failed.exit_message.startswith('EMT cannot label Fe')
+    assert failed.exit_status == 470 and failed.exit_message.startswith('EMT cannot label Fe')
 
 
 def test_builder_from_protocol(pacemaker_code, cu_initial_set):

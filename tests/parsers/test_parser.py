@@ -87,7 +87,7 @@ def test_early_converged_fit(parse_fixture):
         ('missing_potential', 303, 'without writing output_potential.yaml'),
         ('yace_failed', 304, 'RuntimeError: Could not convert B-basis'),
         ('conversion_failed', 401, "ModuleNotFoundError: No module named 'pandas'"),
-        ('no_status', 310, 'stopped before pacemaker finished'),
+        ('no_status', 307, 'stopped before pacemaker finished'),
         # a real Slurm --time stop whose scheduler stderr starts with a line of the code's prepend text
         ('slurm_time_limit_after_module_line', 400, 'ran out of walltime'),
         ('no_log', 301, 'wrote no log.txt'),

@@ -83,11 +83,16 @@ def test_monitor_walltime_kill_is_handled_but_other_monitor_stops_are_not(genera
     assert process.handle_out_of_walltime(node) is None
 
 
-def test_out_of_walltime_without_interim_restarts_from_scratch(generate_workchain):
-    process, node = generate_workchain(CODES.ERROR_OUT_OF_WALLTIME, settings={'fit': {'maxiter': 10}})
-    assert process.handle_out_of_walltime(node).do_break
+@pytest.mark.parametrize('retrieved_files', [(), ('interim_potential_0.yaml',)])
+def test_out_of_walltime_before_the_first_iteration_stops_the_workflow(generate_workchain, retrieved_files):
+    """No iteration done: the same walltime would stop the job at the same point, so no futile continuation."""
+    process, node = generate_workchain(
+        CODES.ERROR_OUT_OF_WALLTIME, settings={'fit': {'maxiter': 10}}, retrieved_files=retrieved_files
+    )
+    report = process.handle_out_of_walltime(node)
+    assert report.do_break and report.exit_code.status == 502
+    assert report.exit_code.message.startswith(f'PacemakerCalculation<{node.pk}> ran out of walltime before its first')
     assert 'initial_potential' not in process.ctx.inputs
-    assert process.ctx.inputs.settings['fit']['maxiter'] == 10
 
 
 def test_killed_halves_the_batch_size(generate_workchain):
@@ -112,12 +117,12 @@ BASE_CODES = PacemakerBaseWorkChain.exit_codes
 
 
 def test_the_base_workflow_declares_its_own_exit_codes():
-    """Never a calculation's number as its own: 300 + the restart codes of aiida-core + 501, nothing shared."""
+    """Never a calculation's number as its own: 310 + the restart codes of aiida-core + 501/502, nothing shared."""
     own = {code.status: label for label, code in BASE_CODES.items()}
-    assert own[300] == 'ERROR_UNRECOVERABLE_FAILURE'
+    assert own[310] == 'ERROR_UNRECOVERABLE_FAILURE' and own[502] == 'ERROR_OUT_OF_WALLTIME_WITHOUT_PROGRESS'
     assert own[401] == 'ERROR_MAXIMUM_ITERATIONS_EXCEEDED' and own[402] == 'ERROR_UNHANDLED_FAILURE'
     calculation = {code.status for code in CODES.values()}
-    assert not ({300, 501} & calculation)
+    assert not ({310, 501, 502} & calculation)
 
 
 def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(generate_workchain):
@@ -125,7 +130,7 @@ def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(genera
         CODES.ERROR_PACEMAKER_FAILED, exit_message='pacemaker exited with status 1: KeyError: ndensity'
     )
     result = process.inspect_process()
-    assert result.status == BASE_CODES.ERROR_UNRECOVERABLE_FAILURE.status == 300
+    assert result.status == BASE_CODES.ERROR_UNRECOVERABLE_FAILURE.status == 310
     assert result.message == (
         f'PacemakerCalculation<{node.pk}> failed with exit code 410 (ERROR_PACEMAKER_FAILED): '
         'pacemaker exited with status 1: KeyError: ndensity'
@@ -136,7 +141,7 @@ def test_a_dataset_conversion_failure_no_longer_reads_as_maximum_iterations(gene
     """The calculation's 401 used to come out of the base workflow as 401, aiida-core's 'maximum iterations'."""
     process, _ = generate_workchain(CODES.ERROR_DATASET_CONVERSION_FAILED, exit_message='no pandas')
     result = process.inspect_process()
-    assert result.status == 300 and '401 (ERROR_DATASET_CONVERSION_FAILED): no pandas' in result.message
+    assert result.status == 310 and '401 (ERROR_DATASET_CONVERSION_FAILED): no pandas' in result.message
 
 
 @pytest.mark.parametrize('exit_code', [CODES.ERROR_OUTPUT_LOG_MISSING, CODES.ERROR_SCHEDULER_NODE_FAILURE])
@@ -159,7 +164,7 @@ def test_a_crash_by_another_signal_is_not_retried_as_memory(generate_workchain):
     message = 'pacemaker crashed with signal 11 (SIGSEGV); not a memory problem, so it is not retried.'
     process, _ = generate_workchain(CODES.ERROR_PACEMAKER_CRASHED, exit_message=message)
     result = process.inspect_process()
-    assert result.status == 300 and '431 (ERROR_PACEMAKER_CRASHED)' in result.message and 'SIGSEGV' in result.message
+    assert result.status == 310 and '431 (ERROR_PACEMAKER_CRASHED)' in result.message and 'SIGSEGV' in result.message
     assert 'settings' not in process.ctx.inputs or 'backend' not in process.ctx.inputs.settings.get_dict()
 
 
@@ -171,11 +176,13 @@ def test_success_is_not_touched(generate_workchain):
 
 
 def test_interim_potential_bytes_are_kept(generate_workchain):
-    process, node = generate_workchain(CODES.ERROR_OUT_OF_WALLTIME, retrieved_files=('interim_potential_0.yaml',))
+    process, node = generate_workchain(
+        CODES.ERROR_OUT_OF_WALLTIME, retrieved_files=('interim_potential_0.yaml', 'metrics.txt')
+    )
     process.handle_out_of_walltime(node)
     content = process.ctx.inputs.initial_potential.get_content(mode='rb')
     assert io.BytesIO(content).read() == (SUCCESS / 'interim_potential_0.yaml').read_bytes()
-    assert process.ctx.inputs.settings['fit']['maxiter'] == 100  # no metrics: nothing counted as done
+    assert process.ctx.inputs.settings['fit']['maxiter'] == 70  # 30 of the default 100 iterations done
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def calculations_below(node) -> list:
 def test_too_few_structures_stop_before_any_pacemaker_run(fake_code, aiida_profile):
     small = TrainingSetData.from_atoms(emt_structures(4, seed=1)).store()
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), training_sets={'small': small})
-    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_TOO_FEW_STRUCTURES.status == 302
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_TOO_FEW_STRUCTURES.status == 202
     assert node.exit_message == 'found 4 structures in 1 node(s), at least 50 are required'
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
 
@@ -47,18 +47,18 @@ def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_
     _, node = run_get_node(
         PacemakerTrainingWorkChain, **fit_inputs(fake_code), training_sets={'data': data}, min_structures=orm.Int(2)
     )
-    assert node.exit_status == 303
+    assert node.exit_status == 203
     assert node.exit_message == '1 of the 3 structures found have no forces; pacemaker fits forces'
     assert calculations_below(node) == []
 
 
 def test_unknown_group_and_foreign_nodes(fake_code, aiida_profile):
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('no-such-group'))
-    assert node.exit_status == 301 and "no group labelled 'no-such-group'" in node.exit_message
+    assert node.exit_status == 201 and "no group labelled 'no-such-group'" in node.exit_message
     group = orm.Group(label='mixed-nodes').store()
     group.add_nodes([orm.Int(3).store()])
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('mixed-nodes'))
-    assert node.exit_status == 304 and 'Int' in node.exit_message
+    assert node.exit_status == 204 and 'Int' in node.exit_message
 
 
 def validation_message(**inputs):
@@ -236,7 +236,7 @@ def test_filters_resolve_the_query_once(fake_code, cu_al_database, aiida_profile
         filters=orm.Dict({'attributes': {'import_info': {'sha256': sha}}}),
         min_structures=orm.Int(1000),
     )
-    assert node.exit_status == 302 and node.exit_message.startswith('found 24 structures in 1 node(s)')
+    assert node.exit_status == 202 and node.exit_message.startswith('found 24 structures in 1 node(s)')
 
 
 @pytest.mark.pacemaker
@@ -265,7 +265,7 @@ def test_settings_that_do_not_fit_a_groups_data_stop_before_the_merge(fake_code,
         group=orm.Str('cu-only'),
         min_structures=orm.Int(2),
     )
-    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 307
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 207
     assert "does not match the elements of the data ['Cu']" in node.exit_message
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
 
@@ -284,7 +284,7 @@ def test_a_fixed_test_set_is_checked_with_a_groups_data(fake_code, aiida_profile
         test_set=test_set,
         min_structures=orm.Int(2),
     )
-    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 307
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 207
     assert "does not match the elements of the data ['Cu', 'Ni']" in node.exit_message
     assert calculations_below(node) == [] and 'training_set' not in node.outputs
 
@@ -292,7 +292,7 @@ def test_a_fixed_test_set_is_checked_with_a_groups_data(fake_code, aiida_profile
 @pytest.mark.parametrize(
     ('base_status', 'label', 'status'),
     [
-        (300, 'ERROR_UNRECOVERABLE_FAILURE', 410),
+        (310, 'ERROR_UNRECOVERABLE_FAILURE', 310),
         (501, 'ERROR_OUT_OF_MEMORY', 411),
         (401, 'ERROR_MAXIMUM_RESTARTS', 412),
         (402, 'ERROR_UNHANDLED_FAILURE', 413),
@@ -422,7 +422,7 @@ def test_a_groups_split_with_no_training_structure_stops_before_the_merge(fake_c
         test_fraction=orm.Float(0.95),
         min_structures=orm.Int(1),
     )
-    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_NO_TRAINING_STRUCTURE.status == 308
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_NO_TRAINING_STRUCTURE.status == 208
     assert 'leaves no training structure' in node.exit_message
     assert node.called == [] and 'training_set' not in node.outputs
 
@@ -475,7 +475,7 @@ def test_templates_that_load_other_templates_are_refused_in_one_line(fake_code, 
 
 
 def test_a_non_pw_process_in_a_group_is_an_unsupported_node(fake_code, aiida_profile):
-    """A finished calculation of another plugin is exit 304 naming it, not 305 "DFT calculation ... failed"."""
+    """A finished calculation of another plugin is exit 204 naming it, not 205 "DFT calculation ... failed"."""
     from aiida.common.links import LinkType
 
     other = orm.CalcJobNode(computer=fake_code.computer, process_type='aiida.calculations:core.arithmetic.add')
@@ -489,7 +489,7 @@ def test_a_non_pw_process_in_a_group_is_an_unsupported_node(fake_code, aiida_pro
     group = orm.Group(label='arithmetic-in-a-group').store()
     group.add_nodes([other, TrainingSetData.from_atoms(emt_structures(3, seed=48)).store()])
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), group=orm.Str('arithmetic-in-a-group'))
-    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_UNSUPPORTED_NODES.status == 304
+    assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_UNSUPPORTED_NODES.status == 204
     assert node.exit_message.endswith(f'PW calculations: ArithmeticAddCalculation<{other.pk}>')
 
 

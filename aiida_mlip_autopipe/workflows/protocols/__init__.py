@@ -15,6 +15,7 @@ import yaml
 
 __all__ = ('DEFAULT_PROTOCOL', 'ProtocolMixin', 'available_protocols', 'load_protocol', 'recursive_merge')
 
+#: The protocol used when none is named.
 DEFAULT_PROTOCOL = 'moderate'
 
 

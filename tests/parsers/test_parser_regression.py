@@ -1,0 +1,46 @@
+"""Parser outputs of the retrieved-file fixtures against stored results (pytest-regressions' ``data_regression``).
+
+A change in what the parser returns for a real retrieved folder shows as a diff of the YAML beside this file
+(``test_parser_regression/``); regenerate it deliberately with ``pytest --force-regen``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ENTRY_POINT = 'mlip_autopipe.pacemaker'
+
+
+def summary(results: dict, calcfunction) -> dict:
+    """What the parse produced, in plain data: exit status and message, and each output's content."""
+    from aiida import orm
+
+    data: dict = {'exit_status': calcfunction.exit_status, 'exit_message': calcfunction.exit_message, 'outputs': {}}
+    for label, node in sorted(results.items()):
+        attributes = node.base.attributes.all
+        if isinstance(node, orm.Dict):
+            data['outputs'][label] = node.get_dict()
+        elif isinstance(node, orm.SinglefileData):  # a potential file: its bytes are pacemaker's, checked elsewhere
+            content = node.get_content(mode='rb')
+            attributes = {key: value for key, value in attributes.items() if key != 'filename'}
+            data['outputs'][label] = {'filename': node.filename, 'bytes': len(content), 'attributes': attributes}
+        else:  # ArrayData: the arrays themselves (attributes hold their shapes)
+            arrays = {name: node.get_array(name).tolist() for name in sorted(node.get_arraynames())}
+            data['outputs'][label] = {'arrays': arrays, 'attributes': attributes}
+    return data
+
+
+@pytest.mark.parametrize('test_name', ['success_maxiter', 'early_converged', 'success_reference_energy'])
+def test_pacemaker_parser_outputs(generate_calc_job_node, generate_parser, data_regression, test_name):
+    node = generate_calc_job_node(ENTRY_POINT, test_name)
+    results, calcfunction = generate_parser(ENTRY_POINT).parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    data_regression.check(summary(results, calcfunction))
+
+
+@pytest.mark.parametrize('test_name', ['nan_loss', 'killed', 'no_status', 'failed_typo_pot', 'yace_failed'])
+def test_pacemaker_parser_failures(generate_calc_job_node, generate_parser, data_regression, test_name):
+    node = generate_calc_job_node(ENTRY_POINT, test_name)
+    results, calcfunction = generate_parser(ENTRY_POINT).parse_from_node(node, store_provenance=False)
+    assert not calcfunction.is_finished_ok
+    data_regression.check(summary(results, calcfunction))
