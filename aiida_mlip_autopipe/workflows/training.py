@@ -77,8 +77,9 @@ def split_indices(count: int, test_fraction: float, seed: int) -> tuple[np.ndarr
 
 def merge_plan(sets: list[TrainingSetData], test_set: TrainingSetData | None = None) -> tuple[list[int], dict]:
     """Which structures of ``sets`` (concatenated in order) to train on: each distinct structure (geometry and
-    labels, :meth:`TrainingSetData.structure_keys`) once, at its first occurrence, and none that a fixed
-    ``test_set`` holds; with the counts (``merge_info``) recorded on the merged training set."""
+    labels, :meth:`~aiida_mlip_autopipe.data.training_set.TrainingSetData.structure_keys`) once, at its first
+    occurrence, and none that a fixed ``test_set`` holds; with the counts (``merge_info``) recorded on the merged
+    training set."""
     held_out = set(test_set.structure_keys()) if test_set is not None else set()
     seen: set[bytes] = set()
     keep, duplicates, in_test_set, offset = [], 0, 0, 0

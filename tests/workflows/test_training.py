@@ -372,7 +372,7 @@ def test_duplicates_do_not_count_towards_min_structures(fake_code, aiida_profile
         training_sets={'a': data, 'b': data},
         min_structures=orm.Int(5),
     )
-    assert node.exit_status == 302
+    assert node.exit_status == 202
     assert node.exit_message == (
         'found 4 distinct (4 duplicate or test_set structures dropped) structures in 2 node(s), at least 5 are required'
     )
