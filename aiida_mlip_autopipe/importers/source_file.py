@@ -164,12 +164,16 @@ class PendingImport:
 
     def preview(self) -> TrainingSetData:
         """The data: the earlier import of the same bytes and options, or an unstored node."""
-        return self.existing if self.existing is not None else TrainingSetData(arrays=self.memo[0])
+        if self.existing is not None:
+            return self.existing
+        assert self.memo is not None  # read_file sets it whenever there is no earlier import
+        return TrainingSetData(arrays=self.memo[0])
 
     def store(self) -> TrainingSetData:
         """The stored ``TrainingSetData`` (the earlier import, or a new one whose lineage reaches the file)."""
         if self.existing is not None:
             return self.existing
+        assert self.memo is not None
         key = (self.kind, self.sha256, tuple(sorted(self.options.items())))
         _MEMO[key] = self.memo
         try:
