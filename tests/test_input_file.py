@@ -180,3 +180,12 @@ def test_duplicate_keys_are_refused_as_pacemaker_refuses_them(text):
         load_input(text)
     assert '\n' not in str(info.value)
     assert '"fit"' in str(info.value) or '"maxiter"' in str(info.value)
+
+
+@pytest.mark.parametrize('text', ['😀', 'a\U0010ffffb', 'é\u2028\x85\x7f', '"\\'])
+def test_any_string_reads_back_in_pacemakers_dialect(text):
+    """Found by the fuzz test: JSON's surrogate-pair escapes of characters beyond the BMP read back in ruamel as two
+    lone surrogates (the plugin refused such metadata as 'does not parse back'); YAML's \\U escape is used."""
+    assert load_input(f'potential: {{}}\nbackend: {{}}\ndata: {{}}\nmetadata: {{"c": {yaml_value(text)}}}\n')[
+        'metadata'
+    ] == {'c': text}

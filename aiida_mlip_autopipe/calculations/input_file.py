@@ -50,8 +50,15 @@ def yaml_value(value: Any) -> str:
         if exponent and '.' not in mantissa:  # YAML 1.1 readers need a dot in 1e-08
             text = f'{mantissa}.0e{exponent}'
         return text
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, str):  # JSON's escapes, but \UXXXXXXXX beyond the BMP (YAML has no surrogate pairs)
+        return ''.join(
+            character
+            if ord(character) < 0x7F
+            else f'\\u{ord(character):04x}'
+            if ord(character) <= 0xFFFF
+            else f'\\U{ord(character):08x}'
+            for character in json.dumps(value, ensure_ascii=False)
+        )
     if isinstance(value, dict):
         items = ', '.join(f'{yaml_value(str(key))}: {yaml_value(item)}' for key, item in value.items())
         return '{' + items + '}'
