@@ -13,8 +13,10 @@ validation) is compared with pacemaker's, asked through one long-lived worker in
   conversion. A case pacemaker would reject is therefore one the plugin refused;
 * every case the plugin **refuses** has a one-line reason.
 
-Budget: ``FUZZ_EXAMPLES`` cases (default 500), pacemaker dry runs while ``FUZZ_BUDGET_S`` seconds (default 120)
-last, ``FUZZ_FITS`` one-iteration fits (default 1). ``FUZZ_SEED`` replays a run; the seed is printed.
+Budget: ``FUZZ_EXAMPLES`` cases (default 500); pacemaker dry runs while ``FUZZ_BUDGET_S`` seconds (default 90)
+last, and at least 20; ``FUZZ_FITS`` one-iteration fits (default 1; the explicit examples come first, so a run always
+fits). After the budget, accepted cases are still read by pacemaker's reader in the worker. ``FUZZ_SEED`` replays a
+run (the seed is printed); ``FUZZ_SHRINK=0`` skips hypothesis' shrinking (each step reruns pacemaker).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import random
 import time
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.pacemaker
 
 EXAMPLES = int(os.environ.get('FUZZ_EXAMPLES', '500'))
-BUDGET_S = float(os.environ.get('FUZZ_BUDGET_S', '120'))
+BUDGET_S = float(os.environ.get('FUZZ_BUDGET_S', '90'))
+MIN_DRY_RUNS = 20
 FITS = int(os.environ.get('FUZZ_FITS', '1'))
 SEED = int(os.environ.get('FUZZ_SEED', str(random.SystemRandom().randrange(2**32))))
 SHRINK = os.environ.get('FUZZ_SHRINK', '1') != '0'
@@ -318,6 +321,18 @@ def plugin_verdict(code, training_set, case: dict, bbasis: str) -> tuple[str | N
     return (None if error is None else error.message), inputs
 
 
+def one_iteration_case(optimizer: str, options: dict | None) -> dict:
+    """An explicit case (run first, so that every run fits): a one-iteration fit of three functions per element."""
+    fit = {'maxiter': 1, 'optimizer': optimizer, **({'options': options} if options else {})}
+    functions = {'number_of_functions_per_element': 3, 'ALL': {'nradmax_by_orders': [3, 1], 'lmax_by_orders': [0, 0]}}
+    potential = {
+        'embeddings': {'ALL': {'npot': 'FinnisSinclairShiftedScaled', 'fs_parameters': [1, 1], 'ndensity': 1}},
+        'bonds': {'ALL': {'radbase': 'SBessel', 'radparameters': [5.25], 'rcut': 4.0, 'dcut': 0.01}},
+        'functions': functions,
+    }
+    return {'settings': {'potential': potential, 'fit': fit}, 'template': None, 'initial_potential': None, 'fit': True}
+
+
 def one_iteration(read: dict) -> bool:
     """Whether pacemaker fits ``read`` in one short iteration: ``maxiter: 1``, one cycle, no ladder, few functions."""
     fit, potential = read.get('fit'), read.get('potential')
@@ -361,6 +376,9 @@ def test_settings_agree_with_pacemaker(fuzz_data, fake_code, pacemaker_worker, c
         phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if SHRINK else [])],
     )
     @given(case=case_strategy)
+    @example(case=one_iteration_case('L-BFGS-B', {'maxcor': 5, 'gtol': 1e-8}))
+    @example(case=one_iteration_case('BFGS', {'c2': 0.8}))
+    @example(case=one_iteration_case('CG', None))
     def check(case):
         tally.cases += 1
         reason, inputs = plugin_verdict(fake_code, training_set, case, bbasis)
@@ -385,7 +403,7 @@ def test_settings_agree_with_pacemaker(fuzz_data, fake_code, pacemaker_worker, c
             and initial is False
             and one_iteration(recorded)
         )
-        in_budget = time.monotonic() - tally.started < BUDGET_S or tally.failing
+        in_budget = time.monotonic() - tally.started < BUDGET_S or tally.dry_runs < MIN_DRY_RUNS or tally.failing
         request = {'op': 'run', 'text': text, 'flag': flag, 'fit': bool(fit_run and in_budget)}
         if initial:
             request['potential'] = bbasis if case['initial_potential'] == 'BBASIS' else case['initial_potential']
