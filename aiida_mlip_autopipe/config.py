@@ -47,6 +47,7 @@ from pydantic import (
 from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
 
 __all__ = (
+    'OPTIMIZER_OPTIONS',
     'PACEMAKER_DEFAULTS',
     'PLUGIN_OWNED_KEYS',
     'TEMPLATE_BLOCKS',
@@ -454,7 +455,109 @@ class WeightingSpec(_Strict):
         low, up = self.DElow if self.DElow is not None else 1.0, self.DEup if self.DEup is not None else 10.0
         if low >= up:
             raise ValueError(f'DElow={low} must be smaller than DEup={up}')
+        # pacemaker's EnergyBasedWeightingPolicy.generate_weights: nfit alone, or n_lower and n_upper together
+        tiers = [name for name in ('n_lower', 'n_upper') if getattr(self, name) is not None]
+        if self.nfit is not None and tiers:
+            raise ValueError(
+                f'nfit cannot be combined with {" and ".join(tiers)} (pacemaker refuses it after start-up): give '
+                'nfit alone, or n_lower and n_upper together (nfit is then their sum)'
+            )
+        if len(tiers) == 1:
+            raise ValueError(
+                f'{tiers[0]} needs its partner: give n_lower and n_upper together, or nfit alone (pacemaker '
+                'refuses one of them alone after start-up)'
+            )
         return self
+
+
+#: The options each optimiser takes (pacemaker passes ``fit.options`` to ``scipy.optimize.minimize``), with their
+#: kind: ``float`` (> 0), ``tolerance`` (>= 0), ``int`` (> 0) or ``bool``. From scipy's ``_minimize_bfgs`` /
+#: ``_minimize_cg`` / ``_minimize_lbfgsb``; left out: ``maxiter`` (pacemaker overwrites it with ``fit.maxiter``),
+#: ``hess_inv0`` (an array), ``workers`` (unused with pacemaker's analytic gradient) and L-BFGS-B's ``disp`` /
+#: ``iprint`` (deprecated by scipy).
+OPTIMIZER_OPTIONS: dict[str, dict[str, str]] = {
+    'BFGS': {
+        'gtol': 'tolerance',
+        'norm': 'float',
+        'eps': 'float',
+        'xrtol': 'tolerance',
+        'c1': 'float',
+        'c2': 'float',
+        'finite_diff_rel_step': 'float',
+        'disp': 'bool',
+        'return_all': 'bool',
+    },
+    'L-BFGS-B': {
+        'maxcor': 'int',
+        'ftol': 'tolerance',
+        'gtol': 'tolerance',
+        'eps': 'float',
+        'maxfun': 'int',
+        'maxls': 'int',
+        'finite_diff_rel_step': 'float',
+    },
+    'CG': {
+        'gtol': 'tolerance',
+        'norm': 'float',
+        'eps': 'float',
+        'c1': 'float',
+        'c2': 'float',
+        'finite_diff_rel_step': 'float',
+        'disp': 'bool',
+        'return_all': 'bool',
+    },
+}
+#: scipy's default line-search constants (c1, c2) of the optimisers that take them.
+LINE_SEARCH_DEFAULTS: dict[str, tuple[float, float]] = {'BFGS': (1e-4, 0.9), 'CG': (1e-4, 0.4)}
+#: Optimisers pacemaker 0.4 (tensorpotential 0.6, scipy 1.17) accepts by name but fails with (measured by the fuzz
+#: test's one-iteration fits, ``tests/fuzz``), and why.
+_LEAST_SQUARES = (
+    'pacemaker 0.4 fails in its least-squares path (TensorFlow InvalidArgumentError in TensorScatterUpdate)'
+)
+BROKEN_OPTIMIZERS: dict[str, str] = {
+    'Adam': 'pacemaker 0.4 runs the whole fit with it and then fails (res_opt is None, python-ace fitadapter.py)',
+    'SGD': 'pacemaker 0.4 runs the whole fit with it and then fails (res_opt is None, python-ace fitadapter.py)',
+    'trf': _LEAST_SQUARES,
+    'dogbox': _LEAST_SQUARES,
+    'lm': _LEAST_SQUARES,
+    'dual_annealing': (
+        "pacemaker 0.4 calls scipy's dual_annealing with local_search_options, which scipy >= 1.14 no longer takes "
+        '(TypeError at the start of the fit)'
+    ),
+}
+
+
+def optimizer_options_problem(optimizer: str, options: dict[str, Any]) -> str | None:
+    """A one-line message when ``options`` are not options of ``optimizer`` (as pacemaker hands them to scipy)."""
+    allowed = OPTIMIZER_OPTIONS.get(optimizer)
+    if allowed is None:
+        return None
+    if 'maxiter' in options:
+        return 'options.maxiter is overwritten by pacemaker with fit.maxiter: set fit.maxiter instead'
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return (
+            f'{", ".join(unknown)} {"is not an option" if len(unknown) == 1 else "are not options"} of optimizer '
+            f'{optimizer!r} (scipy only warns and ignores it); allowed: {", ".join(allowed)}'
+        )
+    for key, value in options.items():
+        kind = allowed[key]
+        if kind == 'bool' and not isinstance(value, bool):
+            return f'options.{key} must be true or false, not {value!r}'
+        if kind == 'int' and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            return f'options.{key} must be a positive integer, not {value!r}'
+        if kind in ('float', 'tolerance') and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f'options.{key} must be a number, not {value!r}'
+        if kind == 'float' and value <= 0:
+            return f'options.{key} must be positive, not {value!r}'
+        if kind == 'tolerance' and value < 0:
+            return f'options.{key} must not be negative, not {value!r}'
+    if optimizer in LINE_SEARCH_DEFAULTS:
+        default_c1, default_c2 = LINE_SEARCH_DEFAULTS[optimizer]
+        c1, c2 = options.get('c1', default_c1), options.get('c2', default_c2)
+        if not 0 < c1 < c2 < 1:
+            return f'options c1={c1} and c2={c2} must satisfy 0 < c1 < c2 < 1 (scipy refuses them)'
+    return None
 
 
 TrainableKey = Annotated[
@@ -470,10 +573,12 @@ class FitSettings(_Strict):
     """The loss: force weight and regularisation."""
     weighting: WeightingSpec | None = None
     """Weights of the structures (absent: uniform)."""
-    optimizer: Literal['BFGS', 'L-BFGS-B', 'CG', 'trf', 'dogbox', 'lm', 'dual_annealing', 'Adam', 'SGD'] | None = None
-    """The optimiser (scipy's BFGS by default; Adam/SGD through TensorFlow)."""
+    optimizer: Literal['BFGS', 'L-BFGS-B', 'CG'] | None = None
+    """The optimiser: scipy's ``BFGS`` (pacemaker's default), ``L-BFGS-B`` or ``CG``. The other names pacemaker 0.4
+    knows fail inside it (:data:`BROKEN_OPTIMIZERS`) and are refused."""
     options: dict[Identifier, FiniteFloat | StrictInt | StrictBool] | None = None
-    """The optimiser's options (e.g. ``gtol``, ``maxcor``)."""
+    """scipy's options of the optimiser (:data:`OPTIMIZER_OPTIONS`, e.g. ``gtol``, ``maxcor`` for L-BFGS-B);
+    with any options pacemaker drops its own ``gtol: 1e-8`` (scipy's 1e-5 applies unless given)."""
     maxiter: PositiveInt | None = None
     """Iterations of the optimiser (per ladder step and fit cycle); pacemaker: 100."""
     repulsion: Literal['auto'] | None = None
@@ -509,6 +614,23 @@ class FitSettings(_Strict):
     """Stop when the test loss improves by less than this fraction per iteration."""
     early_stopping_patience: PositiveInt | None = None
     """Iterations without a better test loss before stopping."""
+
+    @field_validator('optimizer', mode='before')
+    @classmethod
+    def _refuse_broken_optimizers(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in BROKEN_OPTIMIZERS:
+            raise ValueError(
+                f'optimizer {value!r} is refused: {BROKEN_OPTIMIZERS[value]}; use one of {", ".join(OPTIMIZER_OPTIONS)}'
+            )
+        return value
+
+    @model_validator(mode='after')
+    def _check_options(self) -> FitSettings:
+        if self.options is not None:
+            message = optimizer_options_problem(self.optimizer or PACEMAKER_DEFAULTS['fit.optimizer'], self.options)
+            if message:
+                raise ValueError(message)
+        return self
 
     @property
     def effective_maxiter(self) -> int:
@@ -578,6 +700,41 @@ class DataSettings(_Strict):
                 if key != 'shift':
                     validate_element(key)
         return value
+
+
+#: Keys every element's embedding and every element pair's bond must get from some block (ALL, UNARY, BINARY or
+#: the block named by the elements): without them pacemaker fails after start-up (KeyError 'ndensity', "Number of
+#: fs_parameters = 0", a segmentation fault without radparameters, a cutoff of 0 without rcut).
+REQUIRED_BLOCK_KEYS = {'embeddings': ('ndensity', 'fs_parameters'), 'bonds': ('radparameters', 'rcut')}
+
+
+def _applies(key: str, elements: tuple[str, ...]) -> bool:
+    """Whether the basis block ``key`` applies to the embedding of one element or the bond of a pair."""
+    if key == 'ALL':
+        return True
+    if key == 'UNARY':
+        return len(set(elements)) == 1
+    if key == 'BINARY':
+        return len(set(elements)) == 2
+    named = block_elements(key)
+    return sorted(named) == sorted(elements) or (len(set(elements)) == 1 and named == [elements[0]])
+
+
+def _check_required_block_keys(potential: PotentialSettings) -> None:
+    elements = potential.elements or []
+    targets = {
+        'embeddings': [(element,) for element in elements],
+        'bonds': [(first, second) for index, first in enumerate(elements) for second in elements[index:]],
+    }
+    for section, keys in REQUIRED_BLOCK_KEYS.items():
+        blocks = getattr(potential, section) or {}
+        for target in targets[section]:
+            for key in keys:
+                if not any(getattr(spec, key) is not None for name, spec in blocks.items() if _applies(name, target)):
+                    raise ValueError(
+                        f'potential.{section}: no block gives {key} for {"-".join(dict.fromkeys(target))} (pacemaker '
+                        f'fails on it after start-up); give {key} in the ALL block or in the block of those elements'
+                    )
 
 
 def _parent_of(data: Any, path: tuple[str, ...]) -> dict | None:
@@ -703,6 +860,7 @@ class PacemakerSettings(_Strict):
             functions = FunctionsSettings.model_validate({**given, **copy.deepcopy(TEMPLATE_BLOCKS['functions'])})
             potential.functions = functions
             filled['potential.functions'] = TEMPLATE_BLOCKS['functions']
+        _check_required_block_keys(potential)
         result.potential = potential
         backend = result.backend.model_copy() if result.backend is not None else BackendSettings()
         if backend.evaluator is None:

@@ -5,6 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from aiida_mlip_autopipe.config import (
+    BROKEN_OPTIMIZERS,
+    OPTIMIZER_OPTIONS,
     TEMPLATE_BLOCKS,
     LossWeights,
     PacemakerSettings,
@@ -178,3 +180,93 @@ def test_elements_from_data_only_where_omitted():
 def test_a_bond_block_for_an_element_not_in_the_data_is_refused_when_elements_are_filled():
     with pytest.raises(ValidationError, match='names Al, which is not among the elements'):
         PacemakerSettings(potential={'bonds': {'AlCu': {'rcut': 5.0}}}).complete(['Cu'])
+
+
+@pytest.mark.parametrize(
+    ('fit', 'fragment'),
+    [
+        ({'options': {'gtoll': 1e-8}}, "gtoll is not an option of optimizer 'BFGS'"),
+        ({'options': {'maxiterr': 5}}, "maxiterr is not an option of optimizer 'BFGS'"),
+        ({'optimizer': 'BFGS', 'options': {'maxcor': 50}}, 'allowed: gtol, norm, eps'),
+        ({'optimizer': 'CG', 'options': {'ftol': 1e-8}}, "ftol is not an option of optimizer 'CG'"),
+        ({'optimizer': 'L-BFGS-B', 'options': {'xrtol': 0.1}}, 'allowed: maxcor, ftol, gtol'),
+        ({'options': {'maxiter': 5}}, 'overwritten by pacemaker with fit.maxiter'),
+        ({'optimizer': 'L-BFGS-B', 'options': {'maxcor': 2.5}}, 'options.maxcor must be a positive integer'),
+        ({'options': {'gtol': -1.0}}, 'options.gtol must not be negative'),
+        ({'options': {'c1': 0.95}}, 'must satisfy 0 < c1 < c2 < 1'),
+        ({'options': {'disp': 1}}, 'options.disp must be true or false'),
+    ],
+)
+def test_fit_options_are_checked_against_the_optimizer(fit, fragment):
+    """Defect 7 of issue 20: options scipy would only warn about (and ignore) are refused, naming the allowed ones."""
+    message = error_of(fit=fit)
+    assert fragment in message, message
+    assert '\n' not in message
+
+
+@pytest.mark.parametrize(
+    'fit',
+    [
+        {'options': {'gtol': 1e-8, 'c2': 0.8, 'disp': True}},
+        {'optimizer': 'L-BFGS-B', 'options': {'maxcor': 50, 'ftol': 0.0, 'maxls': 30}},
+        {'optimizer': 'CG', 'options': {'gtol': 1e-6, 'norm': 2.0}},
+    ],
+)
+def test_options_of_the_chosen_optimizer_pass(fit):
+    assert PacemakerSettings.model_validate({'fit': fit}).fit.options == fit['options']
+
+
+def test_optimizer_options_exist_in_scipy():
+    """The table is scipy's own: every option is a parameter of the optimiser's scipy function."""
+    import inspect
+
+    from scipy.optimize._lbfgsb_py import _minimize_lbfgsb
+    from scipy.optimize._optimize import _minimize_bfgs, _minimize_cg
+
+    functions = {'BFGS': _minimize_bfgs, 'L-BFGS-B': _minimize_lbfgsb, 'CG': _minimize_cg}
+    for optimizer, options in OPTIMIZER_OPTIONS.items():
+        assert set(options) <= set(inspect.signature(functions[optimizer]).parameters), optimizer
+
+
+@pytest.mark.parametrize('optimizer', sorted(BROKEN_OPTIMIZERS))
+def test_optimizers_that_fail_inside_pacemaker_are_refused(optimizer):
+    """Defect 7 of issue 20: Adam/SGD fail after the whole fit (res_opt None); trf/dogbox/lm and dual_annealing
+    fail at the start of the fit (measured by the fuzz test's one-iteration fits)."""
+    message = error_of(fit={'optimizer': optimizer})
+    assert f'optimizer {optimizer!r} is refused' in message
+    assert 'use one of BFGS, L-BFGS-B, CG' in message
+
+
+@pytest.mark.parametrize(
+    ('weighting', 'fragment'),
+    [
+        ({'nfit': 10, 'n_lower': 2}, 'nfit cannot be combined with n_lower'),
+        ({'nfit': 10, 'n_lower': 2, 'n_upper': 3}, 'nfit cannot be combined with n_lower and n_upper'),
+        ({'n_upper': 3}, 'n_upper needs its partner'),
+        ({'n_lower': 3}, 'n_lower needs its partner'),
+    ],
+)
+def test_weighting_combinations_pacemaker_refuses_are_refused(weighting, fragment):
+    """Defect 8 of issue 20: pacemaker's EnergyBasedWeightingPolicy takes nfit alone, or n_lower with n_upper."""
+    message = error_of(fit={'weighting': {'type': 'EnergyBasedWeightingPolicy', **weighting}})
+    assert fragment in message, message
+
+
+@pytest.mark.parametrize('weighting', [{'nfit': 10}, {'n_lower': 2, 'n_upper': 3}, {}])
+def test_weighting_combinations_pacemaker_takes_pass(weighting):
+    PacemakerSettings.model_validate({'fit': {'weighting': {'type': 'EnergyBasedWeightingPolicy', **weighting}}})
+
+
+@pytest.mark.parametrize(
+    ('potential', 'fragment'),
+    [
+        ({'embeddings': {'ALL': {'npot': 'FinnisSinclair'}}}, 'no block gives ndensity for Cu'),
+        ({'embeddings': {'ALL': {'ndensity': 1}}}, 'no block gives fs_parameters for Cu'),
+        ({'bonds': {'ALL': {'rcut': 4.0}}}, 'no block gives radparameters for Cu'),
+        ({'bonds': {'ALL': {'radparameters': [5.25]}}}, 'no block gives rcut for Cu'),
+    ],
+)
+def test_blocks_without_the_keys_pacemaker_needs_are_refused(potential, fragment):
+    """Found by the fuzz test: a block without them fails inside pacemaker (KeyError, segmentation fault)."""
+    with pytest.raises(ValueError, match=fragment):
+        PacemakerSettings.model_validate({'potential': potential}).complete(['Cu'])

@@ -46,8 +46,8 @@ def random_settings(rng: random.Random) -> PacemakerSettings:
                 'energy': 'cohesive',
                 'seed': 7,
             },
-            'optimizer': rng.choice(['BFGS', 'L-BFGS-B']),
-            'options': {'maxcor': 100, 'gtol': 1e-7},
+            'optimizer': (optimizer := rng.choice(['BFGS', 'L-BFGS-B'])),
+            'options': {'maxcor': 100, 'gtol': 1e-7} if optimizer == 'L-BFGS-B' else {'gtol': 1e-7, 'c2': 0.8},
             'maxiter': rng.randint(1, 5000),
             'repulsion': rng.choice(['auto', None]),
             'ladder_step': rng.choice([None, 10, 0.2, (10, 0.2)]),
@@ -153,3 +153,39 @@ def test_rendered_text_must_be_a_mapping_with_sections():
         load_input('seed: 1\n')
     with pytest.raises(InputFileError, match='not valid YAML'):
         load_input('potential: [1,\n')
+
+
+def test_rendered_input_is_read_in_pacemakers_yaml_dialect():
+    """Defect 4 of issue 20: one dialect, pacemaker's (ruamel, YAML 1.2): ``010`` is 10 (PyYAML: 8), ``1:30`` a
+    string (PyYAML: 90), ``yes`` a string (PyYAML: True)."""
+    text = 'potential: {}\nbackend: {}\ndata: {}\nseed: 010\nfit: {maxiter: 1:30}\nmetadata: {ok: yes}\n'
+    document = load_input(text)
+    assert document['seed'] == 10
+    assert document['fit']['maxiter'] == '1:30'
+    assert document['metadata']['ok'] == 'yes'
+    assert yaml.safe_load(text)['seed'] == 8  # the dialect the plugin no longer uses
+
+
+@pytest.mark.parametrize(
+    'text',
+    [
+        'potential: {}\nbackend: {}\ndata: {}\nfit: {maxiter: 1}\nfit: {maxiter: 2}\n',
+        'potential: {}\nbackend: {}\ndata: {}\nfit: {maxiter: 1, maxiter: 2}\n',
+    ],
+)
+def test_duplicate_keys_are_refused_as_pacemaker_refuses_them(text):
+    """Defect 4 of issue 20: PyYAML took the last duplicate; pacemaker's reader fails (DuplicateKeyError, exit
+    410 after start-up). The refusal is one line and names the key."""
+    with pytest.raises(InputFileError, match='duplicate key') as info:
+        load_input(text)
+    assert '\n' not in str(info.value)
+    assert '"fit"' in str(info.value) or '"maxiter"' in str(info.value)
+
+
+@pytest.mark.parametrize('text', ['😀', 'a\U0010ffffb', 'é\u2028\x85\x7f', '"\\'])
+def test_any_string_reads_back_in_pacemakers_dialect(text):
+    """Found by the fuzz test: JSON's surrogate-pair escapes of characters beyond the BMP read back in ruamel as two
+    lone surrogates (the plugin refused such metadata as 'does not parse back'); YAML's \\U escape is used."""
+    assert load_input(f'potential: {{}}\nbackend: {{}}\ndata: {{}}\nmetadata: {{"c": {yaml_value(text)}}}\n')[
+        'metadata'
+    ] == {'c': text}

@@ -66,7 +66,8 @@ def test_file_names_and_code_paths_cannot_escape_or_inject(generate_calc_job, se
     code = orm.InstalledCode(
         label='weird', computer=session_localhost, filepath_executable="/opt/p'ace $(touch pwned)/bin/pacemaker"
     ).store()
-    potential = orm.SinglefileData(io.BytesIO(b'species: []\n'), filename='$(id);..yaml')
+    bbasis = b'global: {DeltaSplineBins: 0.001}\nspecies: [{speciesblock: Cu}]\n'  # the shape of a B-basis
+    potential = orm.SinglefileData(io.BytesIO(bbasis), filename='$(id);..yaml')
     folder, calc_info = generate_calc_job(
         PacemakerCalculation,
         {

@@ -1,8 +1,13 @@
-"""Render pacemaker's ``input.yaml`` from a Jinja2 template, safely, and check it parses back.
+"""Render pacemaker's ``input.yaml`` from a Jinja2 template, safely, and read it back as pacemaker does.
 
 Every value goes through the ``yaml`` filter, which emits a YAML flow scalar, sequence or mapping in which all
 strings are double-quoted with escapes: a value can never open a new line, a new key, an anchor or a tag.
 Mapping keys written by a template go through the ``key`` filter, which accepts plain identifiers only.
+
+There is one YAML dialect here, pacemaker's: ``pacemaker`` reads ``input.yaml`` with
+``ruamel.yaml.YAML(typ='safe', pure=True)`` (YAML 1.2: ``010`` is 10, ``1:30`` is a string, ``yes`` is a string;
+a duplicate key is an error). :func:`read_pacemaker_yaml` is that reader, and everything the plugin checks or
+records about a rendered file goes through it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from aiida_mlip_autopipe import __version__
 
-__all__ = ('InputFileError', 'default_template', 'load_input', 'render_input', 'yaml_value')
+__all__ = ('InputFileError', 'default_template', 'load_input', 'read_pacemaker_yaml', 'render_input', 'yaml_value')
 
 _IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_\-]*$')
 
@@ -44,8 +50,15 @@ def yaml_value(value: Any) -> str:
         if exponent and '.' not in mantissa:  # YAML 1.1 readers need a dot in 1e-08
             text = f'{mantissa}.0e{exponent}'
         return text
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, str):  # JSON's escapes, but \UXXXXXXXX beyond the BMP (YAML has no surrogate pairs)
+        return ''.join(
+            character
+            if ord(character) < 0x7F
+            else f'\\u{ord(character):04x}'
+            if ord(character) <= 0xFFFF
+            else f'\\U{ord(character):08x}'
+            for character in json.dumps(value, ensure_ascii=False)
+        )
     if isinstance(value, dict):
         items = ', '.join(f'{yaml_value(str(key))}: {yaml_value(item)}' for key, item in value.items())
         return '{' + items + '}'
@@ -108,12 +121,35 @@ def render_input(document: dict[str, Any], template: str | None = None) -> str:
         raise InputFileError(f'the input.yaml template tried an unsafe operation: {exception}') from exception
 
 
-def load_input(text: str) -> dict[str, Any]:
-    """Parse a rendered ``input.yaml`` with a safe loader; it must be a mapping with the required sections."""
+def read_pacemaker_yaml(text: str) -> Any:
+    """Parse ``text`` exactly as pacemaker reads ``input.yaml`` (``pyace/cli/pacemaker.py``: ruamel, safe, pure).
+
+    Raises :class:`InputFileError` with a one-line message (e.g. a duplicate key, which pacemaker refuses too).
+    """
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exception:
-        raise InputFileError(f'the rendered input.yaml is not valid YAML: {exception}') from exception
+        return YAML(typ='safe', pure=True).load(text)
+    except YAMLError as exception:
+        message = _one_line(exception)
+        raise InputFileError(f'not valid YAML as pacemaker reads it (ruamel, YAML 1.2): {message}') from None
+
+
+def _one_line(exception: Exception) -> str:
+    """A ruamel error on one line: its problem and where (``found duplicate key "maxiter" ... line 5``)."""
+    problem = getattr(exception, 'problem', None)
+    mark = getattr(exception, 'problem_mark', None) or getattr(exception, 'context_mark', None)
+    if problem:
+        where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark is not None else ''
+        problem = ' '.join(problem.split())
+        return f'{problem}{where}'
+    return ' '.join(str(exception).split())
+
+
+def load_input(text: str) -> dict[str, Any]:
+    """Parse a rendered ``input.yaml`` as pacemaker does; it must be a mapping with the required sections."""
+    try:
+        document = read_pacemaker_yaml(text)
+    except InputFileError as exception:
+        raise InputFileError(f'the rendered input.yaml is {exception}') from None
     if not isinstance(document, dict):
         raise InputFileError('the rendered input.yaml is not a mapping')
     missing = [section for section in ('potential', 'backend', 'data') if section not in document]

@@ -23,6 +23,8 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from aiida_mlip_autopipe.baseline.delta import baseline_of
 from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
@@ -251,15 +253,43 @@ class PacemakerCalculation(CalcJob):
             check_user_rendering(rendered, document)
         return document, text
 
+    @classmethod
+    def potential_flag(cls, read: dict[str, Any]) -> str:
+        """The command-line flag that hands the initial potential to pacemaker, given the ``input.yaml`` it reads:
+        ``-ip`` (``potential.initial_potential``, grown by the ladder) with a ``fit.ladder_step``, else ``-p`` (the
+        file replaces the whole ``potential`` section)."""
+        fit = read.get('fit')
+        return '-ip' if isinstance(fit, dict) and 'ladder_step' in fit else '-p'
+
+    @classmethod
+    def settings_read(cls, text: str, initial_potential: bool = False) -> dict[str, Any]:
+        """What pacemaker reads: the ``input.yaml`` ``text`` parsed with its own reader, with the command line applied
+        as ``pacemaker`` applies it (``-p FILE`` replaces the ``potential`` section, ``-ip FILE`` sets
+        ``potential.initial_potential``). This, not the ``settings`` input, is the record of the settings used."""
+        read = load_input(text)
+        if initial_potential:
+            if cls.potential_flag(read) == '-p':
+                read['potential'] = cls.INITIAL_POTENTIAL
+            elif isinstance(read['potential'], dict):
+                read['potential']['initial_potential'] = cls.INITIAL_POTENTIAL
+        return read
+
     def prepare_for_submission(self, folder):
         """Write ``input.yaml`` and the job's helper script; copy the datasets; define the job's commands."""
-        _, text = self.input_document(self.inputs)
+        document, text = self.input_document(self.inputs)
         folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
-        settings, filled, dropped = self.completed_settings(self.inputs)
+        _, filled, dropped = self.completed_settings(self.inputs)
+        read = load_input(text)
         if filled:
             self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
         for message in dropped:
             self.report(f'settings: {message}')
+        differences = settings_differences(document, read)
+        if differences:
+            self.report(
+                'the template writes input.yaml differently from the settings; pacemaker reads (and metrics.'
+                f'settings_used records) the file: {"; ".join(differences)}'
+            )
         script = resources.files('aiida_mlip_autopipe.jobscripts').joinpath('pacemaker_io.py').read_text('utf-8')
         folder.create_file_from_filelike(_text_stream(script), self.IO_SCRIPT, mode='w')
 
@@ -270,8 +300,7 @@ class PacemakerCalculation(CalcJob):
         if 'initial_potential' in self.inputs:
             potential = self.inputs.initial_potential
             local_copy_list.append((potential.uuid, potential.filename, self.INITIAL_POTENTIAL))
-            flag = '-ip' if settings.section_fit.ladder_step is not None else '-p'
-            cmdline += [flag, self.INITIAL_POTENTIAL]
+            cmdline += [self.potential_flag(read), self.INITIAL_POTENTIAL]
 
         codeinfo = datastructures.CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
@@ -358,6 +387,24 @@ def _text_stream(text: str):
     return io.StringIO(text)
 
 
+def settings_differences(expected: Any, read: Any, path: str = '') -> list[str]:
+    """``key: settings X, file Y`` for each place where the ``input.yaml`` pacemaker reads differs from the settings."""
+    if isinstance(expected, dict) and isinstance(read, dict):
+        result = []
+        for key in list(expected) + [key for key in read if key not in expected]:
+            where = f'{path}.{key}' if path else str(key)
+            if key not in read:
+                result.append(f'{where}: settings {expected[key]!r}, file absent (pacemaker default)')
+            elif key not in expected:
+                result.append(f'{where}: not in the settings, file {read[key]!r}')
+            else:
+                result += settings_differences(expected[key], read[key], where)
+        return result
+    if expected != read or type(expected) is not type(read):
+        return [f'{path}: settings {expected!r}, file {read!r}']
+    return []
+
+
 def check_user_rendering(rendered: dict[str, Any], document: dict[str, Any]) -> None:
     """A user's template must write the plugin's dataset files and pass the same validation as settings."""
     data = rendered.get('data') or {}
@@ -418,6 +465,33 @@ def initial_potential_problem(inputs: dict[str, Any]) -> str | None:
         )
     if not name.endswith(('.yaml', '.yml')):
         return f'initial_potential {name!r} must be a B-basis YAML file (.yaml)'
+    return bbasis_problem(inputs['initial_potential'])
+
+
+def bbasis_problem(node: orm.SinglefileData) -> str | None:
+    """A one-line message when ``node`` is not a B-basis potential YAML (``global`` and ``species`` blocks).
+
+    Pacemaker's loader (``BBasisConfiguration``) fails on anything else with a bare "bad conversion" after start-up.
+    """
+    name = node.filename
+    try:
+        with node.open(mode='rb') as handle:  # libyaml where available: a potential can be megabytes
+            document = YAML(typ='safe').load(handle.read().decode('utf-8'))
+    except (YAMLError, UnicodeDecodeError) as exception:
+        return f'initial_potential {name!r} is not readable YAML: {" ".join(str(exception).split())[:200]}'
+    species = document.get('species') if isinstance(document, dict) else None
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get('global'), dict)
+        or not isinstance(species, list)
+        or not species
+        or not all(isinstance(block, dict) and isinstance(block.get('speciesblock'), str) for block in species)
+    ):
+        keys = ', '.join(map(str, document)) if isinstance(document, dict) else type(document).__name__
+        return (
+            f'initial_potential {name!r} is not a B-basis potential (it needs the blocks global and species with '
+            f'speciesblock entries; it has: {keys or "nothing"}): give the `potential_yaml` output of a fit'
+        )
     return None
 
 

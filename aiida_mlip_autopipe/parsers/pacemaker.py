@@ -212,12 +212,24 @@ class PacemakerParser(Parser):
     # -- pieces ---------------------------------------------------------------------------------------------
 
     def _settings_record(self) -> dict[str, Any]:
-        """What the plugin filled into the settings (pacemaker requires it) and which ignored keys it dropped."""
+        """The settings pacemaker used, read from the job's ``input.yaml`` with pacemaker's own YAML reader and
+        command line (``settings_used``); what the plugin filled (only where the file has it) and the ignored keys
+        it dropped."""
         try:
             _, filled, dropped = Calc.completed_settings(self.node.inputs)
-        except Exception:  # a parser test without the calculation's inputs
+            text = self.node.base.repository.get_object_content(Calc.INPUT_FILE, mode='r')
+            used = Calc.settings_read(text, 'initial_potential' in self.node.inputs)
+        except Exception:  # a parser test without the calculation's inputs or input.yaml
             return {}
-        return {'settings_filled': filled, 'settings_dropped': dropped}
+
+        def value_at(dotted: str) -> Any:
+            document: Any = used
+            for part in dotted.split('.'):
+                document = document.get(part) if isinstance(document, dict) else None
+            return document
+
+        filled = {key: value for key, value in filled.items() if value_at(key) == value}
+        return {'settings_used': used, 'settings_filled': filled, 'settings_dropped': dropped}
 
     def _nan_iteration(self, log: str | None) -> int | None:
         text = self._read(Calc.METRICS)

@@ -1,6 +1,7 @@
 """PacemakerCalculation: the sandbox it writes, its command lines, and the errors raised before submission."""
 
 import io
+import pathlib
 
 import pytest
 import yaml
@@ -14,6 +15,16 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 @pytest.fixture(scope='module')
 def cu_set(aiida_profile):
     return TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=5)).store()
+
+
+#: A B-basis potential pacemaker wrote (Cu).
+BBASIS = (
+    pathlib.Path(__file__).resolve().parents[1] / 'parsers/fixtures/pacemaker/success_maxiter/output_potential.yaml'
+)
+
+
+def bbasis_potential() -> orm.SinglefileData:
+    return orm.SinglefileData(io.BytesIO(BBASIS.read_bytes()), filename='potential.yaml')
 
 
 def inputs_for(code, training_set, **extra):
@@ -113,7 +124,7 @@ def test_threads_come_from_the_computer_default(generate_calc_job, fake_code, cu
 
 
 def test_test_set_and_initial_potential(generate_calc_job, fake_code, cu_set):
-    potential = orm.SinglefileData(io.BytesIO(b'species: []\n'), filename='potential.yaml')
+    potential = bbasis_potential()
     folder, calc_info = generate_calc_job(
         PacemakerCalculation, inputs_for(fake_code, cu_set, test_set=cu_set, initial_potential=potential)
     )
@@ -126,7 +137,7 @@ def test_test_set_and_initial_potential(generate_calc_job, fake_code, cu_set):
 
 
 def test_ladder_fitting_continues_with_ip(generate_calc_job, fake_code, cu_set):
-    potential = orm.SinglefileData(io.BytesIO(b'species: []\n'), filename='potential.yaml')
+    potential = bbasis_potential()
     settings = orm.Dict({'fit': {'ladder_step': 10}})
     _, calc_info = generate_calc_job(
         PacemakerCalculation, inputs_for(fake_code, cu_set, initial_potential=potential, settings=settings)
@@ -248,3 +259,77 @@ def test_missing_or_non_executable_pacemaker_gives_a_named_exit_code(session_loc
     assert node.exit_status == 402
     expected = f'the pacemaker executable {executable} does not exist or is not executable on the computer'
     assert node.exit_message == expected
+
+
+@pytest.mark.parametrize(
+    ('content', 'fragment'),
+    [
+        (b'a: 1\n', 'is not a B-basis potential (it needs the blocks global and species'),
+        (b'species: []\n', 'it has: species'),
+        (b'- 1\n- 2\n', 'it has: list'),
+        (b'global: {}\nspecies: [{speciesblock: 1}]\n', 'is not a B-basis potential'),
+        (b'potential: [\n', 'is not readable YAML'),
+    ],
+)
+def test_initial_potential_that_is_not_a_bbasis_is_refused(fake_code, cu_set, content, fragment):
+    """Defect 8 of issue 20: any .yaml passed; pacemaker failed after start-up (exit 410, "bad conversion")."""
+    potential = orm.SinglefileData(io.BytesIO(content), filename='old.yaml')
+    message = run_validation(fake_code, cu_set, initial_potential=potential)
+    assert message is not None and fragment in message, message
+    assert '\n' not in message
+
+
+def test_a_bbasis_initial_potential_passes(fake_code, cu_set):
+    assert run_validation(fake_code, cu_set, initial_potential=bbasis_potential()) is None
+
+
+NO_FIT_TEMPLATE = b'potential: {{ potential | yaml }}\ndata: {{ data | yaml }}\nbackend: {{ backend | yaml }}\n'
+PADDED_TEMPLATE = NO_FIT_TEMPLATE + b'fit:\n  maxiter: 010\n'
+
+
+@pytest.mark.parametrize(
+    ('text', 'fit'),
+    [(NO_FIT_TEMPLATE, None), (PADDED_TEMPLATE, {'maxiter': 10})],
+)
+def test_the_settings_used_are_what_pacemaker_reads_from_the_template(generate_calc_job, fake_code, cu_set, text, fit):
+    """Defect 3 of issue 20: a template without a fit line (or with maxiter: 010) overrides the settings; the record
+    is the rendered file as pacemaker reads it (no fit: its defaults; 010 is 10, not PyYAML's 8)."""
+    settings = orm.Dict({'fit': {'maxiter': 50, 'loss': {'kappa': 0.9}}})
+    folder, _ = generate_calc_job(
+        PacemakerCalculation, inputs_for(fake_code, cu_set, settings=settings, **template(text))
+    )
+    used = PacemakerCalculation.settings_read((folder / 'input.yaml').read_text())
+    assert used.get('fit') == fit
+    assert used['potential']['elements'] == ['Cu']
+
+
+def test_settings_used_apply_the_command_line_as_pacemaker_does():
+    """``-p FILE`` replaces the potential section (pacemaker ignores the one in input.yaml); ``-ip`` sets
+    potential.initial_potential."""
+    text = 'potential: {elements: [Cu]}\ndata: {filename: a}\nbackend: {}\n'
+    assert PacemakerCalculation.settings_read(text, True)['potential'] == 'initial_potential.yaml'
+    ladder = text + 'fit: {ladder_step: 5}\n'
+    used = PacemakerCalculation.settings_read(ladder, True)
+    assert used['potential'] == {'elements': ['Cu'], 'initial_potential': 'initial_potential.yaml'}
+
+
+@pytest.mark.pacemaker
+def test_a_template_override_is_recorded_as_pacemaker_ran_it(pacemaker_code, cu_set):
+    """Defect 3 of issue 20, end to end: settings say maxiter 50 and kappa 0.9, the template writes ``maxiter: 03``
+    and no loss. Pacemaker runs 3 iterations with kappa 0; ``metrics.settings_used`` says so."""
+    from aiida.engine import run_get_node
+
+    text = b'potential: {{ potential | yaml }}\ndata: {{ data | yaml }}\nbackend: {{ backend | yaml }}\n'
+    text += b'fit:\n  maxiter: 03\n'
+    settings = {'fit': {'maxiter': 50, 'loss': {'kappa': 0.9}}, 'potential': {'functions': {}}}
+    settings['potential']['functions']['number_of_functions_per_element'] = 3
+    inputs = inputs_for(pacemaker_code, cu_set, settings=orm.Dict(settings), **template(text))
+    _, node = run_get_node(PacemakerCalculation, **inputs)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    metrics = node.outputs.metrics.get_dict()
+    assert metrics['iterations'] == 3
+    assert metrics['settings_used']['fit'] == {'maxiter': 3}
+    assert metrics['settings_used']['potential']['functions']['number_of_functions_per_element'] == 3
+    assert 'potential.elements' in metrics['settings_filled']
+    log = ' '.join(entry.message for entry in orm.Log.collection.get_logs_for(node))
+    assert 'fit.loss: settings' in log and 'file absent (pacemaker default)' in log
