@@ -54,9 +54,16 @@ def phonon_plot(potential: dict, reference: dict, path: str = '', title: str = '
     special = np.asarray(potential['phonon_special_distance'])
     for position in special:
         bands.axvline(position, color='grey', lw=0.5)
-    labels = [label for label in path.replace(',', '') if label.isalpha()] if path else []
-    if len(labels) == len(special):
-        bands.set_xticks(special, [r'$\Gamma$' if label == 'G' else label for label in labels])
+    labels = [r'$\Gamma$' if label == 'G' else label for label in path.replace(',', '') if label.isalpha()]
+    if len(labels) == len(special):  # a break in the path (K,U): one tick 'K|U'
+        ticks, names = [], []
+        for position, name in zip(special, labels, strict=True):
+            if ticks and np.isclose(position, ticks[-1]):
+                names[-1] = f'{names[-1]}|{name}'
+            else:
+                ticks.append(position)
+                names.append(name)
+        bands.set_xticks(ticks, names)
     bands.set_xlim(special[0], special[-1])
     bands.set_ylabel('frequency (THz)')
     bands.set_title(f'{title} phonons'.strip())
@@ -67,12 +74,15 @@ def phonon_plot(potential: dict, reference: dict, path: str = '', title: str = '
 
 
 def md_plot(potential: dict, reference: dict, temperatures: list[float] | None = None, title: str = '') -> bytes | None:
-    """Temperature, smallest distance and extrapolation grade along each MD run (potential solid, reference
-    dashed)."""
+    """Temperature, smallest distance and (with an active set) the extrapolation grade along each MD run (potential
+    solid, reference dashed)."""
     runs = sorted(key for key in potential if key.startswith('md_'))
     if not runs:
         return None
-    figure, (temperature, distance, gamma) = _figure(3)
+    traces = [np.asarray(arrays[key]) for arrays in (potential, reference) for key in runs if len(arrays.get(key, []))]
+    with_gamma = any(np.isfinite(trace[:, 5]).any() for trace in traces)
+    figure, axes = _figure(3 if with_gamma else 2)
+    temperature, distance = axes[:2]
     for index, key in enumerate(runs):
         label = f'{temperatures[index]:g} K' if temperatures and index < len(temperatures) else key
         for arrays, style, suffix in ((potential, '-', ''), (reference, '--', ' (reference)')):
@@ -81,9 +91,10 @@ def md_plot(potential: dict, reference: dict, temperatures: list[float] | None =
             trace = np.asarray(arrays[key])
             temperature.plot(trace[:, 0], trace[:, 1], style, label=label + suffix)
             distance.plot(trace[:, 0], trace[:, 4], style, label=label + suffix)
-            if np.isfinite(trace[:, 5]).any():
-                gamma.plot(trace[:, 0], trace[:, 5], style, label=label + suffix)
-    for axis, name in ((temperature, 'temperature (K)'), (distance, 'smallest distance (Å)'), (gamma, 'max gamma')):
+            if with_gamma and np.isfinite(trace[:, 5]).any():
+                axes[2].plot(trace[:, 0], trace[:, 5], style, label=label + suffix)
+    names = ('temperature (K)', 'smallest distance (Å)', 'max extrapolation grade')
+    for axis, name in zip(axes, names, strict=False):
         axis.set_xlabel('time (ps)')
         axis.set_ylabel(name)
     temperature.legend(fontsize='small')

@@ -109,6 +109,11 @@ def potential_properties(
 
     calc = get_calculator(potential, active_set)
     results, arrays = potential_side(structure.get_ase(), calc, properties.get_dict())
+    if active_set is None:  # pyace reports gamma = 0 without an active set: not a grade
+        results.pop('max_gamma', None)
+        for name in arrays:
+            if name.startswith('md_') and len(arrays[name]):
+                arrays[name][:, 5] = np.nan
     return {'results': orm.Dict(_clean(results)), 'arrays': _array_data(arrays)}
 
 

@@ -123,6 +123,30 @@ def test_validation_refuses(tiny_fit, change, message):
         'properties': orm.Dict(change.get('properties', {'eos': {}})),
         'labeller': orm.Str(change.get('labeller', 'ase:emt')),
     }
-    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')) as info:
+    nodes = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
         run_get_node(PotentialValidationWorkChain, **inputs)
-    assert '\n' not in str(info.value).strip().splitlines()[-1]
+    assert orm.QueryBuilder().append(orm.Node).count() == nodes  # nothing stored
+
+
+def test_validation_refuses_reference_and_stress(validation, tiny_fit):
+    """Elastic constants with a pw reference that computes no stress; a `reference` made by another labeller."""
+    from aiida import orm
+
+    from aiida_mlip_autopipe.workflows.validation import validate_inputs
+
+    inputs = {
+        'potential': tiny_fit.outputs.potential,
+        'structures': {'Cu': copper_structure()},
+        'properties': orm.Dict({'elastic': {}}),
+        'pw': {'pw': {'parameters': orm.Dict({'CONTROL': {'calculation': 'scf'}})}},
+        'pseudo_family': orm.Str('family'),
+    }
+    assert validate_inputs(inputs, None) == (
+        'properties.elastic needs the stress: set pw.pw.parameters CONTROL.tstress = True'
+    )
+    emt_labels = validation[0].outputs.reference_labels
+    inputs['pw']['pw']['parameters'] = orm.Dict({'CONTROL': {'tstress': True}})
+    assert validate_inputs({**inputs, 'reference': emt_labels}, None) == (
+        "reference: labelled by ase:emt, not by this validation's quantumespresso.pw"
+    )
