@@ -122,3 +122,16 @@ def test_parse_properties_defaults():
     parsed = parse_properties({'md': True, 'eos': {'points': 9}})
     assert list(parsed) == ['eos', 'md']
     assert parsed['eos']['points'] == 9 and parsed['md']['temperatures'] == [300.0]
+
+
+def test_eos_without_minimum_is_a_finding(copper):
+    """A potential whose energy falls with volume throughout (a bad fit): NaN and the reason, no exception."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    labelled = []
+    for atoms in eos.structures(copper):
+        atoms.calc = SinglePointCalculator(atoms, energy=-0.5 * atoms.get_volume())
+        labelled.append(atoms)
+    results, arrays = eos.analyse(copper, labelled)
+    assert np.isnan(results['B0']) and results['eos_failed']
+    assert len(arrays['eos_energies']) == 7
