@@ -60,16 +60,18 @@ def potential_elements(potential: orm.SinglefileData) -> list[str]:
 def reference_labellers(reference: TrainingSetData) -> set[str]:
     """The labellers (``ase:emt``, ``quantumespresso.pw``, or a process type) that made the labels of
     ``reference``, from the processes its sources name."""
-    uuids = {uuid for uuid in map(parse_node_source, reference.get_sources()) if uuid}
+    sources = [parse_node_source(source) for source in reference.get_sources()]
+    uuids = {uuid for uuid in sources if uuid}
     found = {}
     if uuids:
         query = orm.QueryBuilder().append(
             orm.ProcessNode, filters={'uuid': {'in': sorted(uuids)}}, project=['uuid', 'process_type']
         )
         found = dict(query.all())
-    if len(found) < len(reference) and set(found) != uuids:
-        return {'unknown'}
-    return {LABELLER_OF_PROCESS.get(process_type, process_type) for process_type in found.values()} or {'unknown'}
+    labellers = {LABELLER_OF_PROCESS.get(process_type, process_type) for process_type in found.values()}
+    if None in sources or set(found) != uuids:  # a label from a file, or from a process not in this database
+        labellers.add('unknown')
+    return labellers
 
 
 def _clean(value):
@@ -263,7 +265,12 @@ class PotentialValidationWorkChain(WorkChain):
         spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, cls.label, cls.collect, cls.compute, cls.finalize)
         spec.output('properties', valid_type=orm.Dict, help='{structure: {quantity: {potential, reference, ...}}}.')
-        spec.output('reference_labels', valid_type=TrainingSetData, help='Every reference label (for `reference`).')
+        spec.output(
+            'reference_labels',
+            valid_type=TrainingSetData,
+            required=False,
+            help='Every reference label (for `reference`); none when only MD was asked.',
+        )
         spec.output_namespace('arrays', valid_type=orm.ArrayData, dynamic=True, help='<structure>_potential/reference.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='<structure>_eos/phonons/md.')
         spec.exit_code(410, 'ERROR_LABELLING_FAILED', message='{failed} of {count} reference labels failed: {cause}')
@@ -335,9 +342,9 @@ class PotentialValidationWorkChain(WorkChain):
                 return self.exit_codes.ERROR_COLLECTION_FAILED.format(cause=str(exception))
         if len(self.ctx.labels_nodes) == 2:
             merged = merge_collected(part_0=self.ctx.labels_nodes['previous'], part_1=self.ctx.labels_nodes['new'])
-        else:
-            (merged,) = self.ctx.labels_nodes.values()
-        self.out('reference_labels', merged)
+            self.out('reference_labels', merged)
+        elif self.ctx.labels_nodes:  # nothing at all for MD alone
+            self.out('reference_labels', next(iter(self.ctx.labels_nodes.values())))
         return None
 
     def compute(self):

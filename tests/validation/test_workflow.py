@@ -150,3 +150,25 @@ def test_validation_refuses_reference_and_stress(validation, tiny_fit):
     assert validate_inputs({**inputs, 'reference': emt_labels}, None) == (
         "reference: labelled by ase:emt, not by this validation's quantumespresso.pw"
     )
+
+
+def test_validation_md_only(tiny_fit):
+    """MD alone needs no reference single point: no label, no reference_labels; EMT's own MD is the reference."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain
+
+    before = _emt_count()
+    _, node = run_get_node(
+        PotentialValidationWorkChain,
+        potential=tiny_fit.outputs.potential,
+        structures={'Cu': copper_structure()},
+        properties=orm.Dict({'md': {'temperatures': [300.0], 'steps': 10, 'min_distance': 1.0}}),
+        labeller=orm.Str('ase:emt'),
+    )
+    assert node.is_finished_ok, node.exit_message
+    assert _emt_count() == before and 'reference_labels' not in node.outputs
+    row = node.outputs.properties['Cu']['lost_atoms']
+    assert row['reference'] == 0 and row['unit'] == 'runs'
+    assert set(node.outputs.plots) == {'Cu_md'}
