@@ -37,4 +37,4 @@ def cli() -> None:
     """Train ACE potentials with pacemaker through AiiDA, and ask where they came from."""
 
 
-from aiida_mlip_autopipe.cli import data, potentials, train  # noqa: E402, F401  (register the commands)
+from aiida_mlip_autopipe.cli import data, potentials, train, validate  # noqa: E402, F401  (register the commands)
