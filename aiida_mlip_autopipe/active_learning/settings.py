@@ -77,6 +77,10 @@ class SelectionSettings(_Settings):
     most); ``max_gamma``: simply the highest grades."""
     gamma_tolerance: float = Field(default=1.01, ge=1.0)
     """MaxVol's tolerance (``pace_select -g``)."""
+    fill_up: bool = True
+    """``d_optimal``: fill the selection up to ``max_per_iteration`` with the other candidates of the highest grade, one
+    per trajectory first (MaxVol against a small basis picks few structures: its active set holds one environment
+    per function and element)."""
 
     min_distance_ratio: float = Field(default=0.75, ge=0.0, le=1.0)
     """Physical guard: a candidate with two atoms closer than this fraction of the shortest distance of that element

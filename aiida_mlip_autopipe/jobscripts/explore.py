@@ -200,7 +200,25 @@ def select(candidates: list, potential: str, active_set: str, selection: dict) -
         gamma_tolerance=selection['gamma_tolerance'],
         max_structures=limit,
     )
-    return [int(index) for index in chosen['candidate']]
+    indices = [int(index) for index in chosen['candidate']]
+    return fill_up(candidates, indices, limit) if selection.get('fill_up', True) else indices
+
+
+def fill_up(candidates: list, indices: list[int], limit: int) -> list[int]:
+    """``indices`` filled up to ``limit`` with the other candidates of the highest grade, one per trajectory before a
+    second from any (MaxVol against a small basis picks few structures: the active set holds one environment per
+    function and element)."""
+    used = {candidates[index][1] for index in indices}
+    rest = [index for index in range(len(candidates)) if index not in set(indices)]
+    rest.sort(key=lambda index: -candidates[index][3])
+    first = [index for index in rest if candidates[index][1] not in used]
+    fresh, seen = [], set()
+    for index in first:
+        if candidates[index][1] not in seen:
+            fresh.append(index)
+            seen.add(candidates[index][1])
+    others = [index for index in rest if index not in set(fresh)]
+    return (indices + fresh + others)[:limit]
 
 
 def write_selected(path: str, candidates: list, indices: list[int]) -> None:

@@ -195,3 +195,11 @@ def test_a_refit_that_worsens_the_test_errors_is_not_taken(aiida_profile):
 def test_bounds_round_trip():
     bounds = DataBounds({'29-29': 2.5, '*': 2.5}, -3.5, 1.0)
     assert DataBounds(**bounds.as_dict()) == bounds
+
+
+def test_fill_up_prefers_other_trajectories_then_the_highest_grade(explore):
+    # (frame, trajectory, step, gamma, temperature)
+    candidates = [(None, 0, 1, 5.0, 300), (None, 0, 2, 9.0, 300), (None, 1, 1, 3.0, 300), (None, 2, 1, 4.0, 300)]
+    assert explore.fill_up(candidates, [1], 3) == [1, 3, 2]
+    assert explore.fill_up(candidates, [1], 4) == [1, 3, 2, 0]
+    assert explore.fill_up(candidates, [1, 2], 1) == [1]
