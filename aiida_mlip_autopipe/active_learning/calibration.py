@@ -161,3 +161,37 @@ def suggested_thresholds(errors: list[LabelError], threshold: float) -> dict:
         gamma_lo = known[min(max(passing), len(known) - 1)][0] if passing else known[0][0]
     refused = [error.gamma for error in errors if error.refused]
     return {'gamma_lo': gamma_lo, 'gamma_hi': min(refused) if refused else None}
+
+
+def calibration_figure(rows: list[dict], gamma_lo: float, threshold: float):
+    """The current potential's force RMSE on every label against its gamma, per iteration (log-log), with gamma_lo
+    and the miss threshold; refused labels as crosses."""
+    from aiida_mlip_autopipe.potentials.plots import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    for row in rows:
+        points = [entry for entry in row.get('error_vs_gamma') or [] if entry.get('force_rmse') is not None]
+        if not points:
+            continue
+        kept = [entry for entry in points if not entry.get('refused')]
+        refused = [entry for entry in points if entry.get('refused')]
+        line = axis.scatter(
+            [e['gamma'] for e in kept], [e['force_rmse'] for e in kept], s=18, label=f'iteration {row["iteration"]}'
+        )
+        if refused:
+            axis.scatter(
+                [e['gamma'] for e in refused],
+                [e['force_rmse'] for e in refused],
+                marker='x',
+                color=line.get_facecolor(),
+            )
+    axis.axvline(gamma_lo, color='gray', linestyle='--', linewidth=1, label='gamma_lo')
+    axis.axhline(threshold, color='tab:red', linestyle=':', linewidth=1, label='miss threshold')
+    axis.set_xscale('log')
+    axis.set_yscale('log')
+    axis.set_xlabel('Extrapolation grade gamma (max over atoms)')
+    axis.set_ylabel('Force RMSE of the current potential (eV/Å)')
+    axis.legend(fontsize='small')
+    axis.set_title('Calibration of gamma: error on the new labels')
+    return figure

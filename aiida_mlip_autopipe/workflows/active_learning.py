@@ -73,10 +73,23 @@ def _pw_workchain():
 
 @calcfunction
 def record_iterations(rows: orm.List, **evidence: orm.Data) -> dict:
-    """The iterations table (one row per iteration) and the loop plot; ``evidence``: the exploration summaries and
-    fit metrics the rows were read from (input links)."""
+    """The iterations table (one row per iteration), the loop plot and the calibration plot (error against gamma);
+    ``evidence``: the exploration summaries and fit metrics the rows were read from (input links) and the
+    ``selection`` settings."""
+    from aiida_mlip_autopipe.active_learning.calibration import calibration_figure
+
     table = rows.get_list()
-    return {'iterations': orm.List(table), 'loop': orm.SinglefileData.from_bytes(png(loop_figure(table)), 'loop.png')}
+    selection = SelectionSettings.model_validate(evidence['selection'].get_dict()) if 'selection' in evidence else None
+    figure = calibration_figure(
+        table,
+        selection.gamma_lo if selection else SelectionSettings().gamma_lo,
+        selection.miss_force_threshold if selection else SelectionSettings().miss_force_threshold,
+    )
+    return {
+        'iterations': orm.List(table),
+        'loop': orm.SinglefileData.from_bytes(png(loop_figure(table)), 'loop.png'),
+        'calibration': orm.SinglefileData.from_bytes(png(figure), 'calibration.png'),
+    }
 
 
 @calcfunction
@@ -344,7 +357,11 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         spec.output('test_set', valid_type=TrainingSetData, required=False, help='The fixed held-out set.')
         spec.output('iterations', valid_type=orm.List, help='One row (dict) per iteration, see the docs.')
         spec.output_namespace(
-            'plots', valid_type=orm.SinglefileData, dynamic=True, required=False, help='loop.png: errors and gamma.'
+            'plots',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            required=False,
+            help='loop.png: errors and gamma; calibration.png: error against gamma.',
         )
 
         spec.exit_code(410, 'ERROR_TRAINING_FAILED', message='the fit of iteration {iteration} failed: {cause}')
@@ -806,9 +823,9 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             for kind, name in (('training', 'metrics'), ('exploration', 'summary')):
                 if row.get(kind) is not None:
                     evidence[f'{name}_{row["iteration"]:02d}'] = orm.load_node(row[kind]).outputs[name]
-        recorded = record_iterations(rows=orm.List(rows), **evidence)
+        recorded = record_iterations(rows=orm.List(rows), selection=self.inputs.selection, **evidence)
         self.out('iterations', recorded['iterations'])
-        self.out('plots', {'loop': recorded['loop']})
+        self.out('plots', {'loop': recorded['loop'], 'calibration': recorded['calibration']})
         converged = self.ctx.stop_reason == 'converged'
         self.report(
             f'finished after {self.ctx.iteration} iteration(s): stop reason {self.ctx.stop_reason} '

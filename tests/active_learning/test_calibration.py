@@ -203,3 +203,23 @@ def test_fill_up_prefers_other_trajectories_then_the_highest_grade(explore):
     assert explore.fill_up(candidates, [1], 3) == [1, 3, 2]
     assert explore.fill_up(candidates, [1], 4) == [1, 3, 2, 0]
     assert explore.fill_up(candidates, [1, 2], 1) == [1]
+
+
+def test_the_calibration_figure():
+    from aiida_mlip_autopipe.active_learning.calibration import calibration_figure
+    from aiida_mlip_autopipe.potentials.plots import png
+
+    rows = [
+        {'iteration': 0},
+        {
+            'iteration': 1,
+            'error_vs_gamma': [
+                LabelError(0.8, 0.1, 1.0, True).as_dict(),
+                LabelError(5.0, 0.4, 9.0, False).as_dict(),
+                LabelError(40.0, 3.0, 90.0, False, refused='force').as_dict(),
+            ],
+        },
+    ]
+    figure = calibration_figure(rows, 1.5, 0.3)
+    assert [line.get_xdata()[0] for line in figure.axes[0].lines] == [1.5, 0]  # gamma_lo, threshold
+    assert png(figure)[:4] == b'\x89PNG'

@@ -48,6 +48,7 @@ def test_loop_finishes_with_the_iterations_table(emt_loop):
     assert rows[-1]['training_structures'] == len(emt_loop.outputs.training_set)
     assert emt_loop.outputs.iterations.creator.process_label == 'record_iterations'
     assert emt_loop.outputs.plots['loop'].get_content(mode='rb')[:4] == b'\x89PNG'
+    assert emt_loop.outputs.plots['calibration'].get_content(mode='rb')[:4] == b'\x89PNG'
 
 
 def test_outputs_are_the_last_fit(emt_loop):
