@@ -123,8 +123,9 @@ class RefitSettings(_Settings):
     )
     """Functions per element by training-set size: ``[[structures, functions], ...]``; a fit on at least
     ``structures`` training structures gets at most that many functions, never more than the settings'
-    ``number_of_functions_per_element`` (the target) and never fewer than the previous fit (the basis only grows,
-    by pacemaker's ladder extension of the previous potential). ``[[0, N]]`` with a large N: the target throughout."""
+    ``number_of_functions_per_element`` (the target; without one, the schedule alone decides) and never fewer than
+    the previous fit (the basis only grows, by pacemaker's ladder extension of the previous potential).
+    ``[[0, N]]`` with a large N: the target throughout."""
     max_test_error_ratio: PositiveFloat | None = 1.5
     """A refit replaces the previous potential only if its force and energy RMSE on the fixed test set stay below
     this multiple of the previous potential's (None: always); a refused refit is recorded (``accepted`` false) and

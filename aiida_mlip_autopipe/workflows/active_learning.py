@@ -123,8 +123,11 @@ def data_elements(training: dict) -> list[str] | None:
 
 def validate_inputs(inputs, _) -> str | None:
     """Exactly one labeller; the training inputs without delta learning (the exploration runs ACE alone); starting
-    structures, none with an element the first fit's data lacks."""
-    if 'structures' in inputs and not inputs['structures']:
+    structures, none with an element the first fit's data lacks; at least one iteration."""
+    problem = labeller_problem(inputs)
+    if problem:
+        return problem
+    if not inputs.get('structures'):
         return 'structures: give at least one starting structure for the exploration'
     if inputs.get('max_iterations') is not None and inputs['max_iterations'].value < 1:
         return f'max_iterations={inputs["max_iterations"].value}: give at least 1 explore-label-refit cycle'
@@ -132,13 +135,18 @@ def validate_inputs(inputs, _) -> str | None:
         return f'max_concurrent_labels={inputs["max_concurrent_labels"].value}: give at least 1'
     known = data_elements(inputs.get('training', {}))
     if known is not None:
-        for label, structure in sorted(inputs.get('structures', {}).items()):
+        for label, structure in sorted(inputs['structures'].items()):
             missing = sorted({kind.symbol for kind in structure.kinds} - set(known))
             if missing:
                 return (
                     f'structures.{label} ({structure.get_formula()}) has {", ".join(missing)}, which the first '
                     f"fit's data lacks (it has {', '.join(known)}): the potential cannot describe it"
                 )
+    return None
+
+
+def labeller_problem(inputs) -> str | None:
+    """Exactly one labeller, able to label the starting structures' elements; no delta learning."""
     labeller = inputs['labeller'].value if inputs.get('labeller') else None
     given = [
         name
@@ -206,7 +214,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         :param code: the ``pacemaker`` code; ``structures``: the starting configurations of the MD.
         :param overrides: ``training`` (merged into the training protocol's inputs, as for
             ``PacemakerTrainingWorkChain.get_builder_from_protocol``), ``exploration``, ``selection``,
-            ``convergence`` (plain dicts over the settings' defaults), ``max_iterations``, ``retrain_from_scratch``.
+            ``convergence``, ``refit`` (plain dicts over the settings' defaults), ``max_iterations``,
+            ``max_concurrent_labels``, ``retrain_from_scratch``.
         :param training_sets, group, filters: the first fit's data source; ``options``: the fits' metadata.options.
         :param labeller: a model labeller (``ase:emt``); for Quantum ESPRESSO set ``builder.pw`` or
             ``builder.pw_protocol`` afterwards and ``builder.pop('labeller')``.
@@ -225,7 +234,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         builder.training = training._inputs(prune=True)
         builder.structures = structures
         builder.labeller = orm.Str(labeller)
-        for name in ('exploration', 'selection', 'convergence'):
+        for name in ('exploration', 'selection', 'convergence', 'refit'):
             if name in overrides:
                 builder[name] = orm.Dict(overrides.pop(name))
         for name, value in overrides.items():
