@@ -233,8 +233,21 @@ def labels_needed(loop: list, target: float) -> float | None:
     return points[-1][0] if points and points[-1][1] <= target else None
 
 
+def in_effect(results: list[dict]) -> list[dict]:
+    """After a refused refit the previous potential stays in effect: its errors stand for that budget."""
+    for result in results:
+        for previous, entry in itertools.pairwise(result['loop']):
+            if entry.get('accepted') is False:
+                entry['rmse_forces_hot'], entry['rmse_energy_hot'] = (
+                    previous['rmse_forces_hot'],
+                    previous['rmse_energy_hot'],
+                )
+    return results
+
+
 def summarise(results: list[dict]) -> str:
     """Markdown tables: per system, mean and standard deviation over seeds per iteration, and the headline."""
+    results = in_effect(results)
     lines = []
     for system in sorted({result['system'] for result in results}):
         runs = [result for result in results if result['system'] == system]
@@ -289,6 +302,9 @@ def summarise(results: list[dict]) -> str:
 
 
 def main(arguments) -> None:
+    if arguments.summarise:
+        print(summarise(json.loads(open(arguments.summarise).read())))
+        return
     ensure_profile()
     from aiida import load_profile
 
@@ -329,6 +345,7 @@ if __name__ == '__main__':
         help='cu and cualni, 2 iterations, 4 per iteration, 60 MD steps, 30 fit iterations, random fits at the final '
         'budget and twice it only',
     )
+    parser.add_argument('--summarise', metavar='JSON', help='print the tables of a results file and stop')
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.systems = (
