@@ -1,26 +1,36 @@
-"""Benchmark: the active-learning loop against random sampling at the same labelling budget (Cu, EMT labels).
+"""Benchmark: the active-learning loop against random sampling at the same labelling budget, over seeds and systems
+(EMT labels), with an independent hot-MD test set per system.
 
-* Start: 20 strained, rattled 4-atom Cu cells labelled with EMT (the first fit: 16 train, 4 test); 20 starting
-  configurations for the exploration (fcc, hcp, bcc cells of 2-8 atoms, lattice constants spread by ±4 %).
-* (a) The loop: MD at 600 K and 1200 K (100 steps of 2 fs, strain 3 %, rattle 0.05 Å) with the current potential
-  and its active set; up to 10 structures per iteration selected D-optimally above gamma_lo = 1.5 (trajectories
-  stop at gamma_hi = 20); EMT labels; every fit from scratch with the same settings (``retrain_from_scratch``), so
-  that (a) and (b) differ only in the data.
-* (b) Random sampling: the same starting configurations, deformations and temperatures, but MD with EMT itself (the
-  "true" dynamics); snapshots drawn at random, as many as the loop labelled up to each iteration, and twice the
-  final number; fitted on the same first 16 structures plus the snapshots, same settings.
-* The test: an independent hot MD set, 1800 K (hotter than the exploration), 10 other starting cells of 8-16 atoms,
-  every 25th of 250 steps: 100 configurations with EMT energies and forces. Errors of each potential's ``.yace``
-  through ``get_calculator`` (energies on the label scale).
+* Systems (``--systems``): ``cu`` (fcc Cu, 16 functions per element), ``cualni`` (Cu/Al/Ni, random fcc alloys, 16
+  functions per element), ``cu64`` (Cu with a realistic basis: 64 functions per element).
+* Per system and seed: the first fit's data are 20 strained, rattled 4-atom fcc cells labelled with EMT (16 train,
+  4 test); the starting configurations of the exploration are 4 fcc cells of 4-32 atoms (random compositions);
+  the loop runs with the plugin's defaults for exploration, selection, guards, calibration and basis schedule except
+  the temperatures (600, 1200 K), ``steps`` 150 and ``max_per_iteration`` (``--per-iteration``); EMT labels.
+* Random sampling: the same starts, deformations and temperatures, but MD with EMT itself (the "true" dynamics);
+  snapshots drawn at random, as many as the loop labelled up to each iteration and twice as many; fitted on the same
+  first training structures with the loop's final functions per element.
+* The test: hot MD (1800 K, hotter than the exploration) of 4 other cells of 8-32 atoms with EMT, every 20th step:
+  independent of every fit. Force RMSE per component (meV/Å) and energy RMSE (meV/atom) of each potential's
+  ``.yace`` through ``get_calculator``.
+* The headline: for every loop budget b from the second iteration on, the labels the loop needs to reach random
+  sampling's error at 2b, over 2b (mean over seeds; <= 0.5 meets the target of issue #18; ``>1`` where the loop
+  never reaches it).
 
-Usage: python benchmarks/active_learning.py [--iterations N] [--functions F] [--maxiter M]
-(prints the tables; also _work/active_learning_F.json). Defaults: 5 iterations, 16 functions per element, 60 fit
-iterations.
+Usage::
+
+    python benchmarks/active_learning.py --quick          # cu and cualni, 3 seeds, 2 iterations, small fits
+    python benchmarks/active_learning.py --quick --systems cualni --seeds 3
+    python benchmarks/active_learning.py                  # all systems, 3 seeds, 5 iterations
+    python benchmarks/active_learning.py --systems cu64 --seeds 5 --iterations 8
+
+Prints the tables (markdown) and writes ``benchmarks/_work/active_learning_<systems>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -28,39 +38,32 @@ import time
 import numpy as np
 from _common import REPO, WORK, ensure_profile, pacemaker_code
 
-SETTINGS = {'potential': {'functions': {'number_of_functions_per_element': 16}}, 'fit': {'maxiter': 60}}
-TEMPERATURES = (600.0, 1200.0)
-EXPLORATION = {
-    'temperatures_K': list(TEMPERATURES),
-    'steps': 100,
-    'timestep_fs': 2.0,
-    'strain': 0.03,
-    'rattle': 0.05,
-    'sample_interval': 5,
+SYSTEMS = {
+    'cu': {'elements': ('Cu',), 'functions': 16},
+    'cualni': {'elements': ('Cu', 'Al', 'Ni'), 'functions': 16},
+    'cu64': {'elements': ('Cu',), 'functions': 64},
 }
-SELECTION = {'gamma_lo': 1.5, 'gamma_hi': 20.0, 'max_per_iteration': 10}
+TEMPERATURES = (600.0, 1200.0)
+LATTICE = {'Cu': 3.61, 'Al': 4.05, 'Ni': 3.52}
 
 
-def starting_cells(count: int, seed: int, sizes=(1, 2)) -> list:
-    """``count`` Cu cells: fcc / hcp / bcc, 2-16 atoms, lattice constants spread by ±4 %."""
+def cells(elements, count: int, seed: int, repeats=((1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2))) -> list:
+    """``count`` fcc cells with random compositions over ``elements`` (4-32 atoms), lattice constants spread 2 %."""
     from ase.build import bulk
 
     rng = np.random.default_rng(seed)
-    cells = []
+    result = []
     for index in range(count):
-        scale = 1 + rng.uniform(-0.04, 0.04)
-        kind = ('fcc', 'fcc', 'hcp', 'bcc')[index % 4]
-        if kind == 'fcc':
-            atoms = bulk('Cu', 'fcc', a=3.61 * scale, cubic=True)
-        elif kind == 'hcp':
-            atoms = bulk('Cu', 'hcp', a=2.56 * scale) * (1, 1, 2)
-        else:
-            atoms = bulk('Cu', 'bcc', a=2.87 * scale, cubic=True) * (2, 1, 1)
-        cells.append(atoms * (sizes[index % len(sizes)], 1, 1))
-    return cells
+        atoms = bulk('Cu', 'fcc', a=1.0, cubic=True) * repeats[index % len(repeats)]
+        symbols = rng.choice(elements, size=len(atoms))
+        atoms.set_chemical_symbols(symbols)
+        lattice = float(np.mean([LATTICE[s] for s in symbols])) * (1 + rng.uniform(-0.02, 0.02))
+        atoms.set_cell(np.asarray(atoms.cell) * lattice, scale_atoms=True)
+        result.append(atoms)
+    return result
 
 
-def emt_md(cells: list, temperatures, steps: int, every: int, seed: int, strain: float, rattle: float) -> list:
+def emt_md(starts: list, temperatures, steps: int, every: int, seed: int) -> list:
     """Snapshots (every ``every`` steps) of Langevin MD with EMT, labelled with EMT energy and forces."""
     from ase import units
     from ase.calculators.emt import EMT
@@ -70,12 +73,10 @@ def emt_md(cells: list, temperatures, steps: int, every: int, seed: int, strain:
 
     rng = np.random.default_rng(seed)
     snapshots = []
-    for cell in cells:
+    for cell in starts:
         for temperature in temperatures:
             atoms = cell.copy()
-            deformation = np.eye(3) + strain * rng.uniform(-1, 1, (3, 3))
-            atoms.set_cell(np.asarray(atoms.cell) @ (0.5 * (deformation + deformation.T)), scale_atoms=True)
-            atoms.positions += rng.normal(0, rattle, atoms.positions.shape)
+            atoms.positions += rng.normal(0, 0.03, atoms.positions.shape)
             atoms.calc = EMT()
             MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
             dynamics = Langevin(
@@ -99,17 +100,21 @@ def errors(potential, test: list) -> tuple[float, float]:
     calculator = get_calculator(potential)
     energy, forces = [], []
     for atoms in test:
-        reference_energy, reference_forces = atoms.get_potential_energy(), atoms.get_forces()
         copy = atoms.copy()
         copy.calc = calculator
-        energy.append((copy.get_potential_energy() - reference_energy) / len(atoms))
-        forces.append((copy.get_forces() - reference_forces).ravel())
-    return 1000 * float(np.sqrt(np.mean(np.square(energy)))), 1000 * float(
-        np.sqrt(np.mean(np.square(np.concatenate(forces))))
+        energy.append((copy.get_potential_energy() - atoms.get_potential_energy()) / len(atoms))
+        forces.append((copy.get_forces() - atoms.get_forces()).ravel())
+    return (
+        1000 * float(np.sqrt(np.mean(np.square(energy)))),
+        1000 * float(np.sqrt(np.mean(np.square(np.concatenate(forces))))),
     )
 
 
-def run_loop(code, initial, starts, iterations: int):
+def settings(functions: int, maxiter: int) -> dict:
+    return {'potential': {'functions': {'number_of_functions_per_element': functions}}, 'fit': {'maxiter': maxiter}}
+
+
+def run_loop(code, initial, starts, arguments, functions: int, seed: int):
     from aiida import orm
     from aiida.engine import run_get_node
 
@@ -118,18 +123,17 @@ def run_loop(code, initial, starts, iterations: int):
     builder = PacemakerActiveLearningWorkChain.get_builder()
     builder.training.code = code
     builder.training.training_sets = {'initial': initial}
-    builder.training.settings = orm.Dict(SETTINGS)
+    builder.training.settings = orm.Dict(settings(functions, arguments.maxiter))
     builder.training.options = orm.Dict({'resources': {'num_machines': 1}})
     builder.training.min_structures = orm.Int(10)
     builder.training.test_fraction = orm.Float(0.2)
     builder.training.plots = orm.Bool(False)
     builder.structures = {f'start_{index:02d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(starts)}
-    builder.exploration = orm.Dict(EXPLORATION)
-    builder.selection = orm.Dict(SELECTION)
+    builder.exploration = orm.Dict({'temperatures_K': list(TEMPERATURES), 'steps': arguments.steps, 'seed': seed})
+    builder.selection = orm.Dict({'max_per_iteration': arguments.per_iteration})
     builder.convergence = orm.Dict({'fraction_above_gamma_lo': 0.0})
-    builder.retrain_from_scratch = orm.Bool(True)
     builder.labeller = orm.Str('ase:emt')
-    builder.max_iterations = orm.Int(iterations)
+    builder.max_iterations = orm.Int(arguments.iterations)
     started = time.perf_counter()
     _, node = run_get_node(builder)
     if not node.is_finished_ok:
@@ -137,99 +141,215 @@ def run_loop(code, initial, starts, iterations: int):
     return node, time.perf_counter() - started
 
 
-def fit_random(code, first_train, test_set, snapshots: list, count: int, seed: int):
+def fit_random(code, first_train, test_set, snapshots: list, count: int, seed: int, functions: int, maxiter: int):
     from aiida import orm
     from aiida.engine import run_get_node
 
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
     from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 
-    chosen = np.random.default_rng(seed).choice(len(snapshots), size=count, replace=False)
+    chosen = np.random.default_rng(seed).choice(len(snapshots), size=min(count, len(snapshots)), replace=False)
     sample = TrainingSetData.from_atoms([snapshots[index] for index in sorted(chosen)]).store()
-    started = time.perf_counter()
     _, node = run_get_node(
         PacemakerTrainingWorkChain,
         code=code,
         training_sets={'first': first_train, 'random': sample},
         test_set=test_set,
-        settings=orm.Dict(SETTINGS),
+        settings=orm.Dict(settings(functions, maxiter)),
         options=orm.Dict({'resources': {'num_machines': 1}}),
         min_structures=orm.Int(10),
         plots=orm.Bool(False),
     )
     if not node.is_finished_ok:
         raise SystemExit(f'random fit failed [{node.exit_status}]: {node.exit_message}')
-    return node, time.perf_counter() - started
+    return node
 
 
-def main(iterations: int, functions: int, maxiter: int) -> None:
-    SETTINGS['potential']['functions']['number_of_functions_per_element'] = functions
-    SETTINGS['fit']['maxiter'] = maxiter
-    print(f'settings: {json.dumps(SETTINGS)}')
+def one_seed(code, system: str, seed: int, arguments) -> dict:
+    """The loop and random sampling for one system and seed."""
+    from aiida import orm
+
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.demo.emt import emt_structures
+
+    elements, functions = SYSTEMS[system]['elements'], SYSTEMS[system]['functions']
+    initial = TrainingSetData.from_atoms(emt_structures(20, elements=elements, seed=100 + seed)).store()
+    starts = cells(elements, 4, seed=200 + seed)
+    hot = emt_md(
+        cells(elements, 4, seed=300 + seed, repeats=((2, 1, 1), (2, 2, 1), (2, 2, 2))), (1800.0,), 100, 20, 400
+    )
+    loop, wall = run_loop(code, initial, starts, arguments, functions, seed)
+    rows = loop.outputs.iterations.get_list()
+    result = {'system': system, 'seed': seed, 'loop_wall_s': wall, 'loop': [], 'random': [], 'rows': rows}
+    total, current = 0, None
+    for row in rows:
+        total += row.get('added', 0)
+        if row.get('training') is None:
+            continue
+        if row.get('accepted', True):  # a refused refit leaves the previous potential in effect
+            current = row['training']
+        energy, force = errors(orm.load_node(current).outputs.potential, hot)
+        result['loop'].append(
+            {
+                'iteration': row['iteration'],
+                'labels': total,
+                'accepted': row.get('accepted'),
+                'functions': row.get('functions'),
+                'miss_rate': row.get('miss_rate'),
+                'rmse_energy_hot': energy,
+                'rmse_forces_hot': force,
+            }
+        )
+    first = orm.load_node(rows[0]['training'])
+    pool = emt_md(starts, TEMPERATURES, arguments.steps, 1, seed=500 + seed)
+    final_functions = max(entry['functions'] or functions for entry in result['loop'])
+    budgets = sorted({entry['labels'] for entry in result['loop'] if entry['labels']})
+    if arguments.quick:  # random fits at the final budget and twice it only
+        budgets = budgets[-1:]
+    for count in sorted(set(budgets) | {2 * budget for budget in budgets}):
+        node = fit_random(
+            code,
+            first.outputs.training_set,
+            first.outputs.test_set,
+            pool,
+            count,
+            seed * 1000 + count,
+            final_functions,
+            arguments.maxiter,
+        )
+        energy, force = errors(node.outputs.potential, hot)
+        result['random'].append({'labels': count, 'rmse_energy_hot': energy, 'rmse_forces_hot': force})
+    return result
+
+
+def labels_needed(loop: list, target: float) -> float | None:
+    """The labels the loop needs to reach ``target`` force error (linear in between its budgets; None: never)."""
+    points = sorted((entry['labels'], entry['rmse_forces_hot']) for entry in loop)
+    for (b0, e0), (b1, e1) in itertools.pairwise(points):
+        if e0 <= target:
+            return b0
+        if e1 <= target:
+            return b0 + (b1 - b0) * (e0 - target) / (e0 - e1)
+    return points[-1][0] if points and points[-1][1] <= target else None
+
+
+def in_effect(results: list[dict]) -> list[dict]:
+    """After a refused refit the previous potential stays in effect: its errors stand for that budget."""
+    for result in results:
+        for previous, entry in itertools.pairwise(result['loop']):
+            if entry.get('accepted') is False:
+                entry['rmse_forces_hot'], entry['rmse_energy_hot'] = (
+                    previous['rmse_forces_hot'],
+                    previous['rmse_energy_hot'],
+                )
+    return results
+
+
+def summarise(results: list[dict]) -> str:
+    """Markdown tables: per system, mean and standard deviation over seeds per iteration, and the headline."""
+    results = in_effect(results)
+    lines = []
+    for system in sorted({result['system'] for result in results}):
+        runs = [result for result in results if result['system'] == system]
+        lines.append(f'\n**{system}** ({len(runs)} seeds: {", ".join(str(run["seed"]) for run in runs)})\n')
+        lines.append(
+            '| iteration | labels (mean) | functions | loop F hot | random F hot, same labels | '
+            'random F hot, 2x labels | loop E hot | random E hot | miss rate | labels needed / 2x |'
+        )
+        lines.append('|---|---|---|---|---|---|---|---|---|---|')
+        iterations = min(len(run['loop']) for run in runs)
+        for index in range(iterations):
+            loop = [run['loop'][index] for run in runs]
+            same, double, ratios, energy_random = [], [], [], []
+            for run, entry in zip(runs, loop, strict=True):
+                by_count = {item['labels']: item for item in run['random']}
+                if entry['labels'] in by_count:
+                    same.append(by_count[entry['labels']]['rmse_forces_hot'])
+                    energy_random.append(by_count[entry['labels']]['rmse_energy_hot'])
+                if 2 * entry['labels'] in by_count and entry['labels']:
+                    target = by_count[2 * entry['labels']]['rmse_forces_hot']
+                    double.append(target)
+                    needed = labels_needed(run['loop'], target)
+                    ratios.append(needed / (2 * entry['labels']) if needed is not None else float('inf'))
+
+            def fmt(values, digits=0):
+                values = [value for value in values if value is not None]
+                if not values:
+                    return '-'
+                return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
+
+            misses = [entry['miss_rate'] for entry in loop if entry['miss_rate'] is not None]
+            finite = [ratio for ratio in ratios if np.isfinite(ratio)]
+            ratio_text = '-'
+            if ratios:
+                ratio_text = (
+                    f'{np.mean(finite):.2f}'
+                    if len(finite) == len(ratios)
+                    else f'>1 ({len(finite)}/{len(ratios)} reach)'
+                )
+            lines.append(
+                f'| {loop[0]["iteration"]} | {np.mean([e["labels"] for e in loop]):.1f} | '
+                f'{"/".join(sorted({str(e["functions"]) for e in loop}))} | '
+                f'{fmt([e["rmse_forces_hot"] for e in loop])} | {fmt(same)} | {fmt(double)} | '
+                f'{fmt([e["rmse_energy_hot"] for e in loop], 1)} | {fmt(energy_random, 1)} | '
+                f'{fmt(misses, 2) if misses else "-"} | {ratio_text} |'
+            )
+        lines.append(
+            f'\nloop wall time: {np.mean([run["loop_wall_s"] for run in runs]):.0f} s per seed; stop reasons: '
+            f'{", ".join(run["rows"][-1].get("stop_reason") or "-" for run in runs)}'
+        )
+    return '\n'.join(lines)
+
+
+def main(arguments) -> None:
+    if arguments.summarise:
+        print(summarise(json.loads(open(arguments.summarise).read())))
+        return
     ensure_profile()
     from aiida import load_profile
 
     load_profile('benchmarks')
     sys.path.insert(0, str(REPO))
-    from aiida_mlip_autopipe.data.training_set import TrainingSetData
-    from aiida_mlip_autopipe.demo.emt import emt_structures
-
     code = pacemaker_code()
-    initial = TrainingSetData.from_atoms(emt_structures(20, elements=('Cu',), seed=1)).store()
-    starts = starting_cells(20, seed=2)
-    hot_test = emt_md(starting_cells(10, seed=3, sizes=(2, 4)), (1800.0,), 250, 25, seed=4, strain=0.03, rattle=0.05)
-    print(f'hot MD test set: {len(hot_test)} configurations at 1800 K, {sum(len(a) for a in hot_test)} atoms')
-
-    loop, loop_wall = run_loop(code, initial, starts, iterations)
-    rows = loop.outputs.iterations.get_list()
-    fits = {row['iteration']: row['training'] for row in rows if row.get('training')}
-    from aiida import orm
-
-    print(f'\n(a) loop: PacemakerActiveLearningWorkChain<{loop.pk}>, {loop_wall:.0f} s')
-    print('iter  explored  >gamma_lo  max gamma  selected  labelled  labels total  E hot meV/atom  F hot meV/Å  wall s')
-    results = {'loop': [], 'random': [], 'loop_wall_s': loop_wall}
-    total = 0
-    for row in rows:
-        total += row.get('labelled', 0) if row['iteration'] in fits else 0
-        if row['iteration'] not in fits:
-            continue
-        energy, force = errors(orm.load_node(fits[row['iteration']]).outputs.potential, hot_test)
-        results['loop'].append({**row, 'labels': total, 'rmse_energy_hot': energy, 'rmse_forces_hot': force})
-        print(
-            f'{row["iteration"]:4d}  {row.get("explored_steps", 0):8d}  {row.get("fraction_above_gamma_lo", 0):9.1%}  '
-            f'{row.get("max_gamma") or 0:9.2f}  {row.get("selected", 0):8d}  {row.get("labelled", 0):8d}  '
-            f'{total:12d}  {energy:14.2f}  {force:11.1f}  {row["wall_time"]:6.0f}'
-        )
-
-    first = orm.load_node(fits[0])
-    first_train, test_set = first.outputs.training_set, first.outputs.test_set
-    snapshots = emt_md(starts, TEMPERATURES, EXPLORATION['steps'], 1, seed=5, strain=0.03, rattle=0.05)
-    budgets = sorted({entry['labels'] for entry in results['loop'] if entry['labels']} | {2 * total})
-    print(f'\n(b) random MD snapshots (EMT dynamics, pool of {len(snapshots)}) on the same first 16 structures')
-    print('labels  E hot meV/atom  F hot meV/Å  fit s')
-    for count in budgets:
-        node, wall = fit_random(code, first_train, test_set, snapshots, count, seed=count)
-        energy, force = errors(node.outputs.potential, hot_test)
-        results['random'].append({'labels': count, 'rmse_energy_hot': energy, 'rmse_forces_hot': force, 'wall_s': wall})
-        print(f'{count:6d}  {energy:14.2f}  {force:11.1f}  {wall:5.0f}')
-    final = results['loop'][-1]
-    same = next(entry for entry in results['random'] if entry['labels'] == final['labels'])
-    double = results['random'][-1]
-    print(
-        f'\nloop with {final["labels"]} labels: F {final["rmse_forces_hot"]:.1f} meV/Å, '
-        f'E {final["rmse_energy_hot"]:.2f} meV/atom; random with {same["labels"]}: '
-        f'F {same["rmse_forces_hot"]:.1f}, E {same["rmse_energy_hot"]:.2f}; '
-        f'random with {double["labels"]}: F {double["rmse_forces_hot"]:.1f}, E {double["rmse_energy_hot"]:.2f}'
-    )
-    name = f'active_learning_{SETTINGS["potential"]["functions"]["number_of_functions_per_element"]}.json'
-    (WORK / name).write_text(json.dumps(results, indent=1, default=str))
+    results = []
+    started = time.perf_counter()
+    name = '_'.join(arguments.systems) + ('_quick' if arguments.quick else '')
+    for system in arguments.systems:
+        for seed in range(arguments.seeds):
+            result = one_seed(code, system, seed, arguments)
+            results.append(result)
+            print(
+                f'{system} seed {seed}: loop {[round(e["rmse_forces_hot"]) for e in result["loop"]]} meV/Å at '
+                f'{[e["labels"] for e in result["loop"]]} labels; random '
+                f'{[(e["labels"], round(e["rmse_forces_hot"])) for e in result["random"]]} '
+                f'({time.perf_counter() - started:.0f} s so far)',
+                flush=True,
+            )
+            (WORK / f'active_learning_{name}.json').write_text(json.dumps(results, indent=1, default=str))
+    print(summarise(results))
+    print(f'\ntotal {time.perf_counter() - started:.0f} s')
 
 
 if __name__ == '__main__':
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--systems', nargs='+', choices=sorted(SYSTEMS), default=sorted(SYSTEMS))
+    parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--iterations', type=int, default=5)
-    parser.add_argument('--functions', type=int, default=16, help='number_of_functions_per_element')
-    parser.add_argument('--maxiter', type=int, default=60, help="pacemaker's fit.maxiter")
+    parser.add_argument('--per-iteration', type=int, default=8, help='selection.max_per_iteration')
+    parser.add_argument('--steps', type=int, default=150, help='MD steps per trajectory')
+    parser.add_argument('--maxiter', type=int, default=100, help="pacemaker's fit.maxiter")
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='cu and cualni, 2 iterations, 4 per iteration, 60 MD steps, 30 fit iterations, random fits at the final '
+        'budget and twice it only',
+    )
+    parser.add_argument('--summarise', metavar='JSON', help='print the tables of a results file and stop')
     arguments = parser.parse_args()
-    main(arguments.iterations, arguments.functions, arguments.maxiter)
+    if arguments.quick:
+        arguments.systems = (
+            [s for s in arguments.systems if s != 'cu64'] if len(arguments.systems) == 3 else arguments.systems
+        )
+        arguments.iterations, arguments.per_iteration, arguments.steps, arguments.maxiter = 2, 4, 60, 30
+    main(arguments)

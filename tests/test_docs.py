@@ -9,7 +9,12 @@ import sys
 import pytest
 from pydantic import BaseModel
 
-from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings, SelectionSettings
+from aiida_mlip_autopipe.active_learning.settings import (
+    ConvergenceSettings,
+    ExplorationSettings,
+    RefitSettings,
+    SelectionSettings,
+)
 from aiida_mlip_autopipe.config import PacemakerSettings, TrainingConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -46,7 +51,8 @@ def test_the_docs_build_without_warnings(tmp_path):
 
 
 @pytest.mark.parametrize(
-    'model', [PacemakerSettings, TrainingConfig, ExplorationSettings, SelectionSettings, ConvergenceSettings]
+    'model',
+    [PacemakerSettings, TrainingConfig, ExplorationSettings, SelectionSettings, ConvergenceSettings, RefitSettings],
 )
 def test_every_settings_key_has_a_meaning(model: type[BaseModel]):
     from settings_reference import rows

@@ -6,9 +6,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
-__all__ = ('ConvergenceSettings', 'ExplorationSettings', 'SelectionSettings')
+__all__ = ('ConvergenceSettings', 'ExplorationSettings', 'RefitSettings', 'SelectionSettings', 'functions_for')
 
 
 class _Settings(BaseModel):
@@ -36,7 +45,19 @@ class ExplorationSettings(_Settings):
     repeats: PositiveInt = 1
     """Trajectories per starting structure and temperature (differently strained / rattled / thermalised)."""
     sample_interval: PositiveInt = 5
-    """Every n-th step with gamma in [gamma_lo, gamma_hi) is a candidate for selection."""
+    """Every n-th step with gamma in [gamma_lo, gamma_hi) is a candidate for selection (besides the edge frames)."""
+    edge_frames: bool = True
+    """Also take, whatever the interval, the frame where a trajectory first reaches gamma_lo, the last frame before it
+    stops at gamma_hi and the stopping frame itself: when an early potential extrapolates wildly (gamma_hi within a
+    step or two), those are the only frames it offers; the physical guards judge them like any other."""
+    restarts: NonNegativeInt = 9
+    """A trajectory that stops at gamma_hi is restarted from its start (fresh deformation, rattle and velocities) up
+    to this many times, while MD steps of its budget (``steps``) remain: the potential is probed around the start
+    from several directions instead of once."""
+    heating_fraction: float = Field(default=0.3, ge=0.0, lt=1.0)
+    """Velocities start at 10 % of the target temperature and the thermostat's temperature rises linearly to the
+    target over this fraction of the steps (``nvt`` only; 0: at the target from the first step), so that an early
+    potential is explored near its data before it is driven hot."""
     seed: int = Field(default=0, ge=0, lt=2**32)
     """Random seed of strain, rattle, velocities and thermostat (the loop adds the iteration)."""
 
@@ -48,13 +69,34 @@ class SelectionSettings(_Settings):
     """Below it the potential is trusted: frames with a lower max gamma are not candidates."""
     gamma_hi: PositiveFloat = 10.0
     """A trajectory stops where the max gamma reaches it; such configurations are taken as unphysical."""
-    max_per_iteration: int = Field(default=10, ge=0)
-    """At most this many structures are labelled per iteration."""
+    max_per_iteration: PositiveInt = 10
+    """At most this many structures are labelled per iteration (at least 1: a loop that may select nothing cannot
+    learn)."""
     method: Literal['d_optimal', 'max_gamma'] = 'd_optimal'
     """``d_optimal``: pacemaker's ``pace_select`` MaxVol against the active set (the candidates that extend it
     most); ``max_gamma``: simply the highest grades."""
     gamma_tolerance: float = Field(default=1.01, ge=1.0)
     """MaxVol's tolerance (``pace_select -g``)."""
+    fill_up: bool = True
+    """``d_optimal``: fill the selection up to ``max_per_iteration`` with the other candidates of the highest grade, one
+    per trajectory first (MaxVol against a small basis picks few structures: its active set holds one environment
+    per function and element)."""
+
+    min_distance_ratio: float = Field(default=0.75, ge=0.0, le=1.0)
+    """Physical guard: a candidate with two atoms closer than this fraction of the shortest distance of that element
+    pair in the first fit's data (of any pair, for a pair the data lacks) is refused before selection (0: off)."""
+    max_energy_above_data: PositiveFloat | None = 1.0
+    """Physical guard on the labels (eV/atom): a labelled structure whose energy per atom lies more than this above the
+    highest of the first fit's data is not trained on (counted as ``refused``; None: off)."""
+    max_force_ratio: PositiveFloat | None = 10.0
+    """Physical guard on the labels: a labelled structure with a force component larger than this multiple of the
+    largest of the first fit's data is not trained on (counted as ``refused``; None: off)."""
+    calibration_samples: NonNegativeInt = 2
+    """Explored frames *below* gamma_lo labelled per iteration as well (drawn at random from every
+    ``sample_interval``-th step): the potential's error there gives ``miss_rate``; they are trained on too."""
+    miss_force_threshold: PositiveFloat = 0.3
+    """A frame is a miss when its force RMSE (eV/Å, the current potential against the label) exceeds this although
+    its gamma is below gamma_lo."""
 
     @model_validator(mode='after')
     def _order(self) -> SelectionSettings:
@@ -67,6 +109,46 @@ class ConvergenceSettings(_Settings):
     """When the loop stops before ``max_iterations``."""
 
     fraction_above_gamma_lo: float = Field(default=0.01, ge=0.0, le=1.0)
-    """Converged when fewer than this fraction of the explored steps reach gamma_lo (or nothing is selected)."""
+    """Converged when fewer than this fraction of the explored steps reach gamma_lo (nothing selected while more
+    steps reach it is not convergence: the loop stops with ``stop_reason`` ``nothing_selected_while_extrapolating``)."""
     max_failed_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     """The loop fails when more than this fraction of an iteration's labelling calculations fail."""
+
+
+class RefitSettings(_Settings):
+    """How each refit is made and when it may replace the previous potential."""
+
+    functions_schedule: list[tuple[NonNegativeInt, PositiveInt]] = Field(
+        default=[(0, 8), (40, 16), (100, 32)], min_length=1
+    )
+    """Functions per element by training-set size: ``[[structures, functions], ...]``; a fit on at least
+    ``structures`` training structures gets at most that many functions, never more than the settings'
+    ``number_of_functions_per_element`` (the target; without one, the schedule alone decides) and never fewer than
+    the previous fit (the basis only grows, by pacemaker's ladder extension of the previous potential).
+    ``[[0, N]]`` with a large N: the target throughout."""
+    max_test_error_ratio: PositiveFloat | None = 1.5
+    """A refit replaces the previous potential only if its force and energy RMSE on the fixed test set stay below
+    this multiple of the previous potential's (None: always); a refused refit is recorded (``accepted`` false) and
+    the next iteration explores with the previous potential again, its labels kept."""
+
+    @model_validator(mode='after')
+    def _schedule(self) -> RefitSettings:
+        sizes = [size for size, _ in self.functions_schedule]
+        if sizes != sorted(set(sizes)):
+            raise ValueError(f'functions_schedule={self.functions_schedule}: give increasing training-set sizes')
+        if sizes[0] != 0:
+            raise ValueError(
+                f'functions_schedule={self.functions_schedule}: the first entry must start at 0 structures'
+            )
+        return self
+
+
+def functions_for(schedule: list, structures: int, target: int | None, previous: int | None = None) -> int | None:
+    """Functions per element of a fit on ``structures`` training structures: the schedule's entry, capped by the
+    ``target`` (the settings' number; ``None``: uncapped) and never below ``previous``."""
+    scheduled = [functions for size, functions in schedule if structures >= size][-1]
+    if target is not None:
+        scheduled = min(scheduled, target)
+    if previous is not None:
+        scheduled = max(scheduled, previous)
+    return scheduled

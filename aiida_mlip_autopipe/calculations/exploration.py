@@ -48,6 +48,7 @@ class PacemakerExplorationCalculation(CalcJob):
     ACTIVE_SET = 'potential.asi'
     SUMMARY = 'exploration.json'
     SELECTED = 'selected.npz'
+    CALIBRATION = 'calibration.npz'
     STDOUT = 'explore.out'
     STDERR = 'explore.err'
     STATUS = 'aiida_explore.status'
@@ -79,6 +80,13 @@ class PacemakerExplorationCalculation(CalcJob):
             validator=settings_validator(SelectionSettings),
             help='Selection settings (SelectionSettings): gamma_lo, gamma_hi, max_per_iteration, method.',
         )
+        spec.input(
+            'min_distances',
+            valid_type=orm.Dict,
+            required=False,
+            help="Shortest distance (Å) per element pair in the data, keyed by atomic numbers ('29-29'; '*': any "
+            'other pair): candidates closer than selection.min_distance_ratio times it are refused.',
+        )
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
         options['resources'].default = lambda: {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
@@ -91,6 +99,13 @@ class PacemakerExplorationCalculation(CalcJob):
             dynamic=True,
             required=False,
             help='The selected configurations; attribute `exploration` says trajectory, step, gamma, temperature.',
+        )
+        spec.output_namespace(
+            'calibration',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Explored frames below gamma_lo drawn at random (selection.calibration_samples), to be labelled too.',
         )
         spec.output('summary', valid_type=orm.Dict, help='Explored steps, fraction above gamma_lo, max gamma, ...')
         spec.output('gamma', valid_type=orm.ArrayData, help='Max gamma per step of each trajectory (NaN-padded).')
@@ -113,6 +128,7 @@ class PacemakerExplorationCalculation(CalcJob):
             'structures': self.STRUCTURES,
             'exploration': ExplorationSettings.model_validate(self.inputs.exploration.get_dict()).model_dump(),
             'selection': SelectionSettings.model_validate(self.inputs.selection.get_dict()).model_dump(),
+            'min_distances': self.inputs.min_distances.get_dict() if 'min_distances' in self.inputs else {},
         }
         folder.create_file_from_filelike(io.StringIO(json.dumps(parameters, indent=1)), self.PARAMETERS, mode='w')
         scripts = resources.files('aiida_mlip_autopipe.jobscripts')
@@ -133,5 +149,5 @@ class PacemakerExplorationCalculation(CalcJob):
             (self.inputs.active_set.uuid, self.inputs.active_set.filename, self.ACTIVE_SET),
         ]
         calcinfo.append_text = f'echo "$?" > {self.STATUS}'
-        calcinfo.retrieve_list = [self.SUMMARY, self.SELECTED, self.STDOUT, self.STDERR, self.STATUS]
+        calcinfo.retrieve_list = [self.SUMMARY, self.SELECTED, self.CALIBRATION, self.STDOUT, self.STDERR, self.STATUS]
         return calcinfo

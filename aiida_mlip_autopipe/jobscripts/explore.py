@@ -28,6 +28,9 @@ from pacemaker_io import atoms_arrays, build_atoms, load_arrays
 
 SUMMARY = 'exploration.json'
 SELECTED = 'selected.npz'
+CALIBRATION = 'calibration.npz'
+#: the fraction of the target temperature the heating starts from
+HEATING_START = 0.1
 
 
 def deformed(atoms, strain: float, rattle: float, rng):
@@ -42,7 +45,7 @@ def deformed(atoms, strain: float, rattle: float, rng):
     return atoms
 
 
-def dynamics(atoms, settings: dict, temperature: float, rng):
+def dynamics(atoms, settings: dict, temperature: float, rng, start_temperature: float | None = None):
     """The ASE integrator of the ensemble: Langevin (``nvt``) or velocity Verlet (``nve``)."""
     from ase import units
     from ase.md.langevin import Langevin
@@ -52,7 +55,7 @@ def dynamics(atoms, settings: dict, temperature: float, rng):
         from ase.md.velocitydistribution import thermalize_momenta
     except ImportError:
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta  # noqa: N813
-    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+    thermalize_momenta(atoms, temperature_K=start_temperature or temperature, rng=rng)
     timestep = settings['timestep_fs'] * units.fs
     if settings['ensemble'] == 'nve':
         return VelocityVerlet(atoms, timestep)
@@ -60,14 +63,78 @@ def dynamics(atoms, settings: dict, temperature: float, rng):
     return Langevin(atoms, timestep, temperature_K=temperature, friction=friction, fixcm=False, rng=rng)
 
 
-def run_trajectory(atoms, calculator, temperature: float, settings: dict, selection: dict, rng) -> tuple[dict, list]:
-    """Run one MD trajectory; return its record and the candidate frames (``gamma_lo <= gamma < gamma_hi``)."""
+def pair_key(a: int, b: int) -> str:
+    """The key of an element pair in ``min_distances`` (atomic numbers, smaller first: ``'29-29'``)."""
+    return f'{min(a, b)}-{max(a, b)}'
+
+
+def too_close(atoms, bounds: dict, ratio: float) -> float | None:
+    """The shortest interatomic distance of ``atoms`` if some pair is closer than ``ratio`` times its bound
+    (``bounds``: shortest distance per element pair in the data, ``'*'`` for pairs the data lacks), else None."""
+    if ratio <= 0 or not bounds or len(atoms) < 2:
+        return None
+    from ase.geometry import get_distances
+
+    _, distances = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    numbers = atoms.numbers
+    upper = np.triu_indices(len(atoms), k=1)
+    pairs = distances[upper]
+    limits = np.asarray(
+        [bounds.get(pair_key(numbers[i], numbers[j]), bounds.get('*', 0.0)) for i, j in zip(*upper, strict=True)]
+    )
+    if np.any(pairs < ratio * limits):
+        return float(pairs.min())
+    return None
+
+
+class Reservoir:
+    """A uniform random sample of ``size`` frames from a stream (Algorithm R): the calibration frames below
+    gamma_lo."""
+
+    def __init__(self, size: int, rng):
+        self.size, self.rng, self.seen, self.items = size, rng, 0, []
+        self.trajectory = 0  # the index of the trajectory whose frames are offered now
+
+    def offer(self, make):
+        """Consider one frame (``make()`` builds ``(frame, step, gamma)`` only when it is kept)."""
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append((self.trajectory, *make()))
+        else:
+            index = int(self.rng.integers(self.seen))
+            if index < self.size:
+                self.items[index] = (self.trajectory, *make())
+
+
+def snapshot(atoms, calculator, gamma: float):
+    """A copy of the current frame with the potential's energy, forces and per-atom gamma."""
+    frame = atoms.copy()
+    frame.calc = None
+    frame.arrays['gamma'] = np.array(calculator.results['gamma'], dtype=float)
+    frame.arrays['predicted_forces'] = np.array(calculator.results['forces'], dtype=float)
+    frame.info['predicted_energy'] = float(calculator.results['energy'])
+    return frame
+
+
+def run_trajectory(
+    atoms, calculator, temperature: float, settings: dict, selection: dict, rng, steps: int, calibration=None
+) -> tuple[dict, list]:
+    """Run one MD trajectory of at most ``steps`` steps; return its record and the candidate frames
+    (``gamma_lo <= gamma < gamma_hi``: every ``sample_interval``-th step, and with ``edge_frames`` the first frame at
+    gamma_lo and the last one before gamma_hi). Frames below gamma_lo are offered to ``calibration``."""
     gamma_lo, gamma_hi = selection['gamma_lo'], selection['gamma_hi']
+    edges = settings.get('edge_frames', True)
     atoms.calc = calculator
-    integrator = dynamics(atoms, settings, temperature, rng)
+    heating = int(settings.get('heating_fraction', 0.0) * settings['steps']) if settings['ensemble'] == 'nvt' else 0
+    integrator = dynamics(atoms, settings, temperature, rng, HEATING_START * temperature if heating else None)
     gammas, candidates, stop = [], [], 'steps'
-    for step in range(settings['steps'] + 1):
+    previous, crossed = None, False
+    for step in range(steps + 1):
         if step:
+            if heating and step <= heating:
+                integrator.set_temperature(
+                    temperature_K=temperature * (HEATING_START + (1 - HEATING_START) * step / heating)
+                )
             try:
                 integrator.run(1)
             except Exception as exception:  # e.g. atoms flying apart: the trajectory ends, the others go on
@@ -79,16 +146,27 @@ def run_trajectory(atoms, calculator, temperature: float, settings: dict, select
         if not np.isfinite(gamma):  # not recorded: JSON (and PostgreSQL's JSONB) has no inf / NaN
             stop = 'gamma_not_finite'
             break
-        if gamma >= gamma_hi:
-            gammas.append(gamma)
-            stop = 'gamma_hi'
-            break
         gammas.append(gamma)
-        if gamma >= gamma_lo and step % settings['sample_interval'] == 0:
-            frame = atoms.copy()
-            frame.calc = None
-            frame.arrays['gamma'] = np.array(calculator.results['gamma'], dtype=float)  # per atom
-            candidates.append((frame, step, gamma))
+        if gamma >= gamma_hi:
+            stop = 'gamma_hi'
+            if edges:  # the stopping frame: early potentials reach gamma_hi on physical configurations (the
+                # physical guards judge it); the last frame of the window before it comes after the loop
+                candidates.append((snapshot(atoms, calculator, gamma), step, gamma))
+            break
+        if gamma >= gamma_lo:
+            first = not crossed
+            crossed = True
+            if step % settings['sample_interval'] == 0 or (edges and first):
+                candidates.append((snapshot(atoms, calculator, gamma), step, gamma))
+                previous = None
+            elif edges:
+                previous = (snapshot(atoms, calculator, gamma), step, gamma)
+        else:
+            previous = None
+            if calibration is not None and step % settings['sample_interval'] == 0:
+                calibration.offer(lambda step=step, gamma=gamma: (snapshot(atoms, calculator, gamma), step, gamma))
+    if stop != 'steps' and previous is not None:  # the last frame before the trajectory stopped
+        candidates.append(previous)
     record = {
         'temperature_K': temperature,
         'steps': max(len(gammas) - 1, 0),
@@ -122,7 +200,25 @@ def select(candidates: list, potential: str, active_set: str, selection: dict) -
         gamma_tolerance=selection['gamma_tolerance'],
         max_structures=limit,
     )
-    return [int(index) for index in chosen['candidate']]
+    indices = [int(index) for index in chosen['candidate']]
+    return fill_up(candidates, indices, limit) if selection.get('fill_up', True) else indices
+
+
+def fill_up(candidates: list, indices: list[int], limit: int) -> list[int]:
+    """``indices`` filled up to ``limit`` with the other candidates of the highest grade, one per trajectory before a
+    second from any (MaxVol against a small basis picks few structures: the active set holds one environment per
+    function and element)."""
+    used = {candidates[index][1] for index in indices}
+    rest = [index for index in range(len(candidates)) if index not in set(indices)]
+    rest.sort(key=lambda index: -candidates[index][3])
+    first = [index for index in rest if candidates[index][1] not in used]
+    fresh, seen = [], set()
+    for index in first:
+        if candidates[index][1] not in seen:
+            fresh.append(index)
+            seen.add(candidates[index][1])
+    others = [index for index in rest if index not in set(fresh)]
+    return (indices + fresh + others)[:limit]
 
 
 def write_selected(path: str, candidates: list, indices: list[int]) -> None:
@@ -136,8 +232,53 @@ def write_selected(path: str, candidates: list, indices: list[int]) -> None:
         'gamma': np.asarray([entry[3] for entry in chosen], dtype=float),
         'atom_gamma': np.concatenate([a.arrays['gamma'] for a in atoms]) if atoms else np.zeros(0),
         'temperature': np.asarray([entry[4] for entry in chosen], dtype=float),
+        'predicted_energy': np.asarray([a.info['predicted_energy'] for a in atoms], dtype=float),
+        'predicted_forces': np.concatenate([a.arrays['predicted_forces'] for a in atoms])
+        if atoms
+        else np.zeros((0, 3)),
     }
     np.savez(path, **arrays)
+
+
+def explore(parameters: dict, calculator) -> tuple[list, list, list, list]:
+    """Every trajectory (start x temperature x repeat, restarted at gamma_hi while its step budget lasts); return
+    the trajectory records, the candidates, the calibration frames below gamma_lo and the refused candidates."""
+    settings, selection = parameters['exploration'], parameters['selection']
+    rng = np.random.default_rng(settings['seed'])
+    starts = build_atoms(load_arrays(parameters['structures']))
+    bounds, ratio = parameters.get('min_distances') or {}, selection.get('min_distance_ratio', 0.0)
+    calibration = Reservoir(selection.get('calibration_samples', 0), rng)
+    trajectories, candidates, refused = [], [], []
+    for start_index, start in enumerate(starts):
+        for temperature in settings['temperatures_K']:
+            for _ in range(settings['repeats']):
+                budget, restart = settings['steps'], 0
+                while budget > 0:
+                    atoms = deformed(start, settings['strain'], settings['rattle'], rng)
+                    index = len(trajectories)
+                    calibration.trajectory = index
+                    offer = calibration if calibration.size else None
+                    record, found = run_trajectory(
+                        atoms, calculator, temperature, settings, selection, rng, budget, offer
+                    )
+                    record.update({'start': start_index, 'restart': restart})
+                    trajectories.append(record)
+                    for frame, step, gamma in found:
+                        closest = too_close(frame, bounds, ratio)
+                        entry = (frame, index, step, gamma, temperature)
+                        if closest is None:
+                            candidates.append(entry)
+                        else:
+                            refused.append({'trajectory': index, 'step': step, 'gamma': gamma, 'min_distance': closest})
+                    budget -= record['steps'] + 1
+                    restart += 1
+                    if record['stopped_by'] == 'steps' or restart > settings.get('restarts', 0):
+                        break
+    below = [
+        (frame, trajectory, step, gamma, trajectories[trajectory]['temperature_K'])
+        for trajectory, frame, step, gamma in sorted(calibration.items, key=lambda item: (item[0], item[2]))
+    ]
+    return trajectories, candidates, below, refused
 
 
 def main(argv: list[str]) -> int:
@@ -149,23 +290,13 @@ def main(argv: list[str]) -> int:
     started = time.time()
     with open(argv[0]) as handle:
         parameters = json.load(handle)
-    settings, selection = parameters['exploration'], parameters['selection']
-    rng = np.random.default_rng(settings['seed'])
+    selection = parameters['selection']
     calculator = PyACECalculator(parameters['potential'])
     calculator.set_active_set(parameters['active_set'])
-    starts = build_atoms(load_arrays(parameters['structures']))
-    trajectories, candidates = [], []
-    for start_index, start in enumerate(starts):
-        for temperature in settings['temperatures_K']:
-            for _ in range(settings['repeats']):
-                atoms = deformed(start, settings['strain'], settings['rattle'], rng)
-                record, found = run_trajectory(atoms, calculator, temperature, settings, selection, rng)
-                record['start'] = start_index
-                index = len(trajectories)
-                trajectories.append(record)
-                candidates += [(frame, index, step, gamma, temperature) for frame, step, gamma in found]
+    trajectories, candidates, below, refused = explore(parameters, calculator)
     indices = select(candidates, parameters['potential'], parameters['active_set'], selection)
     write_selected(SELECTED, candidates, indices)
+    write_selected(CALIBRATION, below, list(range(len(below))))
     explored = sum(len(record['gamma']) for record in trajectories)
     above = sum(int(np.sum(np.asarray(record['gamma']) >= selection['gamma_lo'])) for record in trajectories)
     grades = [record['max_gamma'] for record in trajectories if record['max_gamma'] is not None]
@@ -177,7 +308,10 @@ def main(argv: list[str]) -> int:
         'max_gamma': max(grades, default=None),
         'stopped_at_gamma_hi': sum(record['stopped_by'] in ('gamma_hi', 'gamma_not_finite') for record in trajectories),
         'candidates': len(candidates),
+        'refused_candidates': len(refused),
+        'refused': refused[:100],
         'selected': len(indices),
+        'calibration': len(below),
         'wall_time': time.time() - started,
         'per_trajectory': trajectories,
     }
@@ -185,7 +319,8 @@ def main(argv: list[str]) -> int:
         json.dump(summary, handle, allow_nan=False)
     sys.stdout.write(
         f'explored {explored} steps in {len(trajectories)} trajectories; {above} above gamma_lo; '
-        f'{len(candidates)} candidates; selected {len(indices)}\n'
+        f'{len(candidates)} candidates ({len(refused)} refused); selected {len(indices)}; '
+        f'{len(below)} calibration frames below gamma_lo\n'
     )
     return 0
 

@@ -54,7 +54,7 @@ class ExplorationParser(Parser):
             summary = json.loads(summary_bytes)
             with np.load(io.BytesIO(selected_bytes), allow_pickle=False) as handle:
                 selected = {key: handle[key] for key in handle.files}
-            atoms = build_atoms(selected)
+            build_atoms(selected)  # readable as structures
         except (ValueError, KeyError, OSError) as exception:
             return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(line=f'{type(exception).__name__}: {exception}')
 
@@ -67,20 +67,43 @@ class ExplorationParser(Parser):
         summary['per_trajectory'] = [{k: v for k, v in record.items() if k != 'gamma'} for record in trajectories]
         self.out('summary', orm.Dict(summary))
         starts = sorted(self.node.inputs.structures) if 'structures' in self.node.inputs else []
-        per_atom = split_per_structure(selected['atom_gamma'], selected['natoms']) if 'atom_gamma' in selected else []
-        for index, configuration in enumerate(atoms):
-            structure = orm.StructureData(ase=configuration)
-            trajectory = int(selected['trajectory'][index])
-            structure.base.attributes.set(
-                'exploration',
-                {
-                    'trajectory': trajectory,
-                    'start': self._start_label(starts, trajectories[trajectory]['start']),
-                    'step': int(selected['step'][index]),
-                    'gamma': float(selected['gamma'][index]),
-                    'temperature_K': float(selected['temperature'][index]),
-                    'gamma_per_atom': [float(value) for value in per_atom[index]] if len(per_atom) else None,
-                },
-            )
-            self.out(f'selected.structure_{index:04d}', structure)
+        for namespace, content in (('selected', selected_bytes), ('calibration', self._read(Calc.CALIBRATION))):
+            arrays = selected if namespace == 'selected' else None
+            if arrays is None:
+                if content is None:  # written by explore.py since calibration frames exist
+                    continue
+                try:
+                    with np.load(io.BytesIO(content), allow_pickle=False) as handle:
+                        arrays = {key: handle[key] for key in handle.files}
+                except (ValueError, OSError) as exception:
+                    return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(
+                        line=f'{Calc.CALIBRATION}: {type(exception).__name__}: {exception}'
+                    )
+            for index, structure in enumerate(self._structures(arrays, trajectories, starts)):
+                self.out(f'{namespace}.structure_{index:04d}', structure)
         return None
+
+    def _structures(self, arrays: dict, trajectories: list[dict], starts: list[str]) -> list[orm.StructureData]:
+        """The frames of ``selected.npz`` / ``calibration.npz`` as ``StructureData`` with attribute ``exploration``:
+        trajectory, start, step, gamma (max and per atom), temperature, and the potential's energy and forces."""
+        structures = []
+        natoms = arrays['natoms']
+        per_atom = split_per_structure(arrays['atom_gamma'], natoms) if 'atom_gamma' in arrays else []
+        forces = split_per_structure(arrays['predicted_forces'], natoms) if 'predicted_forces' in arrays else []
+        for index, configuration in enumerate(build_atoms(arrays)):
+            structure = orm.StructureData(ase=configuration)
+            trajectory = int(arrays['trajectory'][index])
+            origin = {
+                'trajectory': trajectory,
+                'start': self._start_label(starts, trajectories[trajectory]['start']),
+                'step': int(arrays['step'][index]),
+                'gamma': float(arrays['gamma'][index]),
+                'temperature_K': float(arrays['temperature'][index]),
+                'gamma_per_atom': [float(value) for value in per_atom[index]] if len(per_atom) else None,
+            }
+            if 'predicted_energy' in arrays:
+                origin['predicted_energy'] = float(arrays['predicted_energy'][index])
+                origin['predicted_forces'] = np.asarray(forces[index], dtype=float).tolist()
+            structure.base.attributes.set('exploration', origin)
+            structures.append(structure)
+        return structures

@@ -5,8 +5,9 @@ per iteration: exploration (``PacemakerExplorationCalculation`` on the pacemaker
 potential and its active set, gamma per atom per step, D-optimal selection of the extrapolative configurations)
 → labelling (one process per selected structure, failures tolerated up to a fraction) → collection (one
 ``TrainingSetData`` whose structures name their labelling process) → retrain (upfit from the previous
-``potential_yaml`` on the first data plus every label so far, the first fit's test set kept) → until the fraction
-of explored steps above gamma_lo falls below the target, nothing is selected, or ``max_iterations``.
+``potential_yaml`` on the first data plus every label so far, the first fit's test set kept, the basis grown by
+the ``refit.functions_schedule``; it replaces the previous potential only if its test errors stay within
+``refit.max_test_error_ratio``) → until a stop reason (:data:`STOP_REASONS`) ends it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,23 @@ import time
 
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, append_, calcfunction, if_, while_
 
-from aiida_mlip_autopipe.active_learning.settings import ConvergenceSettings, ExplorationSettings
+from aiida_mlip_autopipe.active_learning.calibration import (
+    DataBounds,
+    data_bounds,
+    label_errors,
+    miss_rate,
+    suggested_thresholds,
+)
+from aiida_mlip_autopipe.active_learning.settings import (
+    ConvergenceSettings,
+    ExplorationSettings,
+    RefitSettings,
+    SelectionSettings,
+    functions_for,
+)
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.config import settings_validator
@@ -28,10 +43,23 @@ from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 from aiida_mlip_autopipe.potentials.plots import loop_figure, png
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, failure_cause
 
-__all__ = ('LABELLERS', 'PacemakerActiveLearningWorkChain')
+__all__ = ('LABELLERS', 'STOP_REASONS', 'PacemakerActiveLearningWorkChain')
 
 #: the model labellers a ``labeller`` string names (DFT labellers are input namespaces, e.g. ``pw``)
 LABELLERS = ('ase:emt',)
+
+#: why the loop stopped (the ``stop_reason`` of the last row of the iterations table); only ``converged`` means the
+#: potential no longer extrapolates on what was explored
+STOP_REASONS = {
+    'converged': 'fewer explored steps than convergence.fraction_above_gamma_lo reach gamma_lo',
+    'max_iterations': 'max_iterations explore-label-refit cycles done',
+    'selection_empty': 'nothing to label: no explored step reached gamma_lo (with fraction_above_gamma_lo 0)',
+    'nothing_selected_while_extrapolating': 'explored steps reach gamma_lo, but no candidate was selected (not '
+    'convergence: e.g. no frame of the window was sampled; lower sample_interval or give more starts)',
+    'all_candidates_refused': 'explored steps reach gamma_lo, but every candidate was refused by a physical guard '
+    '(its MD runs into unphysical configurations: lower gamma_hi or the temperatures)',
+    'all_labels_refused': 'every label of the iteration was refused by a physical guard (energy or force bounds)',
+}
 
 
 def _pw_workchain():
@@ -45,14 +73,80 @@ def _pw_workchain():
 
 @calcfunction
 def record_iterations(rows: orm.List, **evidence: orm.Data) -> dict:
-    """The iterations table (one row per iteration) and the loop plot; ``evidence``: the exploration summaries and
-    fit metrics the rows were read from (input links)."""
+    """The iterations table (one row per iteration), the loop plot and the calibration plot (error against gamma);
+    ``evidence``: the exploration summaries and fit metrics the rows were read from (input links) and the
+    ``selection`` settings."""
+    from aiida_mlip_autopipe.active_learning.calibration import calibration_figure
+
     table = rows.get_list()
-    return {'iterations': orm.List(table), 'loop': orm.SinglefileData.from_bytes(png(loop_figure(table)), 'loop.png')}
+    selection = SelectionSettings.model_validate(evidence['selection'].get_dict()) if 'selection' in evidence else None
+    figure = calibration_figure(
+        table,
+        selection.gamma_lo if selection else SelectionSettings().gamma_lo,
+        selection.miss_force_threshold if selection else SelectionSettings().miss_force_threshold,
+    )
+    return {
+        'iterations': orm.List(table),
+        'loop': orm.SinglefileData.from_bytes(png(loop_figure(table)), 'loop.png'),
+        'calibration': orm.SinglefileData.from_bytes(png(figure), 'calibration.png'),
+    }
+
+
+@calcfunction
+def keep_labels(labels: TrainingSetData, keep: orm.List) -> TrainingSetData:
+    """The labels at the indices ``keep`` (those the physical guards let through)."""
+    return labels.select(keep.get_list())
+
+
+def data_elements(training: dict) -> list[str] | None:
+    """The elements of the first fit's data source, found without storing anything (None: not known yet)."""
+    from aiida_mlip_autopipe.workflows.training import source_elements
+
+    elements = source_elements(training)
+    if elements is not None or not training.get('group'):
+        return elements
+    try:
+        group = orm.Group.collection.get(label=training['group'].value)
+    except Exception:
+        return None  # the training workflow names the missing group
+    found = set()
+    for node in group.nodes:
+        if isinstance(node, TrainingSetData):
+            found |= set(node.base.attributes.get('elements', []))
+        elif isinstance(node, orm.ProcessNode):
+            for name in ('structure', 'pw__structure'):
+                link = node.base.links.get_incoming(link_label_filter=name).all()
+                if link:
+                    found |= {kind.symbol for kind in link[0].node.kinds}
+    return sorted(found) or None
 
 
 def validate_inputs(inputs, _) -> str | None:
-    """Exactly one labeller; the training inputs without delta learning (the exploration runs ACE alone)."""
+    """Exactly one labeller; the training inputs without delta learning (the exploration runs ACE alone); starting
+    structures, none with an element the first fit's data lacks; at least one iteration."""
+    problem = labeller_problem(inputs)
+    if problem:
+        return problem
+    if not inputs.get('structures'):
+        return 'structures: give at least one starting structure for the exploration'
+    if inputs.get('max_iterations') is not None and inputs['max_iterations'].value < 1:
+        return f'max_iterations={inputs["max_iterations"].value}: give at least 1 explore-label-refit cycle'
+    if inputs.get('max_concurrent_labels') is not None and inputs['max_concurrent_labels'].value < 1:
+        return f'max_concurrent_labels={inputs["max_concurrent_labels"].value}: give at least 1'
+    known = data_elements(inputs.get('training', {}))
+    if known is not None:
+        for label, structure in sorted(inputs['structures'].items()):
+            missing = sorted({kind.symbol for kind in structure.kinds} - set(known))
+            if missing:
+                return (
+                    f'structures.{label} ({structure.get_formula()}) has {", ".join(missing)}, which the first '
+                    f"fit's data lacks (it has {', '.join(known)}): the potential cannot describe it"
+                )
+    return None
+
+
+def labeller_problem(inputs) -> str | None:
+    """Exactly one labeller, able to label the starting structures' elements; no delta learning."""
     labeller = inputs['labeller'].value if inputs.get('labeller') else None
     given = [
         name
@@ -120,7 +214,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         :param code: the ``pacemaker`` code; ``structures``: the starting configurations of the MD.
         :param overrides: ``training`` (merged into the training protocol's inputs, as for
             ``PacemakerTrainingWorkChain.get_builder_from_protocol``), ``exploration``, ``selection``,
-            ``convergence`` (plain dicts over the settings' defaults), ``max_iterations``, ``retrain_from_scratch``.
+            ``convergence``, ``refit`` (plain dicts over the settings' defaults), ``max_iterations``,
+            ``max_concurrent_labels``, ``retrain_from_scratch``.
         :param training_sets, group, filters: the first fit's data source; ``options``: the fits' metadata.options.
         :param labeller: a model labeller (``ase:emt``); for Quantum ESPRESSO set ``builder.pw`` or
             ``builder.pw_protocol`` afterwards and ``builder.pop('labeller')``.
@@ -139,7 +234,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         builder.training = training._inputs(prune=True)
         builder.structures = structures
         builder.labeller = orm.Str(labeller)
-        for name in ('exploration', 'selection', 'convergence'):
+        for name in ('exploration', 'selection', 'convergence', 'refit'):
             if name in overrides:
                 builder[name] = orm.Dict(overrides.pop(name))
         for name, value in overrides.items():
@@ -167,6 +262,21 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             help='When to stop / fail (ConvergenceSettings): fraction_above_gamma_lo, max_failed_fraction.',
         )
         spec.input('max_iterations', valid_type=orm.Int, default=lambda: orm.Int(5), help='Explore-label-refit cycles.')
+        spec.input(
+            'max_concurrent_labels',
+            valid_type=orm.Int,
+            required=False,
+            help='At most this many labelling calculations run at once (submitted in batches; default: all of an '
+            "iteration's at once).",
+        )
+        spec.input(
+            'refit',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict({}),
+            validator=settings_validator(RefitSettings),
+            help='How refits are made (RefitSettings): functions_schedule (basis size by training-set size), '
+            'max_test_error_ratio (a refit replaces the potential only if its test errors stay within it).',
+        )
         spec.input(
             'retrain_from_scratch',
             valid_type=orm.Bool,
@@ -237,10 +347,13 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                 cls.explore,
                 cls.inspect_exploration,
                 if_(cls.has_selection)(
-                    cls.label,
+                    cls.prepare_labels,
+                    while_(cls.labels_remain)(cls.label),
                     cls.inspect_labelling,
-                    cls.train,
-                    cls.inspect_training,
+                    if_(cls.should_train)(
+                        cls.train,
+                        cls.inspect_training,
+                    ),
                 ),
             ),
             cls.finalize,
@@ -253,7 +366,11 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         spec.output('test_set', valid_type=TrainingSetData, required=False, help='The fixed held-out set.')
         spec.output('iterations', valid_type=orm.List, help='One row (dict) per iteration, see the docs.')
         spec.output_namespace(
-            'plots', valid_type=orm.SinglefileData, dynamic=True, required=False, help='loop.png: errors and gamma.'
+            'plots',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            required=False,
+            help='loop.png: errors and gamma; calibration.png: error against gamma.',
         )
 
         spec.exit_code(414, 'ERROR_TRAINING_FAILED', message='the fit of iteration {iteration} failed: {cause}')
@@ -294,20 +411,87 @@ class PacemakerActiveLearningWorkChain(WorkChain):
     def _row(self) -> dict:
         return self.ctx.rows[-1]
 
+    def _selection(self) -> SelectionSettings:
+        return SelectionSettings.model_validate(self.inputs.selection.get_dict())
+
+    def _refit(self) -> RefitSettings:
+        return RefitSettings.model_validate(self.inputs.refit.get_dict())
+
+    def _stop(self, reason: str, message: str) -> None:
+        """End the loop after this iteration with ``reason`` (a key of :data:`STOP_REASONS`), recorded in the row."""
+        self.ctx.stop_reason = reason
+        self._row()['stop_reason'] = reason
+        self.report(f'stop ({reason}): {message}')
+
+    def stop_after_exploration(self, summary: dict, selected: int) -> tuple[str, str] | None:
+        """The stop reason an exploration gives (``None``: label and refit). Subclasses and later checks (e.g.
+        property targets after a fit) add theirs through :meth:`_stop`."""
+        target = ConvergenceSettings.model_validate(self.inputs.convergence.get_dict()).fraction_above_gamma_lo
+        fraction = summary['fraction_above_gamma_lo']
+        if fraction < target:
+            return 'converged', f'{fraction:.2%} of the steps above gamma_lo (target {target:.2%})'
+        if selected:
+            return None
+        if not summary.get('steps_above_gamma_lo'):
+            return 'selection_empty', 'no explored step reached gamma_lo; nothing to label'
+        if summary.get('refused_candidates') and not summary.get('candidates'):
+            return (
+                'all_candidates_refused',
+                f'{fraction:.2%} of the steps above gamma_lo, but all {summary["refused_candidates"]} candidates were '
+                'refused by the distance guard (not converged)',
+            )
+        return (
+            'nothing_selected_while_extrapolating',
+            f'{fraction:.2%} of the steps above gamma_lo but nothing selected (not converged)',
+        )
+
+    def stop_after_training(self) -> tuple[str, str] | None:
+        """The stop reason a finished fit gives (``None``: go on); the hook for property targets."""
+        return None
+
     # -- steps --------------------------------------------------------------------------------------------
 
     def setup(self):
         self.ctx.iteration = 0
         self.ctx.labelled = []  # one TrainingSetData per iteration
-        self.ctx.rows = [{'iteration': 0, 'started': time.time()}]
-        self.ctx.converged = False
+        self.ctx.rows = [{'iteration': 0, 'started': time.time(), 'stop_reason': None}]
+        self.ctx.stop_reason = None
         self.ctx.first_sets = None
         self.ctx.test_set = None
+        self.ctx.bounds = None
+        self.ctx.functions = None  # functions per element of the current potential
+        self.ctx.accepted_metrics = None
+        self.ctx.errors = []  # every LabelError so far (as dicts), for the suggested thresholds
         self.ctx.dft_reference = []  # pks of PW calculations the labels' settings must agree with
+
+    def _training_size(self, inputs) -> int | None:
+        """Training structures of the fit about to run (None: not known before the data is resolved)."""
+        if self.ctx.iteration > 0:
+            return sum(len(node) for node in inputs.training_sets.values())
+        if 'training_sets' not in inputs:
+            return None
+        total = sum(len(node) for node in inputs.training_sets.values())
+        fraction = inputs.test_fraction.value if 'test_fraction' in inputs else 0.0
+        return round(total * (1 - fraction))
+
+    def _scheduled_settings(self, inputs) -> tuple[dict, int | None, bool]:
+        """The fit's settings with the scheduled functions per element; whether the basis grows (ladder upfit)."""
+        settings = inputs.settings.get_dict() if 'settings' in inputs else {}
+        functions_block = dict(settings.get('potential', {}).get('functions', {}))
+        target = functions_block.get('number_of_functions_per_element')
+        size = self._training_size(inputs)
+        functions = functions_for(self._refit().functions_schedule, size or 0, target, self.ctx.functions)
+        if functions is None:
+            return settings, None, False
+        functions_block['number_of_functions_per_element'] = functions
+        settings = {**settings, 'potential': {**settings.get('potential', {}), 'functions': functions_block}}
+        grows = self.ctx.functions is not None and functions > self.ctx.functions
+        return settings, functions, grows
 
     def train(self):
         """The first fit on the given data source; later fits on the first fit's data plus all labels so far,
-        continuing from the previous B-basis YAML (unless ``retrain_from_scratch``), with the same test set."""
+        continuing from the previous B-basis YAML (unless ``retrain_from_scratch``; extended by pacemaker's ladder
+        when the schedule grows the basis), with the same test set."""
         inputs = AttributeDict(self.exposed_inputs(PacemakerTrainingWorkChain, namespace='training'))
         inputs.build_active_set = orm.Bool(True)
         if self.ctx.iteration > 0:
@@ -318,53 +502,95 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             inputs.training_sets = sets
             if self.ctx.test_set is not None:
                 inputs.test_set = self.ctx.test_set
-            if not self.inputs.retrain_from_scratch.value:
-                base = AttributeDict(inputs.get('base', {}))
-                base.pacemaker = {**dict(base.get('pacemaker', {})), 'initial_potential': self.ctx.potential_yaml}
-                inputs.base = base
+        settings, functions, grows = self._scheduled_settings(inputs)
+        if self.ctx.iteration > 0 and not self.inputs.retrain_from_scratch.value:
+            if grows:  # pacemaker's ladder: the previous basis extended to the new size in one step, then fitted
+                settings = {**settings, 'fit': {**settings.get('fit', {}), 'ladder_step': 1_000_000}}
+            base = AttributeDict(inputs.get('base', {}))
+            base.pacemaker = {**dict(base.get('pacemaker', {})), 'initial_potential': self.ctx.potential_yaml}
+            inputs.base = base
+        if functions is not None:
+            inputs.settings = orm.Dict(settings)
+        self.ctx.next_functions = functions
         inputs.metadata = {'call_link_label': f'train_iteration_{self.ctx.iteration:02d}'}
         running = self.submit(PacemakerTrainingWorkChain, **inputs)
-        self.report(f'iteration {self.ctx.iteration}: launched PacemakerTrainingWorkChain<{running.pk}>')
+        self.report(
+            f'iteration {self.ctx.iteration}: launched PacemakerTrainingWorkChain<{running.pk}>'
+            + (f' ({functions} functions per element)' if functions is not None else '')
+        )
         return ToContext(training=running)
+
+    def _accepts(self, metrics: dict) -> tuple[bool, str]:
+        """Whether a refit may replace the previous potential: its test errors within the allowed ratio."""
+        ratio = self._refit().max_test_error_ratio
+        previous = self.ctx.accepted_metrics
+        if ratio is None or previous is None or self.ctx.test_set is None:
+            return True, ''
+        worse = []
+        for key in ('rmse_forces_test', 'rmse_energy_test'):
+            old, new = previous.get(key), metrics.get(key)
+            if old is not None and new is not None and new > ratio * old:
+                worse.append(f'{key} {new:.4g} > {ratio} x {old:.4g}')
+        return not worse, '; '.join(worse)
 
     def inspect_training(self):
         node = self.ctx.training
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_TRAINING_FAILED.format(iteration=self.ctx.iteration, cause=failure_cause(node))
         outputs = node.outputs
-        self.ctx.potential, self.ctx.potential_yaml = outputs.potential, outputs.potential_yaml
-        self.ctx.active_set, self.ctx.metrics = outputs.active_set, outputs.metrics
-        self.ctx.training_set = outputs.training_set
+        metrics = outputs.metrics.get_dict()
+        accepted, why = self._accepts(metrics)
+        row = self._row()
+        row.update(
+            {
+                'training_structures': len(outputs.training_set),
+                'functions': self.ctx.next_functions,
+                'rmse_energy_train': metrics.get('rmse_energy_train'),
+                'rmse_forces_train': metrics.get('rmse_forces_train'),
+                'rmse_energy_test': metrics.get('rmse_energy_test'),
+                'rmse_forces_test': metrics.get('rmse_forces_test'),
+                'training': node.pk,
+                'accepted': accepted,
+            }
+        )
+        if accepted:
+            self.ctx.potential, self.ctx.potential_yaml = outputs.potential, outputs.potential_yaml
+            self.ctx.active_set, self.ctx.metrics = outputs.active_set, outputs.metrics
+            self.ctx.training_set = outputs.training_set
+            self.ctx.accepted_metrics = metrics
+            self.ctx.functions = self.ctx.next_functions
+        else:
+            self.report(
+                f'iteration {self.ctx.iteration}: the refit is not taken ({why}); the previous potential stays, '
+                'the labels are kept for the next fit'
+            )
         if self.ctx.iteration == 0:  # later fits: its training part plus the labels; its test set stays held out
             self.ctx.first_sets = {'initial': outputs.training_set}
+            self.ctx.bounds = data_bounds(outputs.training_set.get_arrays()).as_dict()
             self.ctx.dft_reference = [
                 calculation.pk
                 for calculation in potential_lineage(outputs.potential).dft_calculations
                 if calculation.process_type == PW_PROCESS_TYPE
             ]
             self.ctx.test_set = outputs.test_set if 'test_set' in outputs else None
-        metrics = outputs.metrics.get_dict()
-        row = self._row()
-        row.update(
-            {
-                'training_structures': len(outputs.training_set),
-                'rmse_energy_train': metrics.get('rmse_energy_train'),
-                'rmse_forces_train': metrics.get('rmse_forces_train'),
-                'rmse_energy_test': metrics.get('rmse_energy_test'),
-                'rmse_forces_test': metrics.get('rmse_forces_test'),
-                'training': node.pk,
-            }
-        )
         self._end_row()
+        stop = self.stop_after_training()
+        if stop is not None:
+            self._stop(*stop)
         return None
 
     def should_iterate(self) -> bool:
-        """Another cycle unless converged or at ``max_iterations``."""
-        return not self.ctx.converged and self.ctx.iteration < self.inputs.max_iterations.value
+        """Another cycle unless a stop reason was given; at ``max_iterations`` the reason is ``max_iterations``."""
+        if self.ctx.stop_reason is not None:
+            return False
+        if self.ctx.iteration >= self.inputs.max_iterations.value:
+            self._stop('max_iterations', f'{self.ctx.iteration} iteration(s) done')
+            return False
+        return True
 
     def next_iteration(self):
         self.ctx.iteration += 1
-        self.ctx.rows.append({'iteration': self.ctx.iteration, 'started': time.time()})
+        self.ctx.rows.append({'iteration': self.ctx.iteration, 'started': time.time(), 'stop_reason': None})
 
     def _end_row(self) -> None:
         row = self._row()
@@ -378,6 +604,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         exploration = inputs.exploration.get_dict()
         exploration['seed'] = (ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration) % 2**32
         inputs.exploration = orm.Dict(exploration)
+        if self.ctx.bounds is not None and self.ctx.bounds['min_distances']:
+            inputs.min_distances = orm.Dict(self.ctx.bounds['min_distances'])
         options = dict(self.inputs.get('exploration_options', {}))
         if not options and 'options' in self.inputs.training:  # the fit's queue, account, walltime; one process
             options = {
@@ -405,6 +633,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration, cause=cause)
         summary = node.outputs.summary.get_dict()
         selected = node.outputs.selected if 'selected' in node.outputs else {}
+        calibration = node.outputs.calibration if 'calibration' in node.outputs else {}
         self._row().update(
             {
                 'exploration': node.pk,
@@ -413,49 +642,142 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                 'max_gamma': summary['max_gamma'],
                 'stopped_at_gamma_hi': summary['stopped_at_gamma_hi'],
                 'candidates': summary['candidates'],
+                'refused_candidates': summary.get('refused_candidates', 0),
                 'selected': len(selected),
+                'calibration': len(calibration) if selected else 0,
                 'labelled': 0,
                 'failed': 0,
+                'refused': 0,
             }
         )
-        target = ConvergenceSettings.model_validate(self.inputs.convergence.get_dict()).fraction_above_gamma_lo
-        fraction = summary['fraction_above_gamma_lo']
         self.report(
             f'iteration {self.ctx.iteration}: {summary["explored_steps"]} steps explored, '
-            f'{fraction:.1%} above gamma_lo, '
-            f'max gamma {summary["max_gamma"]}, {len(selected)} selected'
+            f'{summary["fraction_above_gamma_lo"]:.1%} above gamma_lo, max gamma {summary["max_gamma"]}, '
+            f'{summary["candidates"]} candidates ({summary.get("refused_candidates", 0)} refused), '
+            f'{len(selected)} selected, {len(calibration)} calibration frames below gamma_lo'
         )
-        if fraction < target or not selected:
-            self.ctx.converged = True
+        stop = self.stop_after_exploration(summary, len(selected))
+        if stop is not None:
             self._end_row()
-            self.report(
-                f'converged: {fraction:.2%} of the steps above gamma_lo (target {target:.2%}), {len(selected)} selected'
-            )
+            self._stop(*stop)
         self.ctx.selected = {label: selected[label] for label in sorted(selected)}
+        self.ctx.calibration = {label: calibration[label] for label in sorted(calibration)}
 
     def has_selection(self) -> bool:
-        return not self.ctx.converged
+        return self.ctx.stop_reason is None
 
-    def label(self):
-        """One labelling process per selected structure (submitted ones run concurrently)."""
-        labeller = self._labeller()
+    def prepare_labels(self):
+        """Queue the selected structures and the calibration frames for labelling."""
+        self.ctx.queue = [('selected', label) for label in self.ctx.selected]
+        self.ctx.queue += [('calibration', label) for label in self.ctx.calibration]
         self.ctx.finished_labels = []
         self.ctx.labels = []
-        for label, structure in self.ctx.selected.items():
-            node = labeller.launch(self, structure, f'label_{self.ctx.iteration:02d}_{label}')
+        self.ctx.label_batches = 0
+
+    def labels_remain(self) -> bool:
+        return bool(self.ctx.queue)
+
+    def label(self):
+        """Launch the next batch of labelling processes (at most ``max_concurrent_labels``; submitted ones run
+        concurrently and the next batch waits for them)."""
+        cap = self.inputs.max_concurrent_labels.value if 'max_concurrent_labels' in self.inputs else len(self.ctx.queue)
+        batch, self.ctx.queue = self.ctx.queue[:cap], self.ctx.queue[cap:]
+        labeller = self._labeller()
+        self.ctx.label_batches += 1
+        waiting = {}
+        for kind, label in batch:
+            structure = (self.ctx.selected if kind == 'selected' else self.ctx.calibration)[label]
+            prefix = 'label' if kind == 'selected' else 'calibrate'
+            node = labeller.launch(self, structure, f'{prefix}_{self.ctx.iteration:02d}_{label}')
             if node.is_terminated:
                 self.ctx.finished_labels.append(node)
             else:
-                self.to_context(labels=append_(node))
-        self.report(f'iteration {self.ctx.iteration}: labelling {len(self.ctx.selected)} structures ({labeller.name})')
+                waiting[f'label_{len(self.ctx.labels) + len(waiting)}'] = node
+        self.report(
+            f'iteration {self.ctx.iteration}: labelling batch {self.ctx.label_batches}: {len(batch)} structures '
+            f'({labeller.name}), {len(self.ctx.queue)} to go'
+        )
+        for node in waiting.values():
+            self.to_context(labels=append_(node))
+
+    def _origin(self, process: orm.ProcessNode) -> dict | None:
+        """The ``exploration`` attribute of the structure a labelling process was given."""
+        for name in ('structure', 'pw__structure'):
+            incoming = process.base.links.get_incoming(link_label_filter=name).all()
+            if incoming:
+                return incoming[0].node.base.attributes.get('exploration', None)
+        for child in process.called:  # e.g. a PwBaseWorkChain's PwCalculation
+            origin = self._origin(child)
+            if origin is not None:
+                return origin
+        return None
+
+    def _calibrate(self, collected: TrainingSetData) -> list[int]:
+        """Compare the current potential with the new labels (error against gamma, miss rate below gamma_lo,
+        suggested thresholds) and apply the physical guards; return the indices of the labels to train on."""
+        from aiida_mlip_autopipe.data.sources import parse_node_source
+
+        selection = self._selection()
+        uuids = [parse_node_source(source) for source in collected.get_sources()]
+        query = orm.QueryBuilder().append(orm.ProcessNode, filters={'uuid': {'in': [u for u in uuids if u]}})
+        processes = {node.uuid: node for node in query.all(flat=True)}
+        origins = []
+        for uuid in uuids:
+            origin = self._origin(processes[uuid]) if uuid in processes else None
+            origins.append(origin or {'gamma': float('nan')})
+        bounds = DataBounds(**self.ctx.bounds) if self.ctx.bounds else None
+        reference = self.ctx.potential_yaml.base.attributes.get('reference_energy', None) or {}
+        errors = label_errors(
+            collected.get_arrays(),
+            origins,
+            reference,
+            bounds,
+            selection.max_energy_above_data,
+            selection.max_force_ratio,
+            selection.gamma_lo,
+        )
+        self.ctx.errors = list(self.ctx.errors) + [error.as_dict() for error in errors]
+        from aiida_mlip_autopipe.active_learning.calibration import LabelError
+
+        everything = [LabelError(**entry) for entry in self.ctx.errors]
+        rate = miss_rate(errors, selection.miss_force_threshold)
+        row = self._row()
+        row.update(
+            {
+                'refused': sum(error.refused is not None for error in errors),
+                'calibration_labelled': sum(error.below_gamma_lo for error in errors),
+                'miss_rate': rate,
+                'error_vs_gamma': [error.as_dict() for error in errors],
+                'suggested': suggested_thresholds(everything, selection.miss_force_threshold),
+            }
+        )
+        for error in errors:
+            if error.refused:
+                self.report(
+                    f'iteration {self.ctx.iteration}: label at gamma {error.gamma:.3g} refused: {error.refused}'
+                )
+        if rate is not None:
+            self.report(
+                f'iteration {self.ctx.iteration}: miss rate {rate:.0%} below gamma_lo (force RMSE above '
+                f'{selection.miss_force_threshold} eV/Å); suggested thresholds {row["suggested"]}'
+            )
+        return [index for index, error in enumerate(errors) if error.refused is None]
 
     def inspect_labelling(self):
-        """Tolerate failed labels up to ``max_failed_fraction``; collect the successful ones with their lineage."""
+        """Tolerate failed labels up to ``max_failed_fraction``; collect the successful ones with their lineage,
+        calibrate gamma on them and keep those within the physical bounds."""
         nodes = self.ctx.finished_labels + list(self.ctx.get('labels', []))
         good = [node for node in nodes if node.is_finished_ok]
         failed = [node for node in nodes if not node.is_finished_ok]
         row = self._row()
-        row.update({'labelled': len(good), 'failed': len(failed)})
+        calibrating = [node for node in good if self._is_calibration(node)]
+        row.update(
+            {
+                'labelled': len(good) - len(calibrating),
+                'failed': len(failed),
+                'label_batches': self.ctx.label_batches,
+            }
+        )
         allowed = ConvergenceSettings.model_validate(self.inputs.convergence.get_dict()).max_failed_fraction
         for node in failed:
             self.report(f'labelling {node.process_label}<{node.pk}> failed [{node.exit_status}] {node.exit_message}')
@@ -470,13 +792,30 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             collected = labeller.collect(good)
         except Exception as exception:  # a CollectionError (mixed DFT settings), a label that cannot be stored
             return self.exit_codes.ERROR_COLLECTION_FAILED.format(iteration=self.ctx.iteration, cause=str(exception))
-        self.ctx.labelled.append(collected)
         if not self.ctx.dft_reference and labeller.is_dft:  # the first DFT labels set the settings for the rest
             self.ctx.dft_reference = [last_pw_calculation(node).pk for node in good]
+        keep = self._calibrate(collected)
+        self._row()['added'] = len(keep)
+        if not keep:
+            self._end_row()
+            self._stop('all_labels_refused', f'all {len(collected)} labels are outside the physical bounds')
+            return None
+        if len(keep) < len(collected):
+            collected = keep_labels(collected, orm.List(keep))
+        self.ctx.labelled.append(collected)
         self.report(
             f'iteration {self.ctx.iteration}: {len(collected)} labelled structures in TrainingSetData<{collected.pk}>'
         )
         return None
+
+    @staticmethod
+    def _is_calibration(node: orm.ProcessNode) -> bool:
+        """Whether a labelling process labelled a calibration frame (its call link ``calibrate_NN_...``)."""
+        incoming = node.base.links.get_incoming(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()
+        return any(link.link_label.startswith('calibrate_') for link in incoming)
+
+    def should_train(self) -> bool:
+        return self.ctx.stop_reason is None
 
     def finalize(self):
         """Expose the final potential, its data, the iterations table and the loop plot."""
@@ -493,10 +832,12 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             for kind, name in (('training', 'metrics'), ('exploration', 'summary')):
                 if row.get(kind) is not None:
                     evidence[f'{name}_{row["iteration"]:02d}'] = orm.load_node(row[kind]).outputs[name]
-        recorded = record_iterations(rows=orm.List(rows), **evidence)
+        recorded = record_iterations(rows=orm.List(rows), selection=self.inputs.selection, **evidence)
         self.out('iterations', recorded['iterations'])
-        self.out('plots', {'loop': recorded['loop']})
+        self.out('plots', {'loop': recorded['loop'], 'calibration': recorded['calibration']})
+        converged = self.ctx.stop_reason == 'converged'
         self.report(
-            f'finished after {self.ctx.iteration} iteration(s) (converged: {self.ctx.converged}); '
+            f'finished after {self.ctx.iteration} iteration(s): stop reason {self.ctx.stop_reason} '
+            f'({"converged" if converged else "not converged"}); '
             f'{sum(len(node) for node in self.ctx.labelled)} structures labelled'
         )

@@ -11,7 +11,12 @@ LOOP_SETTINGS = {
     'backend': {'display_step': 5},
 }
 EXPLORATION = {'temperatures_K': [800.0, 1600.0], 'steps': 100, 'timestep_fs': 2.0, 'rattle': 0.05, 'strain': 0.03}
-SELECTION = {'gamma_lo': 1.2, 'gamma_hi': 20.0, 'max_per_iteration': 6}
+SELECTION = {'gamma_lo': 1.2, 'gamma_hi': 20.0, 'max_per_iteration': 6, 'calibration_samples': 2}
+#: the basis grows from 4 to 8 functions per element once the fit has 18 structures (after the first labels); every
+#: refit is taken (fits of 10 iterations on a 4-structure test set scatter: the check is tested on its own)
+REFIT = {'functions_schedule': [[0, 4], [18, 8]], 'max_test_error_ratio': None}
+#: labelling calculations at once: the 6 + 2 labels of an iteration run in batches of 3
+MAX_CONCURRENT_LABELS = 3
 
 
 def cu_starts(count: int = 3):
@@ -52,6 +57,8 @@ def loop_builder(code, initial_set, **inputs):
     builder.selection = orm.Dict(SELECTION)
     builder.labeller = orm.Str('ase:emt')
     builder.max_iterations = orm.Int(2)
+    builder.refit = orm.Dict(REFIT)
+    builder.max_concurrent_labels = orm.Int(MAX_CONCURRENT_LABELS)
     for name, value in inputs.items():
         builder[name] = value
     return builder

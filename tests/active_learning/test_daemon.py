@@ -45,7 +45,7 @@ def test_daemon_restart_mid_loop_finishes_the_loop(started_daemon_client, pacema
         assert len(called_with(node, f'train_iteration_{iteration:02d}')) == 1
     counts = iteration_counts(structure_lineage(node.outputs.training_set))
     assert {key: value for key, value in counts.items() if key} == {
-        row['iteration']: row['labelled'] for row in rows if row.get('labelled')
+        row['iteration']: row['added'] for row in rows if row.get('added')
     }
     labels = [child for child in node.called if child.process_label == 'label_with_emt']
-    assert len(labels) == sum(row.get('selected', 0) for row in rows if 'training' in row)
+    assert len(labels) == sum(row.get('selected', 0) + row.get('calibration', 0) for row in rows if 'training' in row)

@@ -60,12 +60,21 @@ def test_job_files_and_command(generate_calc_job, python_code, potential_files):
         'max_per_iteration': 10,
         'method': 'd_optimal',
         'gamma_tolerance': 1.01,
+        'fill_up': True,
+        'min_distance_ratio': 0.75,
+        'max_energy_above_data': 1.0,
+        'max_force_ratio': 10.0,
+        'calibration_samples': 2,
+        'miss_force_threshold': 0.3,
     }
+    assert parameters['min_distances'] == {}
+    assert parameters['exploration']['edge_frames'] is True and parameters['exploration']['restarts'] == 9
     with np.load(folder / 'structures.npz') as arrays:
         assert list(arrays['natoms']) == [4, 8] and arrays['cells'].shape == (2, 3, 3)
     assert info.codes_info[0].cmdline_params == ['explore.py', 'parameters.json']
     assert [entry[2] for entry in info.local_copy_list] == ['potential.yaml', 'potential.asi']
     assert 'selected.npz' in info.retrieve_list and 'exploration.json' in info.retrieve_list
+    assert 'calibration.npz' in info.retrieve_list
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
@@ -34,18 +35,26 @@ def test_loop_finishes_with_the_iterations_table(emt_loop):
         assert row['explored_steps'] > 100
         assert 0 <= row['fraction_above_gamma_lo'] <= 1
         assert row['selected'] <= SELECTION['max_per_iteration']
-        assert row['labelled'] + row['failed'] == row['selected'] and row['failed'] == 0
+        assert row['labelled'] == row['selected'] and row['failed'] == 0
+        assert row['calibration_labelled'] == row['calibration'] == SELECTION['calibration_samples']
+        assert row['added'] == row['labelled'] + row['calibration_labelled'] - row['refused']
         assert row['wall_time'] > 0
-    labelled = sum(row.get('labelled', 0) for row in rows)
-    assert labelled > 0
-    assert len(emt_loop.outputs.training_set) == 16 + labelled
+    added = sum(row.get('added', 0) for row in rows)
+    assert added > 0
+    assert [row['stop_reason'] for row in rows[:-1]] == [None] * (len(rows) - 1)
+    assert rows[-1]['stop_reason'] in ('max_iterations', 'converged')
+    assert all(row['accepted'] for row in rows if 'training' in row)
+    assert len(emt_loop.outputs.training_set) == 16 + added
     assert rows[-1]['training_structures'] == len(emt_loop.outputs.training_set)
     assert emt_loop.outputs.iterations.creator.process_label == 'record_iterations'
     assert emt_loop.outputs.plots['loop'].get_content(mode='rb')[:4] == b'\x89PNG'
+    assert emt_loop.outputs.plots['calibration'].get_content(mode='rb')[:4] == b'\x89PNG'
 
 
 def test_outputs_are_the_last_fit(emt_loop):
-    last = fits(emt_loop)[-1]
+    rows = emt_loop.outputs.iterations.get_list()
+    accepted = [row['training'] for row in rows if row.get('accepted')]
+    last = orm.load_node(accepted[-1])
     for name in ('potential', 'potential_yaml', 'metrics', 'active_set', 'training_set'):
         assert emt_loop.outputs[name].uuid == last.outputs[name].uuid
     assert emt_loop.outputs.potential.filename.endswith('.yace')
@@ -73,7 +82,7 @@ def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_lo
     counts = iteration_counts(origins)
     assert counts[0] == 16
     assert {iteration: count for iteration, count in counts.items() if iteration} == {
-        row['iteration']: row['labelled'] for row in rows if row.get('labelled')
+        row['iteration']: row['added'] for row in rows if row.get('added')
     }
     for origin in origins:
         if origin.iteration == 0:
@@ -84,7 +93,14 @@ def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_lo
         assert origin.structure.creator.pk == origin.exploration.pk
         assert origin.labeller.process_label == 'label_with_emt' and origin.labeller.is_finished_ok
         assert origin.labeller.inputs.structure.uuid == origin.structure.uuid
-        assert SELECTION['gamma_lo'] <= origin.gamma < SELECTION['gamma_hi']
+        (link,) = origin.labeller.base.links.get_incoming(link_type=LinkType.CALL_CALC).all()
+        if link.link_label.startswith('calibrate_'):  # a calibration frame below gamma_lo
+            assert origin.gamma < SELECTION['gamma_lo']
+            assert link.link_label.split('_')[-1] in {
+                key.split('_')[-1] for key in origin.exploration.outputs.calibration
+            }
+        else:  # a selected candidate (the stopping frame of a trajectory may lie above gamma_hi)
+            assert link.link_label.startswith('label_') and origin.gamma >= SELECTION['gamma_lo']
         gamma = origin.exploration.outputs.gamma.get_array('max_gamma')
         assert gamma[origin.trajectory, origin.step] == pytest.approx(origin.gamma)
         # the label is EMT's energy of exactly that configuration
@@ -102,7 +118,7 @@ def test_provenance_reaches_the_explorations_from_the_potential(emt_loop):
     query.append(orm.CalcJobNode, with_descendants='potential', filters={'process_type': {'like': '%exploration'}})
     explorations = {node.pk for node in query.all(flat=True)}
     rows = emt_loop.outputs.iterations.get_list()
-    assert explorations == {row['exploration'] for row in rows if row.get('labelled')}
+    assert explorations == {row['exploration'] for row in rows if row.get('added')}
 
 
 def test_cli_lineage_shows_the_iterations(emt_loop):
@@ -116,9 +132,9 @@ def test_cli_lineage_shows_the_iterations(emt_loop):
     assert 'active learning (training structures per iteration):' in result.output
     assert 'iteration 0: 16 structures of the first fit' in result.output
     for row in rows:
-        if row.get('labelled'):
+        if row.get('added'):
             assert (
-                f'iteration {row["iteration"]}: {row["labelled"]} structures proposed by '
+                f'iteration {row["iteration"]}: {row["added"]} structures proposed by '
                 f'PacemakerExplorationCalculation<{row["exploration"]}>'
             ) in result.output
     assert 'labelled by label_with_emt' in result.output
@@ -145,6 +161,7 @@ def test_failed_labels_are_tolerated_and_reported(pacemaker_code, cu_initial_set
         cu_initial_set,
         max_iterations=orm.Int(1),
         convergence=orm.Dict({'max_failed_fraction': 0.6, 'fraction_above_gamma_lo': 0.0}),
+        selection=orm.Dict({**SELECTION, 'calibration_samples': 0}),
     )
     _, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
@@ -153,7 +170,7 @@ def test_failed_labels_are_tolerated_and_reported(pacemaker_code, cu_initial_set
     failed = [child for child in node.called if child.process_label == 'label_with_emt' and not child.is_finished_ok]
     assert len(failed) == row['failed'] and all(child.exit_status == 470 for child in failed)
     assert 'EMT cannot label Fe' in failed[0].exit_message
-    assert len(node.outputs.training_set) == 16 + row['labelled']
+    assert len(node.outputs.training_set) == 16 + row['added']
 
 
 def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, cu_initial_set, monkeypatch):
@@ -182,6 +199,12 @@ def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, c
         ({'iron': True}, 'EMT cannot label Fe (it knows Ag, Al, Au, C, Cu, H, N, Ni, O, Pd, Pt)'),
         ({'selection': {'gamma_lo': 3.0, 'gamma_hi': 2.0}}, 'gamma_hi=2.0 must be greater than gamma_lo=3.0'),
         ({'convergence': {'max_failed_fraction': 2}}, 'max_failed_fraction: Input should be less than or equal to 1'),
+        ({'selection': {'max_per_iteration': 0}}, 'max_per_iteration: Input should be greater than 0'),
+        ({'max_iterations': -1}, 'max_iterations=-1: give at least 1 explore-label-refit cycle'),
+        ({'max_concurrent_labels': 0}, 'max_concurrent_labels=0: give at least 1'),
+        ({'structures': {}}, 'structures: give at least one starting structure'),
+        ({'nickel': True}, "structures.ni (Ni4) has Ni, which the first fit's data lacks (it has Cu)"),
+        ({'refit': {'functions_schedule': [[10, 8]]}}, 'the first entry must start at 0 structures'),
     ],
 )
 def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_set, changes, message):
@@ -192,15 +215,24 @@ def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_
     changes = dict(changes)
     if changes.pop('iron', False):
         builder.structures = {'fe': orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87))}
+    if changes.pop('nickel', False):
+        builder.structures = {'ni': orm.StructureData(ase=bulk('Ni', 'fcc', a=3.52, cubic=True))}
+    if changes.get('structures') == {}:
+        changes.pop('structures')
+        builder.structures = {}
     count = orm.QueryBuilder().append(orm.ProcessNode).count()
+    nodes = orm.QueryBuilder().append(orm.Node).count()
     with pytest.raises(ValueError, match=re.escape(message)):  # on assignment, or at the launch
         for name, value in changes.items():
             if value is None:
                 builder.pop(name)
+            elif isinstance(value, int):
+                builder[name] = orm.Int(value)
             else:
                 builder[name] = orm.Str(value) if isinstance(value, str) else orm.Dict(value)
         run_get_node(builder)
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == count
+    assert orm.QueryBuilder().append(orm.Node).count() == nodes  # nothing stored
 
 
 def test_emt_labeller_names_what_it_cannot_label(aiida_profile):
@@ -233,3 +265,80 @@ def test_builder_from_protocol(pacemaker_code, cu_initial_set):
     assert builder.labeller.value == 'ase:emt'
     inputs = builder._inputs(prune=True)
     assert PacemakerActiveLearningWorkChain.spec().inputs.validate(inputs) is None
+
+
+def test_labels_run_in_batches_of_max_concurrent_labels(emt_loop):
+    from tests.active_learning.conftest import MAX_CONCURRENT_LABELS
+
+    rows = emt_loop.outputs.iterations.get_list()
+    for row in rows:
+        if not row.get('selected'):
+            continue
+        count = row['selected'] + row['calibration']
+        assert row['label_batches'] == -(-count // MAX_CONCURRENT_LABELS)
+        labels = sorted(
+            (
+                node
+                for node in emt_loop.called
+                if node.process_label == 'label_with_emt'
+                and node.base.links.get_incoming().all()[0].link_label.split('_')[1] == f'{row["iteration"]:02d}'
+            ),
+            key=lambda node: node.pk,
+        )
+        assert len(labels) == count
+        # the batches follow each other: every label of a batch ended before the next batch began
+        batches = [labels[start : start + MAX_CONCURRENT_LABELS] for start in range(0, count, MAX_CONCURRENT_LABELS)]
+        for previous, current in itertools.pairwise(batches):
+            assert max(node.mtime for node in previous) <= min(node.ctime for node in current)
+
+
+def test_the_basis_grows_by_the_schedule_with_a_ladder_upfit(emt_loop):
+    """REFIT: 4 functions per element for the first fit (16 structures), 8 once the fit has 18 or more."""
+    import tempfile
+
+    from pyace import BBasisConfiguration
+
+    rows = emt_loop.outputs.iterations.get_list()
+    trainings = fits(emt_loop)
+    assert rows[0]['functions'] == 4 and all(row['functions'] == 8 for row in rows[1:] if 'functions' in row)
+    sizes = []
+    for training in trainings:
+        with tempfile.NamedTemporaryFile(suffix='.yaml') as handle:
+            handle.write(training.outputs.potential_yaml.get_content(mode='rb'))
+            handle.flush()
+            sizes.append(BBasisConfiguration(handle.name).total_number_of_functions)
+    assert sizes[0] == 4 and all(size == 8 for size in sizes[1:])
+    grown = trainings[1].outputs.potential.creator
+    assert grown.inputs.initial_potential.uuid == trainings[0].outputs.potential_yaml.uuid
+    assert grown.inputs.settings.get_dict()['fit']['ladder_step'] == 1_000_000  # pacemaker -ip: one ladder step
+
+
+def test_calibration_compares_the_current_potential_with_the_new_labels(emt_loop):
+    """error_vs_gamma holds, for every label, the force RMSE of the potential that explored (recomputed here with
+    get_calculator on its .yace) against the EMT label; miss_rate counts the calibration frames above the threshold."""
+    from aiida_mlip_autopipe import get_calculator
+
+    rows = emt_loop.outputs.iterations.get_list()
+    origins = structure_lineage(emt_loop.outputs.training_set)
+    labelled = emt_loop.outputs.training_set.get_atoms()
+    for row in rows:
+        if not row.get('error_vs_gamma'):
+            continue
+        explorer = orm.load_node(row['exploration']).inputs.potential  # the B-basis YAML that explored
+        potential = explorer.creator.outputs.potential
+        calculator = get_calculator(potential)
+        recorded = sorted((entry['gamma'], entry['force_rmse']) for entry in row['error_vs_gamma'])
+        below = [entry for entry in row['error_vs_gamma'] if entry['below_gamma_lo']]
+        assert len(below) == row['calibration_labelled'] == SELECTION['calibration_samples']
+        threshold = 0.3
+        assert row['miss_rate'] == pytest.approx(sum(e['force_rmse'] > threshold for e in below) / len(below))
+        assert set(row['suggested']) == {'gamma_lo', 'gamma_hi'}
+        for origin in origins:
+            if origin.iteration != row['iteration']:
+                continue
+            atoms = labelled[origin.index].copy()
+            reference = labelled[origin.index].get_forces()
+            atoms.calc = calculator
+            rmse = float(np.sqrt(np.mean(np.square(atoms.get_forces() - reference))))
+            match = [value for gamma, value in recorded if gamma == pytest.approx(origin.gamma, rel=1e-5)]
+            assert match and min(abs(value - rmse) for value in match) < 1e-3
