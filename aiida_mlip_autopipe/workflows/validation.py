@@ -273,10 +273,10 @@ class PotentialValidationWorkChain(WorkChain):
         )
         spec.output_namespace('arrays', valid_type=orm.ArrayData, dynamic=True, help='<structure>_potential/reference.')
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True, help='<structure>_eos/phonons/md.')
-        spec.exit_code(410, 'ERROR_LABELLING_FAILED', message='{failed} of {count} reference labels failed: {cause}')
-        spec.exit_code(420, 'ERROR_COLLECTION_FAILED', message='the reference labels could not be collected: {cause}')
-        spec.exit_code(430, 'ERROR_POTENTIAL_FAILED', message='the potential side of {structure} failed: {cause}')
-        spec.exit_code(440, 'ERROR_REFERENCE_FAILED', message='the reference side of {structure} failed: {cause}')
+        spec.exit_code(460, 'ERROR_LABELLING_FAILED', message='{failed} of {count} reference labels failed: {cause}')
+        spec.exit_code(440, 'ERROR_COLLECTION_FAILED', message='the reference labels could not be collected: {cause}')
+        spec.exit_code(480, 'ERROR_POTENTIAL_FAILED', message='the potential side of {structure} failed: {cause}')
+        spec.exit_code(481, 'ERROR_REFERENCE_FAILED', message='the reference side of {structure} failed: {cause}')
 
     def _labeller(self) -> Labeller:
         if 'labeller' in self.inputs:
