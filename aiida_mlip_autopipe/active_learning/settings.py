@@ -14,8 +14,11 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    field_validator,
     model_validator,
 )
+
+from aiida_mlip_autopipe.validation.targets import check_targets
 
 __all__ = ('ConvergenceSettings', 'ExplorationSettings', 'RefitSettings', 'SelectionSettings', 'functions_for')
 
@@ -113,6 +116,18 @@ class ConvergenceSettings(_Settings):
     steps reach it is not convergence: the loop stops with ``stop_reason`` ``nothing_selected_while_extrapolating``)."""
     max_failed_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     """The loop fails when more than this fraction of an iteration's labelling calculations fail."""
+    property_targets: dict[str, dict[str, float]] | None = None
+    """Stop when the validated physics is right: targets on the ``validation`` table of each iteration's potential,
+    e.g. ``{'phonon_rmse': {'max': 0.2}, 'B0': {'max_relative_error': 0.05}, 'lost_atoms': {'max': 0}}`` (kinds:
+    ``max``, ``min`` on the potential's value, ``max_abs_error``, ``max_relative_error``); needs the ``validation``
+    inputs. Met by every validated structure: the loop stops with ``stop_reason`` ``property_targets``."""
+
+    @field_validator('property_targets')
+    @classmethod
+    def _known_targets(cls, value: dict | None) -> dict | None:
+        if value is not None:
+            check_targets({}, value)  # ValueError naming the target that is not understood
+        return value
 
 
 class RefitSettings(_Settings):

@@ -41,7 +41,9 @@ from aiida_mlip_autopipe.importers.pw import PW_PROCESS_TYPE, last_pw_calculatio
 from aiida_mlip_autopipe.labellers.base import Labeller
 from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 from aiida_mlip_autopipe.potentials.plots import loop_figure, png
+from aiida_mlip_autopipe.validation.targets import check_targets
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, failure_cause
+from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain
 
 __all__ = ('LABELLERS', 'STOP_REASONS', 'PacemakerActiveLearningWorkChain')
 
@@ -59,6 +61,7 @@ STOP_REASONS = {
     'all_candidates_refused': 'explored steps reach gamma_lo, but every candidate was refused by a physical guard '
     '(its MD runs into unphysical configurations: lower gamma_hi or the temperatures)',
     'all_labels_refused': 'every label of the iteration was refused by a physical guard (energy or force bounds)',
+    'property_targets': "every convergence.property_targets is met by the validation of the iteration's potential",
 }
 
 
@@ -100,11 +103,16 @@ def keep_labels(labels: TrainingSetData, keep: orm.List) -> TrainingSetData:
 
 def data_elements(training: dict) -> list[str] | None:
     """The elements of the first fit's data source, found without storing anything (None: not known yet)."""
-    from aiida_mlip_autopipe.workflows.training import source_elements
+    from aiida_mlip_autopipe.workflows.training import source_nodes
 
-    elements = source_elements(training)
-    if elements is not None or not training.get('group'):
-        return elements
+    try:
+        nodes = source_nodes(training)
+    except ValueError:
+        return None  # filters QueryBuilder cannot run: the training workflow's validator names them
+    if nodes is not None:
+        return sorted({element for node in nodes for element in node.base.attributes.get('elements', [])}) or None
+    if not training.get('group'):
+        return None
     try:
         group = orm.Group.collection.get(label=training['group'].value)
     except Exception:
@@ -133,15 +141,37 @@ def validate_inputs(inputs, _) -> str | None:
         return f'max_iterations={inputs["max_iterations"].value}: give at least 1 explore-label-refit cycle'
     if inputs.get('max_concurrent_labels') is not None and inputs['max_concurrent_labels'].value < 1:
         return f'max_concurrent_labels={inputs["max_concurrent_labels"].value}: give at least 1'
+    problem = validation_problem(inputs)
+    if problem:
+        return problem
     known = data_elements(inputs.get('training', {}))
     if known is not None:
-        for label, structure in sorted(inputs['structures'].items()):
+        starts = {f'structures.{label}': node for label, node in inputs['structures'].items()}
+        references = (inputs.get('validation') or {}).get('structures') or {}
+        starts.update({f'validation.structures.{label}': node for label, node in references.items()})
+        for label, structure in sorted(starts.items()):
             missing = sorted({kind.symbol for kind in structure.kinds} - set(known))
             if missing:
                 return (
-                    f'structures.{label} ({structure.get_formula()}) has {", ".join(missing)}, which the first '
+                    f'{label} ({structure.get_formula()}) has {", ".join(missing)}, which the first '
                     f"fit's data lacks (it has {', '.join(known)}): the potential cannot describe it"
                 )
+    return None
+
+
+def validation_problem(inputs) -> str | None:
+    """Property targets need the ``validation`` inputs; validation takes the loop's ``labeller`` or ``pw``."""
+    targets = inputs['convergence'].get_dict().get('property_targets') if inputs.get('convergence') else None
+    validation = inputs.get('validation') or {}
+    if targets and not validation.get('structures'):
+        return (
+            'convergence.property_targets needs the validation inputs: validation.structures (reference crystals) '
+            'and validation.properties (e.g. {"eos": {}, "phonons": {}})'
+        )
+    if validation.get('structures') and 'properties' not in validation:
+        return 'validation.structures is given but not validation.properties (e.g. {"eos": {}})'
+    if validation.get('structures') and inputs.get('pw_protocol'):
+        return 'validation runs with the `labeller` or `pw` reference; with `pw_protocol` give `pw` instead'
     return None
 
 
@@ -277,6 +307,18 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             help='How refits are made (RefitSettings): functions_schedule (basis size by training-set size), '
             'max_test_error_ratio (a refit replaces the potential only if its test errors stay within it).',
         )
+        spec.expose_inputs(
+            PotentialValidationWorkChain,
+            namespace='validation',
+            include=('structures', 'properties'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': "Validate each iteration's potential (PotentialValidationWorkChain, the loop's labeller as "
+                'the reference, labelled once): structures and properties; convergence.property_targets may stop '
+                'the loop on them.',
+            },
+        )
         spec.input(
             'retrain_from_scratch',
             valid_type=orm.Bool,
@@ -342,6 +384,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             cls.setup,
             cls.train,
             cls.inspect_training,
+            if_(cls.should_validate)(cls.validate, cls.inspect_validation),
             while_(cls.should_iterate)(
                 cls.next_iteration,
                 cls.explore,
@@ -353,6 +396,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                     if_(cls.should_train)(
                         cls.train,
                         cls.inspect_training,
+                        if_(cls.should_validate)(cls.validate, cls.inspect_validation),
                     ),
                 ),
             ),
@@ -384,6 +428,9 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             '{allowed:.0%}): {cause}',
         )
         spec.exit_code(440, 'ERROR_COLLECTION_FAILED', message='the labels of iteration {iteration}: {cause}')
+        spec.exit_code(
+            490, 'ERROR_VALIDATION_FAILED', message='the validation of iteration {iteration} failed: {cause}'
+        )
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -577,6 +624,59 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         stop = self.stop_after_training()
         if stop is not None:
             self._stop(*stop)
+        return None
+
+    def should_validate(self) -> bool:
+        """Validate the potential this iteration's fit made (not when the refit was not taken: nothing changed)."""
+        return 'structures' in self.inputs.get('validation', {}) and bool(self._row().get('accepted', True))
+
+    def validate(self):
+        """The physics of the current potential against the loop's labeller; the reference labels of the first
+        validation are reused by every later one (no reference calculation runs twice)."""
+        inputs = AttributeDict(self.exposed_inputs(PotentialValidationWorkChain, namespace='validation'))
+        inputs.potential = self.ctx.potential
+        inputs.active_set = self.ctx.active_set
+        if 'labeller' in self.inputs:
+            inputs.labeller = self.inputs.labeller
+        else:
+            inputs.pw = self.exposed_inputs(_pw_workchain(), namespace='pw')
+            inputs.pseudo_family = self.inputs.pseudo_family
+        if self.ctx.get('validation_reference') is not None:
+            inputs.reference = self.ctx.validation_reference
+        inputs.metadata = {'call_link_label': f'validate_iteration_{self.ctx.iteration:02d}'}
+        running = self.submit(PotentialValidationWorkChain, **inputs)
+        self.report(f'iteration {self.ctx.iteration}: launched PotentialValidationWorkChain<{running.pk}>')
+        return ToContext(validation=running)
+
+    def inspect_validation(self):
+        """Record the validated quantities in the row; stop when every property target is met."""
+        node = self.ctx.validation
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_VALIDATION_FAILED.format(
+                iteration=self.ctx.iteration,
+                cause=f'{node.process_label}<{node.pk}> {node.exit_status}: '
+                f'{node.exit_message or node.process_state.value}',
+            )
+        if 'reference_labels' in node.outputs and self.ctx.get('validation_reference') is None:
+            self.ctx.validation_reference = node.outputs.reference_labels
+        table = node.outputs.properties.get_dict()
+        row = self._row()
+        row['validation'] = node.pk
+        row['properties'] = {
+            structure: {
+                quantity: {key: values.get(key) for key in ('potential', 'reference', 'error', 'relative_error')}
+                for quantity, values in quantities.items()
+            }
+            for structure, quantities in table.items()
+        }
+        targets = ConvergenceSettings.model_validate(self.inputs.convergence.get_dict()).property_targets
+        if not targets:
+            return None
+        met, lines = check_targets(table, targets)
+        row['property_targets_met'] = met
+        self.report(f'iteration {self.ctx.iteration}: property targets ' + '; '.join(lines))
+        if met:
+            self._stop('property_targets', '; '.join(lines))
         return None
 
     def should_iterate(self) -> bool:

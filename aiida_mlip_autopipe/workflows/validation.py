@@ -169,9 +169,10 @@ def merge_tables(**tables: orm.Dict) -> orm.Dict:
     return orm.Dict({label: node.get_dict() for label, node in sorted(tables.items())})
 
 
-def validate_inputs(inputs, _) -> str | None:
+def validate_inputs(inputs, ctx) -> str | None:
     """The properties and their options, at least one structure, every element in the potential (and known to
-    EMT for ``ase:emt``), exactly one labeller, a ``reference`` of the same labeller."""
+    EMT for ``ase:emt``), exactly one labeller, a ``reference`` of the same labeller. Exposed in part (the loop's
+    ``validation`` namespace: structures and properties), only the parts given are checked here."""
     from aiida_mlip_autopipe.validation.options import parse_properties
 
     try:
@@ -181,6 +182,8 @@ def validate_inputs(inputs, _) -> str | None:
     structures = inputs.get('structures') or {}
     if not structures:
         return 'structures: give at least one StructureData (the crystals to validate on)'
+    if 'potential' not in ctx:  # exposed without the potential and the labeller: the parent process gives them
+        return None
     try:
         elements = set(potential_elements(inputs['potential']))
     except ValueError as exception:

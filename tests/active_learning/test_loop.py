@@ -205,6 +205,12 @@ def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, c
         ({'structures': {}}, 'structures: give at least one starting structure'),
         ({'nickel': True}, "structures.ni (Ni4) has Ni, which the first fit's data lacks (it has Cu)"),
         ({'refit': {'functions_schedule': [[10, 8]]}}, 'the first entry must start at 0 structures'),
+        (
+            {'convergence': {'property_targets': {'B0': {'max_relative_error': 0.05}}}},
+            'convergence.property_targets needs the validation inputs',
+        ),
+        ({'convergence': {'property_targets': {'B0': {'below': 1.0}}}}, 'targets.B0.below: unknown'),
+        ({'nickel_reference': True}, "validation.structures.ni (Ni) has Ni, which the first fit's data lacks"),
     ],
 )
 def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_set, changes, message):
@@ -217,6 +223,9 @@ def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_
         builder.structures = {'fe': orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87))}
     if changes.pop('nickel', False):
         builder.structures = {'ni': orm.StructureData(ase=bulk('Ni', 'fcc', a=3.52, cubic=True))}
+    if changes.pop('nickel_reference', False):
+        builder.validation.structures = {'ni': orm.StructureData(ase=bulk('Ni', 'fcc', a=3.52))}
+        builder.validation.properties = orm.Dict({'eos': {}})
     if changes.get('structures') == {}:
         changes.pop('structures')
         builder.structures = {}
@@ -342,3 +351,40 @@ def test_calibration_compares_the_current_potential_with_the_new_labels(emt_loop
             rmse = float(np.sqrt(np.mean(np.square(atoms.get_forces() - reference))))
             match = [value for gamma, value in recorded if gamma == pytest.approx(origin.gamma, rel=1e-5)]
             assert match and min(abs(value - rmse) for value in match) < 1e-3
+
+
+def test_every_potential_is_validated_with_the_reference_labelled_once(emt_loop):
+    """Each taken fit is validated (EOS against EMT); the EMT reference labels of the first validation serve every
+    later one; a target no fit meets lets the loop run to max_iterations with the properties in every row."""
+    rows = emt_loop.outputs.iterations.get_list()
+    validations = [orm.load_node(row['validation']) for row in rows if row.get('validation')]
+    assert len(validations) == sum(1 for row in rows if row.get('accepted', True)) >= 2
+    assert all(node.is_finished_ok for node in validations)
+    for row in rows:
+        if row.get('validation'):
+            assert set(row['properties']['fcc_cu']) >= {'V0', 'B0'}
+            assert row['property_targets_met'] is False
+    assert rows[-1]['stop_reason'] == 'max_iterations'
+    called = [len(node.called) for node in validations]  # the first labels the EOS volumes, later ones reuse them
+    assert 'reference' not in validations[0].inputs
+    assert all(node.inputs.reference.uuid == validations[0].outputs.reference_labels.uuid for node in validations[1:])
+    assert called[0] > max(called[1:])
+
+
+def test_property_targets_stop_the_loop(pacemaker_code, cu_initial_set):
+    """Targets the first fit meets stop the loop before any exploration, with stop_reason property_targets."""
+    from aiida.engine import run_get_node
+
+    from tests.active_learning.conftest import fcc_cu
+
+    builder = loop_builder(pacemaker_code, cu_initial_set, max_iterations=orm.Int(3))
+    builder.validation.structures = fcc_cu()
+    builder.validation.properties = orm.Dict({'eos': {'points': 5}})
+    builder.convergence = orm.Dict({'property_targets': {'V0': {'max_relative_error': 10.0}}})
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    rows = node.outputs.iterations.get_list()
+    assert len(rows) == 1
+    assert rows[0]['stop_reason'] == 'property_targets'
+    assert rows[0]['property_targets_met'] is True
+    assert not [child for child in node.called if child.process_label == 'PacemakerExplorationCalculation']
