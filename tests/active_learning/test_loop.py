@@ -372,7 +372,8 @@ def test_every_potential_is_validated_with_the_reference_labelled_once(emt_loop)
 
 
 def test_property_targets_stop_the_loop(pacemaker_code, cu_initial_set):
-    """Targets the first fit meets stop the loop before any exploration, with stop_reason property_targets."""
+    """The loop stops at the first potential whose validation meets the targets (stop_reason property_targets), not
+    at max_iterations; a potential whose EOS has no minimum (the first, 4-function fit here) does not meet them."""
     from aiida.engine import run_get_node
 
     from tests.active_learning.conftest import fcc_cu
@@ -384,7 +385,8 @@ def test_property_targets_stop_the_loop(pacemaker_code, cu_initial_set):
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     rows = node.outputs.iterations.get_list()
-    assert len(rows) == 1
-    assert rows[0]['stop_reason'] == 'property_targets'
-    assert rows[0]['property_targets_met'] is True
-    assert not [child for child in node.called if child.process_label == 'PacemakerExplorationCalculation']
+    assert len(rows) <= 3  # stopped before max_iterations (3 cycles: 4 rows)
+    assert rows[-1]['stop_reason'] == 'property_targets'
+    assert rows[-1]['property_targets_met'] is True
+    assert abs(rows[-1]['properties']['fcc_cu']['V0']['relative_error']) <= 10.0
+    assert all(row.get('property_targets_met') is False for row in rows[:-1] if row.get('validation'))
