@@ -267,7 +267,7 @@ class PacemakerCalculation(CalcJob):
         _, text = self.input_document(self.inputs)
         folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
         settings, filled, dropped = self.completed_settings(self.inputs)
-        plan = reference_plan(self.inputs, settings)
+        plan = reference_plan(self.inputs, settings, rendered=load_input(text))
         self.report(f'reference energy ({plan.source}): {plan.reason}')
         if filled:
             self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
@@ -465,9 +465,16 @@ def initial_potential_mismatch(inputs: dict[str, Any], elements: list[str]) -> s
 
 
 def reference_plan(
-    inputs: dict[str, Any], settings: PacemakerSettings | None = None, has_test_set: bool | None = None
+    inputs: dict[str, Any],
+    settings: PacemakerSettings | None = None,
+    has_test_set: bool | None = None,
+    rendered: dict[str, Any] | None = None,
 ) -> ReferencePlan | None:
-    """The reference energy the fit uses and why, decided on the training set only (``None`` without one)."""
+    """The reference energy the fit uses and why, decided on the training set only (``None`` without one).
+
+    ``rendered``: the ``input.yaml`` as written; a ``data.reference_energy`` that a user's template wrote itself is
+    what pacemaker reads, and is reported as such.
+    """
     if 'training_set' not in inputs:
         return None
     training_set = inputs['training_set']
@@ -476,12 +483,17 @@ def reference_plan(
         header = initial_potential_header(inputs)
     except ReferenceEnergyError:
         header = None
-    return plan_reference_energy(
-        settings.section_data.reference_energy,
+    given = settings.section_data.reference_energy
+    plan = plan_reference_energy(
+        given,
         header[1] if header else None,
         training_set.get_arrays,
         'test_set' in inputs if has_test_set is None else has_test_set,
     )
+    written = ((rendered or {}).get('data') or {}).get('reference_energy')
+    if rendered is not None and written != (plan.value if plan.value is not None else given):
+        return ReferencePlan(None, 'template', f'data.reference_energy={written!r} written by the template')
+    return plan
 
 
 def settings_problem(inputs: dict[str, Any], elements: list[str], has_test_set: bool) -> str | None:

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_mlip_autopipe.calculations.input_file import load_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
 from aiida_mlip_autopipe.calculations.pacemaker import reference_plan
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
@@ -225,7 +226,8 @@ class PacemakerParser(Parser):
     def _reference_record(self) -> dict[str, str]:
         """Which reference energy the fit used and why (decided on the training set before the job)."""
         try:
-            plan = reference_plan(self.node.inputs)
+            rendered = load_input(self.node.base.repository.get_object_content(Calc.INPUT_FILE))
+            plan = reference_plan(self.node.inputs, rendered=rendered)
         except Exception:  # a parser test without the calculation's inputs
             return {}
         return plan.record() if plan is not None else {}

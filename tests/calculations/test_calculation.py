@@ -321,3 +321,21 @@ def test_the_reference_energy_used_is_said_and_written(generate_calc_job, fake_c
         "reference energy (initial_potential): the initial potential's metadata reference_energy" in message
         for message in reports
     ), reports
+
+
+def test_a_reference_energy_from_the_template_is_reported_as_such(fake_code, cu_set, tmp_path):
+    from aiida.common.folders import Folder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    text = (
+        b'potential: {{ potential | yaml }}\n'
+        b'data: {"filename": "training_data.pckl.gzip", "reference_energy": {"Cu": -1.5}}\n'
+        b'backend: {{ backend | yaml }}\n'
+    )
+    process = instantiate_process(
+        get_manager().get_runner(), PacemakerCalculation, **inputs_for(fake_code, cu_set, **template(text))
+    )
+    process.prepare_for_submission(Folder(str(tmp_path)))
+    reports = [log.message for log in orm.Log.collection.get_logs_for(process.node)]
+    assert any("reference energy (template): data.reference_energy={'Cu': -1.5}" in message for message in reports)
