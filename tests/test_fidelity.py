@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pathlib
 import subprocess
 
 import numpy as np
@@ -343,4 +344,135 @@ def test_absolute_energies_are_reproduced_on_the_labels_scale(test_size, pacemak
         train.get_array('energy_pred') / train.get_array('natoms'),
         train.get_array('energy') / train.get_array('natoms'),
         atol=5 * metrics['rmse_energy_train'] / 1000 + 0.01,
+    )
+
+
+#: python-ace's own Cu-I DataFrame (examples/Cu-I; 105 structures, labels in ``energy_corrected``).
+CU_I_DATAFRAME = pathlib.Path(__file__).parent / 'fidelity_data' / 'Cu-I' / 'Cu_df1_A1_A2_A3_EV_elast_phon.pckl.gzip'
+
+#: The example's input, shaped as in the issue: 30 functions, kappa 0.35, BFGS, test_size 0.1, seed 42 (fewer
+#: iterations than the example's: the digits have to match all the same).
+CU_I_OWN = {
+    'seed': 42,
+    'metadata': {'comment': 'Example of fitting simple copper potential'},
+    'potential': {
+        'deltaSplineBins': 0.001,
+        'elements': ['Cu'],
+        'embeddings': EMBEDDINGS,
+        'bonds': {
+            'ALL': {
+                'radbase': 'ChebExpCos',
+                'radparameters': [5.25],
+                'rcut': 7,
+                'dcut': 0.01,
+                'NameOfCutoffFunction': 'cos',
+            }
+        },
+        'functions': {
+            'number_of_functions_per_element': 30,
+            'UNARY': {'nradmax_by_orders': [15, 3, 2, 2, 1], 'lmax_by_orders': [0, 2, 2, 1, 1]},
+        },
+    },
+    'data': {'test_size': 0.1},
+    'fit': {
+        'loss': {'kappa': 0.35, 'L1_coeffs': 1e-8, 'L2_coeffs': 1e-8, 'w0_rad': 1e-8, 'w1_rad': 1e-8, 'w2_rad': 1e-8},
+        'optimizer': 'BFGS',
+        'maxiter': 15,
+    },
+    'backend': {'evaluator': 'tensorpot', 'batch_size': 100, 'display_step': 50},
+}
+
+
+def thread_environment() -> dict:
+    """The environment of a raw run with the plugin's thread count (the job's processes per machine)."""
+    threads = str(FIT_OPTIONS['resources']['num_mpiprocs_per_machine'])
+    return {name: threads for name in ('OMP_NUM_THREADS', 'TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')}
+
+
+def test_pacemakers_own_dataframe_gives_raw_pacemakers_fit(pacemaker_code, pacemaker_executable, tmp_path):
+    """python-ace's Cu-I DataFrame, fitted by raw ``pacemaker input.yaml`` and, structure by structure through
+    ``TrainingSetData.from_atoms`` (labels from ``energy_corrected``, order kept), by ``PacemakerCalculation``: the
+    same split, the same DataFrame columns, the same losses and coefficients to the digit, given the same threads.
+
+    The threads are what differs otherwise: TensorFlow sums in an order that depends on them, and BFGS carries a
+    last-digit difference into a different fit (measured: 100 iterations end at a loss 2 % apart with 1 and 2
+    threads). The plugin records them (``metrics['threads']``).
+    """
+    import pandas as pd
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from aiida_mlip_autopipe.jobscripts import pacemaker_io
+    from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
+
+    frame = pd.read_pickle(CU_I_DATAFRAME, compression='gzip')
+    assert len(frame) == 105
+    structures = []
+    for given, energy, forces in zip(frame['ase_atoms'], frame['energy_corrected'], frame['forces'], strict=True):
+        atoms = given.copy()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        structures.append(atoms)
+    training_set = TrainingSetData.from_atoms(structures, sources=list(frame['name'])).store()
+
+    # the DataFrame the job writes holds pacemaker's own columns, values and order, bit for bit
+    with training_set.base.repository.as_path(TrainingSetData.FILENAME) as npz:
+        written = tmp_path / 'written.pckl.gzip'
+        python = pacemaker_executable.read_text().splitlines()[0].removeprefix('#!').strip()
+        subprocess.run([python, pacemaker_io.__file__, 'to-dataframe', str(npz), str(written)], check=True)
+    ours = pd.read_pickle(written, compression='gzip')
+    assert list(ours['name']) == list(frame['name'])
+    np.testing.assert_array_equal(ours['energy_corrected'].to_numpy(), frame['energy_corrected'].to_numpy())
+    for mine, theirs, my_forces, their_forces in zip(
+        ours['ase_atoms'], frame['ase_atoms'], ours['forces'], frame['forces'], strict=True
+    ):
+        np.testing.assert_array_equal(mine.numbers, theirs.numbers)
+        np.testing.assert_array_equal(mine.positions, theirs.positions)
+        np.testing.assert_array_equal(mine.cell.array, theirs.cell.array)
+        np.testing.assert_array_equal(mine.pbc, theirs.pbc)
+        np.testing.assert_array_equal(my_forces, their_forces)
+
+    raw_folder = tmp_path / 'raw'
+    raw_folder.mkdir()
+    (raw_folder / CU_I_DATAFRAME.name).write_bytes(CU_I_DATAFRAME.read_bytes())
+    document = copy.deepcopy(CU_I_OWN)
+    document['data']['filename'] = CU_I_DATAFRAME.name
+    (raw_folder / 'input.yaml').write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [str(pacemaker_executable), 'input.yaml'],
+        cwd=raw_folder,
+        env={**os.environ, **thread_environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    _, node = run_get_node(
+        PacemakerCalculation,
+        code=pacemaker_code,
+        training_set=training_set,
+        settings=orm.Dict(CU_I_OWN),
+        metadata={'options': FIT_OPTIONS},
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    rendered = yaml.safe_load(node.base.repository.get_object_content('input.yaml'))
+    assert rendered == {**CU_I_OWN, 'data': {**CU_I_OWN['data'], 'filename': 'training_data.pckl.gzip'}}
+    metrics = node.outputs.metrics.get_dict()
+    assert (metrics['num_structures_train'], metrics['num_structures_test']) == (95, 10)
+    assert metrics['threads'] == {name: int(value) for name, value in thread_environment().items()}
+
+    raw_train = parse_metrics_table((raw_folder / 'metrics.txt').read_text())
+    raw_test = parse_metrics_table((raw_folder / 'test_metrics.txt').read_text())
+    curve = node.outputs.learning_curve
+    np.testing.assert_allclose(curve.get_array('loss'), raw_train['loss'], rtol=1e-12)
+    np.testing.assert_allclose(curve.get_array('test_loss'), raw_test['loss'], rtol=1e-12)
+    np.testing.assert_allclose(metrics['rmse_energy_train'], raw_train['rmse_epa'][-1] * 1000, rtol=1e-12)
+    np.testing.assert_allclose(metrics['rmse_energy_test'], raw_test['rmse_epa'][-1] * 1000, rtol=1e-12)
+    plugin_count, plugin_coefficients = coefficients(node.outputs.potential_yaml.get_content())
+    raw_count, raw_coefficients = coefficients((raw_folder / 'output_potential.yaml').read_text())
+    assert plugin_count == raw_count == 30
+    np.testing.assert_array_equal(plugin_coefficients, raw_coefficients)
+    print(
+        f'Cu-I DataFrame: loss {curve.get_array("loss")[-1]:.7e} (raw {raw_train["loss"][-1]:.7e}), train '
+        f'{metrics["rmse_energy_train"]:.2f} meV/atom, {metrics["rmse_forces_train"]:.2f} meV/Å, test '
+        f'{metrics["rmse_energy_test"]:.2f} meV/atom, threads {metrics["threads"]}'
     )

@@ -31,6 +31,12 @@ from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
 from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys, settings_validator
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.potentials.reference_energy import (
+    ReferenceEnergyError,
+    ReferencePlan,
+    plan_reference_energy,
+    potential_header,
+)
 
 __all__ = ('PacemakerCalculation',)
 
@@ -64,6 +70,7 @@ class PacemakerCalculation(CalcJob):
     TEST_METRICS = 'test_metrics.txt'
     INTERIM_POTENTIAL = 'interim_potential_0.yaml'
     FITTING_DATA = 'fitting_data_info.pckl.gzip'
+    THREADS = 'aiida_threads.txt'
     RETRIEVE = (
         MISSING_EXECUTABLE,
         LOG,
@@ -88,6 +95,7 @@ class PacemakerCalculation(CalcJob):
         'train_predictions.npz',
         'test_predictions.npz',
         FITTING_DATA,
+        THREADS,
     )
 
     @classmethod
@@ -243,6 +251,9 @@ class PacemakerCalculation(CalcJob):
         settings = cls.resolve_settings(inputs, elements)
         has_test_set = 'test_set' in inputs if has_test_set is None else has_test_set
         document = settings.to_pacemaker_input(cls.TRAINING_PICKLE, cls.TEST_PICKLE if has_test_set else None)
+        plan = reference_plan(inputs, settings, has_test_set)
+        if plan is not None and plan.value is not None:  # from the training data only, written explicitly
+            document['data']['reference_energy'] = plan.value
         template = inputs['template'].get_content() if 'template' in inputs else None
         text = render_input(document, template)
         rendered = load_input(text)
@@ -278,8 +289,10 @@ class PacemakerCalculation(CalcJob):
         """Write ``input.yaml`` and the job's helper script; copy the datasets; define the job's commands."""
         document, text = self.input_document(self.inputs)
         folder.create_file_from_filelike(_text_stream(text), self.INPUT_FILE, mode='w')
-        _, filled, dropped = self.completed_settings(self.inputs)
+        settings, filled, dropped = self.completed_settings(self.inputs)
         read = load_input(text)
+        plan = reference_plan(self.inputs, settings, rendered=read)
+        self.report(f'reference energy ({plan.source}): {plan.reason}')
         if filled:
             self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
         for message in dropped:
@@ -341,6 +354,8 @@ class PacemakerCalculation(CalcJob):
         threads = self._threads()
         lines = [f"date +%s > {self.JOB_STARTED}  # the start on the job machine's clock (walltime monitor)"]
         lines += [f'export {name}="${{{name}:-{threads}}}"' for name in THREAD_VARIABLES]
+        # the threads pacemaker ran with, as the job saw them: TensorFlow's sums depend on them (fidelity)
+        lines.append(f'echo {" ".join(f"{name}=${name}" for name in THREAD_VARIABLES)} > {self.THREADS}')
         lines += [
             f'if [ ! -x {shlex.quote(executable)} ]; then',
             f'  echo {shlex.quote(executable)} > {self.MISSING_EXECUTABLE}',
@@ -408,7 +423,9 @@ def settings_differences(expected: Any, read: Any, path: str = '') -> list[str]:
 def check_user_rendering(rendered: dict[str, Any], document: dict[str, Any]) -> None:
     """A user's template must write the plugin's dataset files and pass the same validation as settings."""
     data = rendered.get('data') or {}
-    for key in ('filename', 'test_filename'):
+    for key in ('filename', 'test_filename', 'reference_energy'):
+        if key == 'reference_energy' and key not in document['data']:
+            continue  # the user's own (or none): pacemaker reads what the template wrote
         if data.get(key) != document['data'].get(key):
             raise InputFileError(
                 f'the template writes data.{key}={data.get(key)!r}; it must be {document["data"].get(key)!r} '
@@ -495,12 +512,73 @@ def bbasis_problem(node: orm.SinglefileData) -> str | None:
     return None
 
 
+def initial_potential_header(inputs: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
+    """``(elements, metadata)`` of the ``initial_potential`` YAML (``None`` without one or for a non-YAML file)."""
+    potential = inputs['initial_potential'] if 'initial_potential' in inputs else None
+    if potential is None or not potential.filename.endswith(('.yaml', '.yml')):
+        return None
+    return potential_header(potential.get_content())
+
+
+def initial_potential_mismatch(inputs: dict[str, Any], elements: list[str]) -> str | None:
+    """A message when the ``initial_potential`` does not describe the data's ``elements`` (pacemaker would continue
+    it anyway: its elements win, and the fitted potential cannot evaluate the data it was fitted on)."""
+    try:
+        header = initial_potential_header(inputs)
+    except ReferenceEnergyError:  # not a B-basis potential at all: the format check's concern, not this one's
+        return None
+    if header is None:
+        return None
+    potential_elements = sorted(header[0])
+    if potential_elements != sorted(elements):
+        return (
+            f'initial_potential {inputs["initial_potential"].filename!r} has the elements {potential_elements}, the '
+            f"data {sorted(elements)}: continue a potential of exactly the data's elements, or fit from scratch"
+        )
+    return None
+
+
+def reference_plan(
+    inputs: dict[str, Any],
+    settings: PacemakerSettings | None = None,
+    has_test_set: bool | None = None,
+    rendered: dict[str, Any] | None = None,
+) -> ReferencePlan | None:
+    """The reference energy the fit uses and why, decided on the training set only (``None`` without one).
+
+    ``rendered``: the ``input.yaml`` as written; a ``data.reference_energy`` that a user's template wrote itself is
+    what pacemaker reads, and is reported as such.
+    """
+    if 'training_set' not in inputs:
+        return None
+    training_set = inputs['training_set']
+    settings = settings if settings is not None else PacemakerCalculation.resolve_settings(inputs)
+    try:
+        header = initial_potential_header(inputs)
+    except ReferenceEnergyError:
+        header = None
+    given = settings.section_data.reference_energy
+    plan = plan_reference_energy(
+        given,
+        header[1] if header else None,
+        training_set.get_arrays,
+        'test_set' in inputs if has_test_set is None else has_test_set,
+    )
+    written = ((rendered or {}).get('data') or {}).get('reference_energy')
+    if rendered is not None and written != (plan.value if plan.value is not None else given):
+        return ReferencePlan(None, 'template', f'data.reference_energy={written!r} written by the template')
+    return plan
+
+
 def settings_problem(inputs: dict[str, Any], elements: list[str], has_test_set: bool) -> str | None:
     """A message when the settings (and template) do not make a valid ``input.yaml`` for data of ``elements``.
 
     The one check of settings against data: the calculation runs it on its inputs, the training workflow on the
     data it found, before it stores anything.
     """
+    message = initial_potential_mismatch(inputs, elements)
+    if message:
+        return message
     try:
         settings = PacemakerCalculation.resolve_settings(inputs, elements)
     except (ValidationError, ValueError) as exception:

@@ -17,7 +17,9 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from aiida_mlip_autopipe.calculations.input_file import load_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
+from aiida_mlip_autopipe.calculations.pacemaker import reference_plan
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
 __all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
@@ -190,6 +192,10 @@ class PacemakerParser(Parser):
         metrics = self._metrics(train, test, summary, log)
         metrics['reference_energy'] = e0
         metrics['reference_energy_source'] = reference_source
+        metrics.update(self._reference_record())
+        threads = self._threads()
+        if threads:
+            metrics['threads'] = threads
         metrics.update(self._settings_record())
         link = self.node.base.links.get_incoming(link_label_filter='training_set').first()
         baseline = link.node.base.attributes.get('zbl_baseline', None) if link is not None else None
@@ -210,6 +216,21 @@ class PacemakerParser(Parser):
         return None
 
     # -- pieces ---------------------------------------------------------------------------------------------
+
+    def _threads(self) -> dict[str, int]:
+        """The thread counts pacemaker ran with (``OMP_NUM_THREADS``, ``TF_NUM_INTRAOP/INTEROP_THREADS``)."""
+        text = self._read(Calc.THREADS) or ''
+        pairs = (item.partition('=') for item in text.split())
+        return {name: int(value) for name, _, value in pairs if value.strip().isdigit()}
+
+    def _reference_record(self) -> dict[str, str]:
+        """Which reference energy the fit used and why (decided on the training set before the job)."""
+        try:
+            rendered = load_input(self.node.base.repository.get_object_content(Calc.INPUT_FILE))
+            plan = reference_plan(self.node.inputs, rendered=rendered)
+        except Exception:  # a parser test without the calculation's inputs
+            return {}
+        return plan.record() if plan is not None else {}
 
     def _settings_record(self) -> dict[str, Any]:
         """The settings pacemaker used, read from the job's ``input.yaml`` with pacemaker's own YAML reader and

@@ -333,3 +333,93 @@ def test_a_template_override_is_recorded_as_pacemaker_ran_it(pacemaker_code, cu_
     assert 'potential.elements' in metrics['settings_filled']
     log = ' '.join(entry.message for entry in orm.Log.collection.get_logs_for(node))
     assert 'fit.loss: settings' in log and 'file absent (pacemaker default)' in log
+
+
+CU_POTENTIAL = pathlib.Path(__file__).parent.parent / 'parsers/fixtures/pacemaker/success_reference_energy'
+
+
+def cu_potential():
+    """A Cu-only B-basis YAML potential (metadata reference_energy {"Cu": -3.5, "shift": 0.25})."""
+    text = (CU_POTENTIAL / 'output_potential.yaml').read_bytes()
+    return orm.SinglefileData(io.BytesIO(text), filename='cu.yaml')
+
+
+@pytest.fixture(scope='module')
+def cu_al_set(aiida_profile):
+    return TrainingSetData.from_atoms(emt_structures(3, elements=('Cu', 'Al'), seed=6)).store()
+
+
+def test_an_initial_potential_of_other_elements_is_refused(fake_code, cu_al_set, cu_set):
+    """A Cu-only potential continued on Al-Cu data: refused at validation, in one line, for the calculation and
+    the training workflow (pacemaker would fit a Cu-only potential that cannot evaluate its own training data)."""
+    from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+    message = run_validation(fake_code, cu_al_set, initial_potential=cu_potential())
+    assert message == (
+        "initial_potential 'cu.yaml' has the elements ['Cu'], the data ['Al', 'Cu']: continue a potential of "
+        "exactly the data's elements, or fit from scratch"
+    )
+    assert run_validation(fake_code, cu_set, initial_potential=cu_potential()) is None  # the same elements pass
+    workflow_inputs = {
+        'code': fake_code,
+        'training_sets': {'a': cu_al_set},
+        'options': orm.Dict({'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}),
+        'base': {'pacemaker': {'initial_potential': cu_potential()}},
+    }
+    result = PacemakerTrainingWorkChain.spec().inputs.validate(workflow_inputs)
+    assert result is not None and "has the elements ['Cu'], the data ['Al', 'Cu']" in result.message
+
+
+def test_the_reference_energy_used_is_said_and_written(generate_calc_job, fake_code, cu_set):
+    """With a test set, the reference comes from the training set and is written into input.yaml; an initial
+    potential's reference is pacemaker's choice when the settings give none, and the report says so."""
+    folder, _ = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, test_set=cu_set))
+    assert yaml.safe_load((folder / 'input.yaml').read_text())['data']['reference_energy'] == {'Cu': 0.0}
+
+    shifted = cu_set.get_arrays() | {'energy': cu_set.get_arrays()['energy'] - 100.0}
+    absolute = TrainingSetData.from_arrays(**shifted).store()
+    (tmp := folder.parent / 'second').mkdir()
+    from aiida_mlip_autopipe.potentials.reference_energy import auto_reference
+
+    process_inputs = inputs_for(fake_code, absolute, test_set=cu_set)
+    from aiida.common.folders import Folder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    process = instantiate_process(get_manager().get_runner(), PacemakerCalculation, **process_inputs)
+    process.prepare_for_submission(Folder(str(tmp)))
+    written = yaml.safe_load((tmp / 'input.yaml').read_text())['data']['reference_energy']
+    assert written == pytest.approx(auto_reference(absolute.get_arrays()))
+    assert written['Cu'] < -20
+
+    process = instantiate_process(
+        get_manager().get_runner(),
+        PacemakerCalculation,
+        **inputs_for(fake_code, absolute, test_set=cu_set, initial_potential=cu_potential()),
+    )
+    (third := folder.parent / 'third').mkdir()
+    process.prepare_for_submission(Folder(str(third)))
+    assert 'reference_energy' not in yaml.safe_load((third / 'input.yaml').read_text())['data']
+    reports = [log.message for log in orm.Log.collection.get_logs_for(process.node)]
+    assert any(
+        "reference energy (initial_potential): the initial potential's metadata reference_energy" in message
+        for message in reports
+    ), reports
+
+
+def test_a_reference_energy_from_the_template_is_reported_as_such(fake_code, cu_set, tmp_path):
+    from aiida.common.folders import Folder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    text = (
+        b'potential: {{ potential | yaml }}\n'
+        b'data: {"filename": "training_data.pckl.gzip", "reference_energy": {"Cu": -1.5}}\n'
+        b'backend: {{ backend | yaml }}\n'
+    )
+    process = instantiate_process(
+        get_manager().get_runner(), PacemakerCalculation, **inputs_for(fake_code, cu_set, **template(text))
+    )
+    process.prepare_for_submission(Folder(str(tmp_path)))
+    reports = [log.message for log in orm.Log.collection.get_logs_for(process.node)]
+    assert any("reference energy (template): data.reference_energy={'Cu': -1.5}" in message for message in reports)
