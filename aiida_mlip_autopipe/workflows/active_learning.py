@@ -472,7 +472,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
 
     def stop_after_exploration(self, summary: dict, selected: int) -> tuple[str, str] | None:
         """The stop reason an exploration gives (``None``: label and refit). Subclasses and later checks (e.g.
-        property targets after a fit) add theirs through :meth:`_stop`."""
+        property targets after a fit) add theirs through ``_stop``."""
         target = ConvergenceSettings.model_validate(self.inputs.convergence.get_dict()).fraction_above_gamma_lo
         fraction = summary['fraction_above_gamma_lo']
         if fraction < target:
