@@ -169,6 +169,39 @@ def merge_tables(**tables: orm.Dict) -> orm.Dict:
     return orm.Dict({label: node.get_dict() for label, node in sorted(tables.items())})
 
 
+#: the most atoms of a cell a property builds (a supercell of a large structure would run for days)
+MAX_ATOMS = 2000
+
+
+def _structure_problem(structures: dict, properties: dict[str, dict]) -> str | None:
+    """What makes a structure unfit for the requested properties: no periodicity for the bulk properties (EOS,
+    elastic constants, vacancy, phonons of a molecule in a box measure the box), a vacancy ``index`` beyond the
+    supercell, a supercell of more than :data:`MAX_ATOMS` atoms."""
+    bulk = [name for name in ('eos', 'elastic', 'vacancy', 'phonons') if name in properties]
+    for label, structure in structures.items():
+        count = len(structure.sites)
+        if bulk and not all(structure.pbc):
+            return (
+                f'structures.{label}: pbc={list(structure.pbc)}; {", ".join(bulk)} need a crystal periodic in all '
+                'three directions'
+            )
+        for name, options in properties.items():
+            if 'supercell' not in options:
+                continue
+            atoms = count * int(np.prod(options['supercell']))
+            if atoms > MAX_ATOMS:
+                return (
+                    f'properties.{name}.supercell={list(options["supercell"])} makes {atoms} atoms of '
+                    f'structures.{label} ({count} atoms); at most {MAX_ATOMS}'
+                )
+            if name == 'vacancy' and options['index'] >= atoms:
+                return (
+                    f'properties.vacancy.index={options["index"]}: the supercell of structures.{label} has '
+                    f'{atoms} atoms (0 to {atoms - 1})'
+                )
+    return None
+
+
 def validate_inputs(inputs, _) -> str | None:
     """The properties and their options, at least one structure, every element in the potential (and known to
     EMT for ``ase:emt``), exactly one labeller, a ``reference`` of the same labeller."""
@@ -196,6 +229,9 @@ def validate_inputs(inputs, _) -> str | None:
         return f'give exactly one labeller: `labeller` ({", ".join(LABELLERS)}) or the `pw` namespace'
     if labeller is not None and labeller not in LABELLERS:
         return f'labeller={labeller!r}: known are {", ".join(LABELLERS)}; for DFT give the `pw` namespace'
+    problem = _structure_problem(structures, properties)
+    if problem:
+        return problem
     if labeller == 'ase:emt':
         for label, structure in structures.items():
             unknown = sorted(structure.get_symbols_set() - EMT_ELEMENTS)
