@@ -194,6 +194,11 @@ def _structure_problem(structures: dict, properties: dict[str, dict]) -> str | N
                     f'properties.{name}.supercell={list(options["supercell"])} makes {atoms} atoms of '
                     f'structures.{label} ({count} atoms); at most {MAX_ATOMS}'
                 )
+            if name == 'vacancy' and atoms < 2:
+                return (
+                    f'properties.vacancy.supercell={list(options["supercell"])} makes {atoms} atom of '
+                    f'structures.{label}: a vacancy needs a supercell of at least 2 atoms (take e.g. [2, 2, 2])'
+                )
             if name == 'vacancy' and options['index'] >= atoms:
                 return (
                     f'properties.vacancy.index={options["index"]}: the supercell of structures.{label} has '
@@ -345,7 +350,10 @@ class PotentialValidationWorkChain(WorkChain):
                         atoms.info['link'] = f'reference_{label}_{name}_{index:03d}'
                         missing.append(atoms)
         self.ctx.missing = missing
-        self.report(f'{len(missing)} reference labels to compute, the rest reused from `reference`')
+        if 'reference' in self.inputs:
+            self.report(f'{len(missing)} reference labels to compute, the rest reused from `reference`')
+        else:
+            self.report(f'{len(missing)} reference labels to compute (no `reference` given to reuse)')
 
     def label(self):
         """One labelling process per missing single point (submitted ones run concurrently)."""

@@ -88,11 +88,13 @@ def _inputs(tiny_fit, structure, properties):
         ('molecule', {'phonons': {}}, 'structures.crystal: pbc=[False, False, False]; phonons need a crystal'),
         ('copper', {'vacancy': {'index': 32}}, 'properties.vacancy.index=32: the supercell of structures.crystal has'),
         ('copper', {'md': {'supercell': [10, 10, 10]}}, 'properties.md.supercell=[10, 10, 10] makes 4000 atoms'),
+        ('atom', {'vacancy': {'supercell': [1, 1, 1]}}, 'properties.vacancy.supercell=[1, 1, 1] makes 1 atom of'),
     ],
 )
 def test_validation_refuses_unfit_structures(tiny_fit, structure, properties, message):
     """A molecule in a box (EOS of the box: an empty table, exit 0), a vacancy index beyond the supercell (failed
-    late), 4000 atoms of MD: refused at submission, nothing stored."""
+    late), 4000 atoms of MD, a vacancy in a 1-atom supercell (exit 410 after 8 nodes): refused at submission,
+    nothing stored."""
     from aiida import orm
     from aiida.engine import run_get_node
     from ase import Atoms
@@ -100,6 +102,8 @@ def test_validation_refuses_unfit_structures(tiny_fit, structure, properties, me
     from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain
 
     atoms = bulk('Cu', 'fcc', a=3.6, cubic=True)
+    if structure == 'atom':
+        atoms = bulk('Cu', 'fcc', a=3.6)
     if structure == 'molecule':
         atoms = Atoms('Cu2', positions=[[0, 0, 0], [0, 0, 2.3]], cell=[10, 10, 10], pbc=False)
     nodes = orm.QueryBuilder().append(orm.Node).count()
