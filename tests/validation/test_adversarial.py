@@ -11,6 +11,16 @@ from aiida_mlip_autopipe.validation import elastic
 from aiida_mlip_autopipe.validation.options import parse_properties
 
 
+@pytest.fixture(autouse=True)
+def cli_logging_restored():
+    """The commands configure aiida's logging for the command line; restore it for the processes of later tests."""
+    yield
+    from aiida.common import log
+
+    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
+    log.configure_logging(with_orm=True)
+
+
 @pytest.mark.parametrize(
     ('properties', 'message'),
     [
@@ -129,11 +139,7 @@ def test_validate_cli_without_plots_and_with_notes(tiny_fit):
     assert result.exit_code == 0, result.output
     assert 'plots: none' in result.output
     assert 'C44' in result.output
-    from aiida.common import log
     from aiida.common.links import LinkType
-
-    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
-    log.configure_logging(with_orm=True)
 
     workflow = orm.WorkflowNode().store()
     for side, reason in (('potential', 'no minimum'), ('reference', None)):
@@ -144,3 +150,20 @@ def test_validate_cli_without_plots_and_with_notes(tiny_fit):
         results.base.links.add_incoming(calculation, LinkType.CREATE, 'results')
         results.store()
     assert failure_notes(workflow) == ['Cu_1: eos of the potential failed: no minimum']
+
+
+def test_export_refused_leaves_no_directory(tiny_fit, tmp_path):
+    """`export --species "Cu Alx"` into a new directory: refused, and the directory used to be created (empty)."""
+    from click.testing import CliRunner
+
+    from aiida_mlip_autopipe.cli import cli
+
+    target = tmp_path / 'new' / 'deeper'
+    result = CliRunner().invoke(
+        cli, ['export', str(tiny_fit.outputs.potential.pk), '-o', str(target), '--species', 'Cu Alx']
+    )
+    assert result.exit_code != 0 and "species ['Cu', 'Alx']" in result.output, result.output
+    assert not (tmp_path / 'new').exists()
+    result = CliRunner().invoke(cli, ['export', str(tiny_fit.outputs.potential.pk), '-o', str(target)])
+    assert result.exit_code == 0, result.output
+    assert (target / 'lammps.in').is_file()
