@@ -58,7 +58,7 @@ def is_cubic(atoms: Atoms, symprec: float = 1e-3) -> bool:
     constants. A primitive fcc cell of ASE qualifies; a rotated crystal does not."""
     import spglib
 
-    cell = (np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
+    cell = (np.asarray(atoms.cell).tolist(), atoms.get_scaled_positions().tolist(), atoms.numbers.tolist())
     dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if dataset is None or not 195 <= dataset.number <= 230:
         return False
