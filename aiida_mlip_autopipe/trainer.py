@@ -48,7 +48,13 @@ class PacemakerTrainer:
         directory = self._output_directory()
         code = self._code()
         pending = self._read_data_from_db()
-        self._check_inputs(self._workflow_inputs(pending.preview(), settings, template, code))
+        preview = pending.preview()
+        if len(preview) < self.config.min_structures:  # the workflow's exit 202, but before anything is stored
+            raise TrainingError(
+                f'{self.config.data_source_db} gives {len(preview)} structure(s), at least min_structures='
+                f'{self.config.min_structures} are required (nothing was imported)'
+            )
+        self._check_inputs(self._workflow_inputs(preview, settings, template, code))
         training_set = self._store(pending)
         node = self._execute_training(training_set, settings, template, code)
         return self._find_output_potential(node, directory)

@@ -213,3 +213,13 @@ def test_an_existing_potential_file_or_link_is_not_replaced(
             trainer.train()
     assert node_count() == before
     assert (directory / 'mine.yace').read_text() == 'the user file' and outside.read_text() == 'outside'
+
+
+def test_too_few_structures_fail_before_the_import(pacemaker_executable, five_structures, tmp_path, session_localhost):
+    """``min_structures`` above what the database gives: the workflow's exit 202 came after 15 stored nodes."""
+    trainer = PacemakerTrainer(config(pacemaker_executable, five_structures, tmp_path, min_structures=6))
+    trainer._code()
+    before = node_count()
+    with pytest.raises(TrainingError, match=r'gives 5 structure\(s\), at least min_structures=6 are required'):
+        trainer.train()
+    assert node_count() == before

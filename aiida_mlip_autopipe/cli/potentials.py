@@ -17,12 +17,13 @@ POTENTIAL = arguments.DATUM(
 )  # a .yace (or its .yaml) by pk, UUID or label
 
 
-def _output_directory(path: pathlib.Path) -> pathlib.Path:
-    """Create ``path`` as a directory; refuse an existing file in one line."""
+def _output_directory(path: pathlib.Path, create: bool = True) -> pathlib.Path:
+    """Create ``path`` as a directory (with ``create``; else only check it); refuse an existing file in one line."""
     path = path.expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise click.BadParameter(f'{path} exists and is not a directory: give a directory', param_hint='-o/--output')
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -141,7 +142,7 @@ def export_command(potential, output, species, force):
     from aiida_mlip_autopipe.potentials.lineage import active_set_of, potential_lineage
 
     lineage = potential_lineage(potential)
-    directory = _output_directory(output)
+    directory = _output_directory(output, create=False)  # created once everything is checked
     yace = lineage.calculation.outputs.potential
     basis = b_basis_of(yace)
     stem = f'{"".join(yace.base.attributes.get("elements", [])) or "potential"}_{yace.pk}'
@@ -167,6 +168,7 @@ def export_command(potential, output, species, force):
         },
     }
     files[f'{stem}.json'] = json.dumps(summary, indent=1, default=str).encode()
+    directory.mkdir(parents=True, exist_ok=True)
     for path in write_files(directory, files, overwrite=force):  # all checked before the first is written
         echo.echo(str(path))
 

@@ -51,6 +51,22 @@ def latest_reference(labeller: str):
     return found
 
 
+def failure_notes(node) -> list[str]:
+    """Why a quantity of the table is empty: the ``*_failed`` reasons of each side (e.g. an EOS without minimum)."""
+    from aiida.common.links import LinkType
+
+    notes = []
+    for link in node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all():
+        label = link.link_label
+        if not label.startswith(('potential_', 'reference_')) or 'results' not in link.node.outputs:
+            continue
+        side, structure = label.split('_', 1)
+        for key, reason in sorted(link.node.outputs.results.get_dict().items()):
+            if key.endswith('_failed'):
+                notes.append(f'{structure}: {key[: -len("_failed")]} of the {side} failed: {reason}')
+    return notes
+
+
 def table_rows(properties: dict) -> list[list]:
     """``[structure, quantity, potential, reference, error, relative error %, unit]`` rows of a validation table."""
     rows = []
@@ -137,5 +153,9 @@ def validate_command(potential, structures, properties, labeller, reuse, active_
         raise ValueError(f'validation {node.pk} failed [{node.exit_status}]: {node.exit_message}')
     headers = ['structure', 'quantity', 'potential', 'reference', 'error', 'error %', 'unit']
     echo.echo(tabulate(table_rows(node.outputs.properties.get_dict()), headers=headers, floatfmt='.4g'))
-    plots = ', '.join(f'{name}<{plot.pk}>' for name, plot in sorted(node.outputs.plots.items()))
+    for note in failure_notes(node):
+        echo.echo_warning(note)
+    # elastic constants or a vacancy alone make no plot: the namespace is then absent
+    plotted = node.outputs.plots.items() if 'plots' in node.outputs else []
+    plots = ', '.join(f'{name}<{plot.pk}>' for name, plot in sorted(plotted)) or 'none'
     echo.echo(f'validation {node.pk}; properties Dict<{node.outputs.properties.pk}>; plots: {plots}')

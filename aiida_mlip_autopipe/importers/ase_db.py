@@ -101,6 +101,20 @@ def check_selection(selection: str | None) -> None:
         )
 
 
+def _absent_keys(database, selection: str) -> str:
+    """``'; no row has the key(s) ...'`` for the keys of ``selection`` that neither ASE reserves nor any row holds
+    (a misspelt ``energyy<0`` matches nothing, silently, in ASE)."""
+    from ase.db.core import parse_selection, reserved_keys
+
+    try:
+        keys, comparisons = parse_selection(selection)
+    except Exception:  # checked before: cannot happen
+        return ''
+    names = dict.fromkeys(list(keys) + [key for key, _, _ in comparisons if isinstance(key, str)])
+    absent = [name for name in names if name not in reserved_keys and not database.count(name)]
+    return f'; no row has the key(s) {", ".join(map(repr, absent))} (misspelt?)' if absent else ''
+
+
 def read_ase_db(
     path: pathlib.Path,
     sha256: str,
@@ -147,7 +161,7 @@ def read_ase_db(
             if selection and not database.count(selection):
                 raise DatasetImportError(
                     f'{path}: no structure to import: the selection {selection!r} matches none of its '
-                    f'{database.count()} rows'
+                    f'{database.count()} rows{_absent_keys(database, selection)}'
                 ) from None
             raise
         except Exception as exception:  # ASE raises many kinds on bad query strings or broken rows

@@ -1,6 +1,7 @@
 """Elastic constants from stress-strain: the cell strained by +-``strain`` along each of the six Voigt components
-(clamped ions, at the structure as given), the stress fitted linearly. The full 6x6 tensor in GPa, and the cubic
-averages C11, C12, C44 (with the bulk modulus they imply)."""
+(clamped ions, at the structure as given), the stress fitted linearly. The full 6x6 tensor in GPa; for a cubic
+crystal the cubic averages C11, C12, C44, for any other the 21 components C11 ... C66 of the symmetrised tensor (a
+cubic average of a hexagonal tensor would be a number of no crystal), each with the Voigt bulk modulus B_elastic."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from ase.units import GPa
 
 from aiida_mlip_autopipe.validation.common import label_all
 
-__all__ = ('UNITS', 'analyse', 'compute', 'strain_matrix', 'structures')
+__all__ = ('COMPONENTS', 'UNITS', 'analyse', 'compute', 'is_cubic', 'strain_matrix', 'structures')
 
-UNITS = {'C11': 'GPa', 'C12': 'GPa', 'C44': 'GPa', 'B_elastic': 'GPa'}
+#: the 21 independent components (Voigt indices 1..6), in the order of the table
+COMPONENTS = tuple(f'C{i + 1}{j + 1}' for i in range(6) for j in range(i, 6))
+
+UNITS = {**{name: 'GPa' for name in COMPONENTS}, 'B_elastic': 'GPa'}
 
 #: the (i, j) Cartesian components of the Voigt indices 0..5 (xx, yy, zz, yz, xz, xy), ASE's stress order
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -48,6 +52,20 @@ def structures(atoms: Atoms, strain: float = 0.01, points: int = 4) -> list[Atom
     return strained
 
 
+def is_cubic(atoms: Atoms, symprec: float = 1e-3) -> bool:
+    """Whether ``atoms`` is a cubic crystal (space group 195-230) whose cube axes are the Cartesian axes (the strains
+    and stresses are Cartesian): only then are C11, C12, C44 (averaged over the equivalent components) its elastic
+    constants. A primitive fcc cell of ASE qualifies; a rotated crystal does not."""
+    import spglib
+
+    cell = (np.asarray(atoms.cell).tolist(), atoms.get_scaled_positions().tolist(), atoms.numbers.tolist())
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    if dataset is None or not 195 <= dataset.number <= 230:
+        return False
+    rotation = np.abs(np.asarray(dataset.std_rotation_matrix))
+    return bool(np.allclose(rotation, np.round(rotation), atol=1e-3))
+
+
 def analyse(atoms: Atoms, labelled: Sequence[Atoms], strain: float = 0.01, points: int = 4) -> tuple[dict, dict]:
     """``C[i, j] = d stress_i / d strain_j`` (GPa) from the labelled stresses; cubic averages as results."""
     steps = magnitudes(strain, points)
@@ -55,6 +73,11 @@ def analyse(atoms: Atoms, labelled: Sequence[Atoms], strain: float = 0.01, point
     tensor = np.zeros((6, 6))
     for component in range(6):
         tensor[:, component] = np.polyfit(steps, stresses[component], 1)[0] / GPa
+    symmetric = 0.5 * (tensor + tensor.T)
+    bulk = float((np.trace(symmetric[:3, :3]) + 2.0 * (symmetric[0, 1] + symmetric[0, 2] + symmetric[1, 2])) / 9.0)
+    if not is_cubic(atoms):
+        results = {name: float(symmetric[int(name[1]) - 1, int(name[2]) - 1]) for name in COMPONENTS}
+        return {**results, 'B_elastic': bulk}, {'elastic_tensor': tensor}
     c11 = float(np.mean(np.diag(tensor)[:3]))
     c12 = float(np.mean([tensor[0, 1], tensor[1, 0], tensor[0, 2], tensor[2, 0], tensor[1, 2], tensor[2, 1]]))
     c44 = float(np.mean(np.diag(tensor)[3:]))

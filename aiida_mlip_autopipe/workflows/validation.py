@@ -169,6 +169,44 @@ def merge_tables(**tables: orm.Dict) -> orm.Dict:
     return orm.Dict({label: node.get_dict() for label, node in sorted(tables.items())})
 
 
+#: the most atoms of a cell a property builds (a supercell of a large structure would run for days)
+MAX_ATOMS = 2000
+
+
+def _structure_problem(structures: dict, properties: dict[str, dict]) -> str | None:
+    """What makes a structure unfit for the requested properties: no periodicity for the bulk properties (EOS,
+    elastic constants, vacancy, phonons of a molecule in a box measure the box), a vacancy ``index`` beyond the
+    supercell, a supercell of more than :data:`MAX_ATOMS` atoms."""
+    bulk = [name for name in ('eos', 'elastic', 'vacancy', 'phonons') if name in properties]
+    for label, structure in structures.items():
+        count = len(structure.sites)
+        if bulk and not all(structure.pbc):
+            return (
+                f'structures.{label}: pbc={list(structure.pbc)}; {", ".join(bulk)} need a crystal periodic in all '
+                'three directions'
+            )
+        for name, options in properties.items():
+            if 'supercell' not in options:
+                continue
+            atoms = count * int(np.prod(options['supercell']))
+            if atoms > MAX_ATOMS:
+                return (
+                    f'properties.{name}.supercell={list(options["supercell"])} makes {atoms} atoms of '
+                    f'structures.{label} ({count} atoms); at most {MAX_ATOMS}'
+                )
+            if name == 'vacancy' and atoms < 2:
+                return (
+                    f'properties.vacancy.supercell={list(options["supercell"])} makes {atoms} atom of '
+                    f'structures.{label}: a vacancy needs a supercell of at least 2 atoms (take e.g. [2, 2, 2])'
+                )
+            if name == 'vacancy' and options['index'] >= atoms:
+                return (
+                    f'properties.vacancy.index={options["index"]}: the supercell of structures.{label} has '
+                    f'{atoms} atoms (0 to {atoms - 1})'
+                )
+    return None
+
+
 def validate_inputs(inputs, ctx) -> str | None:
     """The properties and their options, at least one structure, every element in the potential (and known to
     EMT for ``ase:emt``), exactly one labeller, a ``reference`` of the same labeller. Exposed in part (the loop's
@@ -182,6 +220,9 @@ def validate_inputs(inputs, ctx) -> str | None:
     structures = inputs.get('structures') or {}
     if not structures:
         return 'structures: give at least one StructureData (the crystals to validate on)'
+    problem = _structure_problem(structures, properties)
+    if problem:
+        return problem
     if 'potential' not in ctx:  # exposed without the potential and the labeller: the parent process gives them
         return None
     try:
@@ -312,7 +353,10 @@ class PotentialValidationWorkChain(WorkChain):
                         atoms.info['link'] = f'reference_{label}_{name}_{index:03d}'
                         missing.append(atoms)
         self.ctx.missing = missing
-        self.report(f'{len(missing)} reference labels to compute, the rest reused from `reference`')
+        if 'reference' in self.inputs:
+            self.report(f'{len(missing)} reference labels to compute, the rest reused from `reference`')
+        else:
+            self.report(f'{len(missing)} reference labels to compute (no `reference` given to reuse)')
 
     def label(self):
         """One labelling process per missing single point (submitted ones run concurrently)."""

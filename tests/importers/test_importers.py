@@ -146,8 +146,10 @@ def test_bad_files_are_refused_before_anything_is_stored(aiida_profile, tmp_path
         ('energy<<0', "selection 'energy<<0' is not an ASE query: '' is not a key"),
         ('energy=<0', "selection 'energy=<0' is not an ASE query: 'energy=' is not a key"),
         ('config_type=nothing', "no structure to import: the selection 'config_type=nothing' matches none of its 8"),
+        # a misspelt key matched nothing without a word on why
+        ('energyy<0,natoms>1', "matches none of its 8 rows; no row has the key(s) 'energyy' (misspelt?)"),
     ],
-    ids=['three', 'two', 'swapped', 'no-match'],
+    ids=['three', 'two', 'swapped', 'no-match', 'misspelt-key'],
 )
 def test_bad_selection_is_refused_by_name(aiida_profile, database, selection, message):
     before = node_count()
