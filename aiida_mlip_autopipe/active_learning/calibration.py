@@ -166,10 +166,10 @@ def suggested_thresholds(errors: list[LabelError], threshold: float) -> dict:
 def calibration_figure(rows: list[dict], gamma_lo: float, threshold: float):
     """The current potential's force RMSE on every label against its gamma, per iteration (log-log), with gamma_lo
     and the miss threshold; refused labels as crosses."""
-    from aiida_mlip_autopipe.potentials.plots import _pyplot
+    from aiida_mlip_autopipe.potentials.plots import _figure
 
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    figure = _figure(6.5, 4.2)
+    axis = figure.subplots()
     for row in rows:
         points = [entry for entry in row.get('error_vs_gamma') or [] if entry.get('force_rmse') is not None]
         if not points:

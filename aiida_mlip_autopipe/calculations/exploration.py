@@ -111,8 +111,21 @@ class PacemakerExplorationCalculation(CalcJob):
         spec.output('gamma', valid_type=orm.ArrayData, help='Max gamma per step of each trajectory (NaN-padded).')
         spec.default_output_node = 'summary'
 
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='the exploration wrote no {name}: {line}')
-        spec.exit_code(308, 'ERROR_OUTPUT_UNREADABLE', message='the exploration output cannot be read: {line}')
+        spec.exit_code(
+            300, 'ERROR_OUTPUT_MISSING', message='the exploration wrote no {name}: {line}', invalidates_cache=True
+        )
+        spec.exit_code(
+            308,
+            'ERROR_OUTPUT_UNREADABLE',
+            message='the exploration output cannot be read: {line}',
+            invalidates_cache=True,
+        )
+        spec.exit_code(
+            309,
+            'ERROR_SUMMARY_MALFORMED',
+            message='the exploration summary exploration.json does not match selected.npz: {line}',
+            invalidates_cache=True,
+        )
         spec.exit_code(450, 'ERROR_EXPLORATION_FAILED', message='the exploration exited with status {status}: {line}')
 
     def prepare_for_submission(self, folder):

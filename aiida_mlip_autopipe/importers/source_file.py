@@ -7,8 +7,8 @@ Every importer follows the same steps (:func:`import_file`):
 2. an earlier import of the same bytes with the same options is returned as it is (content hash);
 3. the file is stored as a ``SinglefileData`` (its SHA-256 in the ``sha256`` attribute, reused if the same
    bytes are already stored) and a calcfunction turns it into a ``TrainingSetData``, so the lineage reaches the
-   exact file. The calcfunction reuses the arrays read in step 1 (a memo keyed by hash and options) instead of
-   reading the file a second time; without the memo it reads the file itself, with the same result.
+   exact file. The calcfunction reads the stored file it receives as input (a second read of the file: its input
+   is all it uses, so the provenance is honest; no state is handed to it outside its inputs).
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ __all__ = (
 
 #: at most this many skipped row ids / frames are listed in ``import_info``
 MAX_LISTED = 100
-
-#: arrays and report read before the calcfunction ran, keyed by (format, sha256, options)
-_MEMO: dict[tuple, tuple[dict, dict]] = {}
 
 #: ``reader(path, sha256, **options) -> (arrays, report)``
 Reader = Callable[..., tuple[dict, dict]]
@@ -160,27 +157,21 @@ class PendingImport:
     options: dict[str, str]
     calcfunction: Callable
     existing: TrainingSetData | None = None
-    memo: tuple[dict, dict] | None = None
+    arrays: dict | None = None  # read in step 1, for preview; store() has the calcfunction read the stored file
 
     def preview(self) -> TrainingSetData:
         """The data: the earlier import of the same bytes and options, or an unstored node."""
         if self.existing is not None:
             return self.existing
-        assert self.memo is not None  # read_file sets it whenever there is no earlier import
-        return TrainingSetData(arrays=self.memo[0])
+        assert self.arrays is not None  # read_file sets it whenever there is no earlier import
+        return TrainingSetData(arrays=self.arrays)
 
     def store(self) -> TrainingSetData:
         """The stored ``TrainingSetData`` (the earlier import, or a new one whose lineage reaches the file)."""
         if self.existing is not None:
             return self.existing
-        assert self.memo is not None
-        key = (self.kind, self.sha256, tuple(sorted(self.options.items())))
-        _MEMO[key] = self.memo
-        try:
-            source = store_source_file(self.path, self.sha256)
-            return self.calcfunction(source, **{name: orm.Str(value) for name, value in self.options.items()})
-        finally:
-            _MEMO.pop(key, None)
+        source = store_source_file(self.path, self.sha256)
+        return self.calcfunction(source, **{name: orm.Str(value) for name, value in self.options.items()})
 
 
 def read_file(
@@ -197,7 +188,7 @@ def read_file(
     pending = PendingImport(kind, path, sha256, dict(options), calcfunction)
     pending.existing = find_import(kind, sha256, options)
     if pending.existing is None:
-        pending.memo = reader(path, sha256, progress=progress, **options)
+        pending.arrays, _ = reader(path, sha256, progress=progress, **options)
     return pending
 
 
@@ -216,14 +207,11 @@ def import_file(
 
 
 def load_or_read(kind: str, source: orm.SinglefileData, reader: Reader, options: dict[str, Any]) -> TrainingSetData:
-    """Inside an import calcfunction: build the ``TrainingSetData`` (memoised arrays, else read the file)."""
+    """Inside an import calcfunction: build the ``TrainingSetData`` from the stored file, its input."""
     options = {name: value.value for name, value in options.items()}
     sha256 = source.base.attributes.get('sha256')
-    memo = _MEMO.get((kind, sha256, tuple(sorted(options.items()))))
-    if memo is None:
-        with source.as_path() as path:
-            memo = reader(path, sha256, **options)
-    arrays, report = memo
+    with source.as_path() as path:
+        arrays, report = reader(path, sha256, **options)
     training_set = TrainingSetData(arrays=arrays)
     training_set.base.attributes.set(
         'import_info', {'format': kind, 'sha256': sha256, 'filename': source.filename, **options, **report}

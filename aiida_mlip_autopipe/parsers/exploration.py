@@ -58,30 +58,41 @@ class ExplorationParser(Parser):
         except (ValueError, KeyError, OSError) as exception:
             return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(line=f'{type(exception).__name__}: {exception}')
 
-        trajectories = summary.pop('per_trajectory')
+        try:
+            outputs = self._build(summary, selected)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exception:
+            return self.exit_codes.ERROR_SUMMARY_MALFORMED.format(line=f'{type(exception).__name__}: {exception}')
+        calibration_bytes = self._read(Calc.CALIBRATION)
+        if calibration_bytes is not None:  # written by explore.py since calibration frames exist
+            try:
+                with np.load(io.BytesIO(calibration_bytes), allow_pickle=False) as handle:
+                    arrays = {key: handle[key] for key in handle.files}
+                calibration = self._structures(arrays, summary['per_trajectory'], self._starts())
+            except (ValueError, KeyError, IndexError, OSError) as exception:
+                return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(
+                    line=f'{Calc.CALIBRATION}: {type(exception).__name__}: {exception}'
+                )
+            outputs.update({f'calibration.structure_{i:04d}': node for i, node in enumerate(calibration)})
+        for label, node in outputs.items():  # attached only once every output is built
+            self.out(label, node)
+        return None
+
+    def _starts(self) -> list[str]:
+        return sorted(self.node.inputs.structures) if 'structures' in self.node.inputs else []
+
+    def _build(self, summary: dict, selected: dict) -> dict[str, orm.Data]:
+        """``gamma``, ``summary`` and ``selected.*`` built from the summary and ``selected.npz``; raise if malformed."""
+        trajectories = summary['per_trajectory']
         gamma = orm.ArrayData()
         gamma.set_array('max_gamma', padded_gamma(trajectories))
         gamma.set_array('temperature_K', np.asarray([record['temperature_K'] for record in trajectories], dtype=float))
         gamma.set_array('start', np.asarray([record['start'] for record in trajectories], dtype=np.int64))
-        self.out('gamma', gamma)
-        summary['per_trajectory'] = [{k: v for k, v in record.items() if k != 'gamma'} for record in trajectories]
-        self.out('summary', orm.Dict(summary))
-        starts = sorted(self.node.inputs.structures) if 'structures' in self.node.inputs else []
-        for namespace, content in (('selected', selected_bytes), ('calibration', self._read(Calc.CALIBRATION))):
-            arrays = selected if namespace == 'selected' else None
-            if arrays is None:
-                if content is None:  # written by explore.py since calibration frames exist
-                    continue
-                try:
-                    with np.load(io.BytesIO(content), allow_pickle=False) as handle:
-                        arrays = {key: handle[key] for key in handle.files}
-                except (ValueError, OSError) as exception:
-                    return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(
-                        line=f'{Calc.CALIBRATION}: {type(exception).__name__}: {exception}'
-                    )
-            for index, structure in enumerate(self._structures(arrays, trajectories, starts)):
-                self.out(f'{namespace}.structure_{index:04d}', structure)
-        return None
+        outputs: dict[str, orm.Data] = {'gamma': gamma}
+        table = {**summary, 'per_trajectory': [{k: v for k, v in r.items() if k != 'gamma'} for r in trajectories]}
+        outputs['summary'] = orm.Dict(table)
+        for index, structure in enumerate(self._structures(selected, trajectories, self._starts())):
+            outputs[f'selected.structure_{index:04d}'] = structure
+        return outputs
 
     def _structures(self, arrays: dict, trajectories: list[dict], starts: list[str]) -> list[orm.StructureData]:
         """The frames of ``selected.npz`` / ``calibration.npz`` as ``StructureData`` with attribute ``exploration``:

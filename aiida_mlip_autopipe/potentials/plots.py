@@ -16,21 +16,22 @@ from aiida.engine import calcfunction
 __all__ = ('loop_figure', 'make_plots', 'plot_learning_curve', 'plot_parity', 'png', 'render_plots')
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A figure on its own Agg canvas: no pyplot, so the process-wide backend and figure registry stay untouched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=(width, height), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def plot_learning_curve(learning_curve: orm.ArrayData, title: str = 'Learning curve'):
     """Return a figure: loss (log scale), energy RMSE (meV/atom) and force RMSE (meV/Å) per iteration."""
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    figure = _figure(14, 4.2)
+    axes = figure.subplots(1, 3)
     names = learning_curve.get_arraynames()
     panels = (
         ('loss', 'Loss', True),
@@ -61,8 +62,8 @@ def plot_learning_curve(learning_curve: orm.ArrayData, title: str = 'Learning cu
 
 def plot_parity(predictions: dict[str, orm.ArrayData], title: str = 'Parity', reference_label: str = 'DFT'):
     """Return a figure: predicted vs reference energy per atom (eV/atom) and force components (eV/Å)."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    figure = _figure(11, 5)
+    axes = figure.subplots(1, 2)
     for color, (split, node) in zip(('C0', 'C1'), predictions.items(), strict=False):
         natoms = node.get_array('natoms')
         energy = node.get_array('energy') / natoms
@@ -96,10 +97,10 @@ def plot_parity(predictions: dict[str, orm.ArrayData], title: str = 'Parity', re
 def loop_figure(rows: list[dict], title: str = 'Active learning'):
     """Return a figure of an active-learning loop: RMSEs of each fit and labelled structures per iteration;
     max extrapolation grade and the fraction of explored steps above gamma_lo per iteration."""
-    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    figure, (errors, grades) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    figure = _figure(12, 4.2)
+    errors, grades = figure.subplots(1, 2)
 
     def series(key):
         points = [(row['iteration'], row[key]) for row in rows if row.get(key) is not None]
@@ -138,7 +139,6 @@ def loop_figure(rows: list[dict], title: str = 'Active learning'):
 def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format='png', dpi=120)
-    _pyplot().close(figure)
     return buffer.getvalue()
 
 

@@ -18,6 +18,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, append_, calcfunction, if_, while_
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_mlip_autopipe.active_learning.calibration import (
     DataBounds,
@@ -63,15 +64,6 @@ STOP_REASONS = {
     'all_labels_refused': 'every label of the iteration was refused by a physical guard (energy or force bounds)',
     'property_targets': "every convergence.property_targets is met by the validation of the iteration's potential",
 }
-
-
-def _pw_workchain():
-    """aiida-quantumespresso's ``PwBaseWorkChain`` if it is installed (the ``dft`` extra), else ``None``."""
-    try:
-        from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
-    except ImportError:
-        return None
-    return PwBaseWorkChain
 
 
 @calcfunction
@@ -206,8 +198,6 @@ def labeller_problem(inputs) -> str | None:
             return f'EMT cannot label {", ".join(unknown)} (it knows {", ".join(sorted(parameters))})'
     if labeller is not None:
         return '`pseudo_family` is for the Quantum ESPRESSO labellers' if 'pseudo_family' in inputs else None
-    if _pw_workchain() is None:
-        return 'the Quantum ESPRESSO labellers need aiida-quantumespresso: pip install "aiida-mlip-autopipe[dft]"'
     if 'pw' in given and 'pseudo_family' not in inputs:
         return 'the `pw` labeller takes its pseudopotentials from `pseudo_family` (an aiida-pseudo family label)'
     if 'pseudo_family' in inputs:
@@ -331,22 +321,18 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             required=False,
             help="A model labeller: 'ase:emt' (ASE's EMT; tests and demos, not DFT).",
         )
-        pw_workchain = _pw_workchain()
-        if pw_workchain is not None:
-            spec.expose_inputs(
-                pw_workchain,
-                namespace='pw',
-                exclude=('pw.structure', 'pw.pseudos'),
-                namespace_options={
-                    'required': False,
-                    'populate_defaults': False,
-                    'help': 'Quantum ESPRESSO labels: the inputs of PwBaseWorkChain (code, parameters, kpoints or '
-                    'kpoints_distance, options; the pseudopotentials from `pseudo_family`), one run per selected '
-                    'structure.',
-                },
-            )
-        else:
-            spec.input_namespace('pw', dynamic=True, required=False, help='Needs aiida-quantumespresso.')
+        spec.expose_inputs(
+            PwBaseWorkChain,
+            namespace='pw',
+            exclude=('pw.structure', 'pw.pseudos'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'Quantum ESPRESSO labels: the inputs of PwBaseWorkChain (code, parameters, kpoints or '
+                'kpoints_distance, options; the pseudopotentials from `pseudo_family`), one run per selected '
+                'structure.',
+            },
+        )
         spec.input_namespace(
             'pw_protocol',
             required=False,
@@ -453,7 +439,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
                 for key, node in self.inputs.pw_protocol.items()
             }
             return PwLabeller(protocol=protocol, pseudo_family=family, reference=reference)
-        return PwLabeller(self.exposed_inputs(_pw_workchain(), namespace='pw'), family, reference=reference)
+        return PwLabeller(self.exposed_inputs(PwBaseWorkChain, namespace='pw'), family, reference=reference)
 
     def _row(self) -> dict:
         return self.ctx.rows[-1]
@@ -639,7 +625,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         if 'labeller' in self.inputs:
             inputs.labeller = self.inputs.labeller
         else:
-            inputs.pw = self.exposed_inputs(_pw_workchain(), namespace='pw')
+            inputs.pw = self.exposed_inputs(PwBaseWorkChain, namespace='pw')
             inputs.pseudo_family = self.inputs.pseudo_family
         if self.ctx.get('validation_reference') is not None:
             inputs.reference = self.ctx.validation_reference

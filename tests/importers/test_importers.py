@@ -197,3 +197,24 @@ def test_extxyz_import(aiida_profile, tmp_path):
     with pytest.raises(DatasetImportError, match='not a readable extxyz file'):
         import_extxyz(tmp_path / 'bad.extxyz')
     assert node_count() == before
+
+
+def test_import_calcfunction_builds_the_data_from_its_inputs_alone(aiida_profile, tmp_path, database):
+    """No state reaches the import calcfunction outside its inputs: rerun on the recorded inputs of an import (the
+    stored file and the options), it rebuilds the same arrays and import_info."""
+    from aiida_mlip_autopipe.importers.ase_db import ase_db_to_training_set
+    from aiida_mlip_autopipe.importers.extxyz import extxyz_to_training_set
+
+    path = tmp_path / 'data.extxyz'
+    write(path, emt_structures(4, seed=7), format='extxyz')
+    for node, calcfunction in (
+        (import_extxyz(path), extxyz_to_training_set),
+        (import_ase_db(database), ase_db_to_training_set),
+    ):
+        creator = node.creator
+        rerun = calcfunction(**{label: creator.inputs[label] for label in creator.inputs})
+        assert rerun.uuid != node.uuid and len(rerun) == len(node) > 0
+        assert rerun.base.attributes.get('import_info') == node.base.attributes.get('import_info')
+        assert rerun.content_hash == node.content_hash
+        for name, array in node.get_arrays().items():
+            np.testing.assert_array_equal(rerun.get_array(name), array)

@@ -1,0 +1,96 @@
+"""ExplorationParser on retrieved-file fixtures of real ``explore.py`` runs (and crafted malformed/missing summaries):
+every outcome is success with all outputs or a named exit code, and no output is attached before all are built."""
+
+import shutil
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+
+from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
+from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def parse_exploration(session_localhost):
+    """Parse ``tests/parsers/fixtures/exploration/<name>`` (or any folder given as a path) with the parser."""
+
+    def factory(name):
+        node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.exploration')
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.store()
+        folder = name if not isinstance(name, str) else FIXTURES / 'exploration' / name
+        retrieved = orm.FolderData(tree=folder)
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        return ExplorationParser.parse_from_node(node, store_provenance=False)
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    ('name', 'label', 'fragment'),
+    [
+        # per_trajectory lists 2 trajectories, selected.npz has frames of trajectory 5: used to raise IndexError
+        ('malformed_summary', 'ERROR_SUMMARY_MALFORMED', 'IndexError'),
+        ('missing_output', 'ERROR_OUTPUT_MISSING', 'wrote no exploration.json'),
+    ],
+)
+def test_malformed_or_missing_summary_gives_a_named_exit_code(parse_exploration, name, label, fragment):
+    results, calcfunction = parse_exploration(name)
+    assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes[label].status, (
+        calcfunction.exit_message
+    )
+    assert fragment in calcfunction.exit_message
+    assert results == {}  # nothing attached: no summary or gamma without the selected structures
+
+
+def test_output_exit_codes_invalidate_the_cache():
+    for code in PacemakerExplorationCalculation.spec().exit_codes.values():
+        if 300 <= code.status < 400:
+            assert code.invalidates_cache, code.label
+    assert PacemakerExplorationCalculation.exit_codes.ERROR_EXPLORATION_FAILED.invalidates_cache is False
+
+
+SUMMARY_MUTATIONS = {
+    'empty': lambda text: '',
+    'truncated': lambda text: text[: len(text) // 2],
+    'a list': lambda text: '[1, 2]',
+    'no per_trajectory': lambda text: '{"selected": 3}',
+    'gamma not a list': lambda text: text.replace('"gamma": [', '"gamma": 7, "x": [', 1),
+    'trajectory without temperature': lambda text: text.replace('"temperature_K"', '"temp"', 1),
+}
+
+
+@pytest.mark.parametrize('mutation', list(SUMMARY_MUTATIONS))
+def test_any_summary_gives_success_or_a_named_exit_code(parse_exploration, tmp_path, mutation):
+    """Fuzz the summary of a successful run: the parser ends with one of the calculation's codes, never an exception,
+    and attaches either every output or none."""
+    folder = tmp_path / 'retrieved'
+    shutil.copytree(FIXTURES / 'exploration' / 'success', folder)
+    summary = folder / 'exploration.json'
+    summary.write_text(SUMMARY_MUTATIONS[mutation](summary.read_text()))
+    results, calcfunction = parse_exploration(folder)
+    assert not calcfunction.is_excepted, calcfunction.exception
+    known = {code.status for code in PacemakerExplorationCalculation.exit_codes.values() if code.status >= 300}
+    assert calcfunction.exit_status in known, (calcfunction.exit_status, calcfunction.exit_message)
+    assert results == {}
+
+
+def test_unreadable_calibration_attaches_nothing(parse_exploration, tmp_path):
+    folder = tmp_path / 'retrieved'
+    shutil.copytree(FIXTURES / 'exploration' / 'success', folder)
+    (folder / PacemakerExplorationCalculation.CALIBRATION).write_bytes(b'not an npz')
+    results, calcfunction = parse_exploration(folder)
+    assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_OUTPUT_UNREADABLE.status
+    assert results == {}
+
+
+def test_success_attaches_all_outputs(parse_exploration):
+    results, calcfunction = parse_exploration('success')
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert {'summary', 'gamma', 'selected'} <= set(results)
+    assert len(results['selected']) == results['summary']['selected'] > 0
+    assert np.nanmax(results['gamma'].get_array('max_gamma')) == pytest.approx(results['summary']['max_gamma'])
