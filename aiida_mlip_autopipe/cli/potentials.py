@@ -34,17 +34,43 @@ def _output_directory(path: pathlib.Path, create: bool = True) -> pathlib.Path:
 @click.option('--max-rmse-energy', type=float, default=None, help='Energy RMSE below this (meV/atom).')
 @click.option('--split', type=click.Choice(['test', 'train']), default='test', show_default=True)
 @click.option('-l', '--limit', type=click.IntRange(min=1), default=None, help='Show at most this many (newest first).')
+@click.option(
+    '-t',
+    '--target',
+    'targets',
+    multiple=True,
+    type=(str, str, float),
+    metavar='QUANTITY KIND LIMIT',
+    help='Only potentials whose newest validation meets this target (repeat), e.g. `-t phonon_rmse max 0.2 '
+    "-t B0 max_relative_error 0.05`; kinds: max, min (the potential's value), max_abs_error, max_relative_error.",
+)
 @decorators.with_dbenv()
 @one_line_errors
-def list_command(elements, exact, max_rmse_forces, max_rmse_energy, split, limit):
-    """List trained potentials (newest first): elements, RMSEs, training size, date."""
+def list_command(elements, exact, max_rmse_forces, max_rmse_energy, split, limit, targets):
+    """List trained potentials (newest first): elements, RMSEs, training size, date; with --target, only those whose
+    newest validation meets the targets (its pk is shown)."""
     from tabulate import tabulate
 
     from aiida_mlip_autopipe.potentials.lineage import find_potentials
+    from aiida_mlip_autopipe.validation.targets import check_targets
 
+    wanted: dict[str, dict[str, float]] = {}
+    for quantity, kind, value in targets:
+        wanted.setdefault(quantity, {})[kind] = value
+    if wanted:
+        check_targets({}, wanted)  # a kind that is not understood: one line, before any query
     found = find_potentials(list(elements) or None, max_rmse_forces, max_rmse_energy, split=split, exact_elements=exact)
+    validations = {}
+    if wanted:
+        from aiida_mlip_autopipe.workflows.validation import latest_validation
+
+        for node in found:
+            validation = latest_validation(node)
+            if validation is not None and check_targets(validation.outputs.properties.get_dict(), wanted)[0]:
+                validations[node.pk] = validation.pk
+        found = [node for node in found if node.pk in validations]
     if not found:
-        echo.echo_report('no potential matches')
+        echo.echo_report('no potential matches' + (' (a validation meeting the targets)' if wanted else ''))
         return
     rows = []
     for node in found[:limit]:
@@ -59,8 +85,10 @@ def list_command(elements, exact, max_rmse_forces, max_rmse_energy, split, limit
                 attributes.get(f'num_structures_{split}', None),
                 node.ctime.strftime('%Y-%m-%d %H:%M'),
             ]
+            + ([validations[node.pk]] if wanted else [])
         )
     headers = ['PK', 'elements', f'E {split} meV/atom', f'F {split} meV/Å', 'functions', f'{split} structures', 'date']
+    headers += ['validation'] if wanted else []
     echo.echo(tabulate(rows, headers=headers, floatfmt='.2f'))
 
 

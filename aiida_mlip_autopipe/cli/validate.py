@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-from aiida.cmdline.params import types
+from aiida.cmdline.params import arguments, types
 from aiida.cmdline.utils import decorators, echo
 
 from aiida_mlip_autopipe.cli import cli
-from aiida_mlip_autopipe.cli.potentials import POTENTIAL
 from aiida_mlip_autopipe.cli.utils import one_line_errors
 from aiida_mlip_autopipe.validation.common import PROPERTIES
 
@@ -88,7 +87,7 @@ def table_rows(properties: dict) -> list[list]:
 
 
 @cli.command('validate')
-@POTENTIAL
+@arguments.NODE('POTENTIAL')
 @click.option(
     '-s',
     '--structure',
@@ -122,14 +121,17 @@ def table_rows(properties: dict) -> list[list]:
 @decorators.with_dbenv()
 @one_line_errors
 def validate_command(potential, structures, properties, labeller, reuse, active_set):
-    """Validate POTENTIAL (a .yace node): EOS, elastic constants, vacancy, phonons, MD against a reference; print the
-    table (relative error in %)."""
+    """Validate POTENTIAL (a .yace node, or the training workflow, loop or calculation that made it: then its active
+    set too): EOS, elastic constants, vacancy, phonons, MD against a reference; print the table (relative error
+    in %)."""
     from aiida import orm
     from aiida.engine import run_get_node
     from tabulate import tabulate
 
-    from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain, potential_elements
+    from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain, potential_elements, potential_of
 
+    potential, made_with = potential_of(potential)
+    active_set = active_set if active_set is not None else made_with
     if structures:
         labelled = {}
         for structure in structures:

@@ -14,13 +14,14 @@ import io
 
 import numpy as np
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import ExitCode, WorkChain, append_, calcfunction
 
 from aiida_mlip_autopipe.data.sources import parse_node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.labellers.base import Labeller
 
-__all__ = ('PotentialValidationWorkChain', 'potential_elements')
+__all__ = ('PotentialValidationWorkChain', 'latest_validation', 'potential_elements', 'potential_of')
 
 #: the model labellers a ``labeller`` string names (Quantum ESPRESSO is the ``pw`` namespace)
 LABELLERS = ('ase:emt',)
@@ -55,6 +56,39 @@ def potential_elements(potential: orm.SinglefileData) -> list[str]:
     if not isinstance(content, dict) or not content.get('elements'):
         raise ValueError(f'{potential.filename}: not an ACE potential (no elements)')
     return list(content['elements'])
+
+
+def potential_of(node: orm.Node) -> tuple[orm.SinglefileData, orm.SinglefileData | None]:
+    """The potential (``.yace``) a node is or made, and its active set where the process made one: a
+    ``SinglefileData`` itself, or the ``potential`` (and ``active_set``) output of the calculation or workflow (the
+    training workflow, the loop) that made it. ``ValueError`` in one line for anything else."""
+    if isinstance(node, orm.SinglefileData):
+        return node, None
+    if isinstance(node, orm.ProcessNode):
+        outputs = node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).nested()
+        potential = outputs.get('potential')
+        if isinstance(potential, orm.SinglefileData):
+            active_set = outputs.get('active_set')
+            return potential, active_set if isinstance(active_set, orm.SinglefileData) else None
+        return_state = 'finished ok' if node.is_finished_ok else f'{node.process_state.value}, exit {node.exit_status}'
+        raise ValueError(f'{node.process_label}<{node.pk}> ({return_state}) has no potential output')
+    raise ValueError(f'{type(node).__name__}<{node.pk}> is neither a potential nor the process that made one')
+
+
+def latest_validation(potential: orm.SinglefileData) -> orm.WorkflowNode | None:
+    """The newest ``PotentialValidationWorkChain`` of ``potential`` that finished ok (``None``: never validated)."""
+    query = orm.QueryBuilder()
+    query.append(orm.SinglefileData, filters={'id': potential.pk}, tag='potential')
+    query.append(
+        PotentialValidationWorkChain,
+        with_incoming='potential',
+        edge_filters={'label': 'potential'},
+        filters={'attributes.exit_status': 0},
+        tag='validation',
+        project='*',
+    )
+    query.order_by({'validation': {'ctime': 'desc'}}).limit(1)
+    return query.first(flat=True)
 
 
 def reference_labellers(reference: TrainingSetData) -> set[str]:

@@ -58,3 +58,35 @@ def test_validate_refuses_in_one_line(tiny_fit):
     result = CliRunner().invoke(cli, ['validate', potential, '-p', 'bandgap'])
     assert one_line(result), result.output
     assert "'bandgap' is not one of" in result.output
+
+
+def test_validate_takes_the_process_that_made_the_potential_and_list_filters_on_it(tiny_fit):
+    """``validate`` of the calculation (or workflow) that made a potential validates its potential output (elastic
+    constants: the tiny fit has no EOS minimum); ``list --target`` keeps the potentials whose newest validation meets
+    the targets and names that validation."""
+    from aiida import orm
+
+    from aiida_mlip_autopipe.workflows.validation import latest_validation
+
+    result = CliRunner().invoke(cli, ['validate', str(tiny_fit.pk), '-p', 'elastic'])
+    assert result.exit_code == 0, result.output
+    validation = latest_validation(tiny_fit.outputs.potential)
+    assert validation is not None and f'validation {validation.pk};' in result.output
+    assert validation.inputs.potential.uuid == tiny_fit.outputs.potential.uuid
+
+    potential = str(tiny_fit.outputs.potential.pk)
+    loose = CliRunner().invoke(cli, ['list', '-t', 'C11', 'max_abs_error', '1e9', '-t', 'C44', 'max_abs_error', '1e9'])
+    assert loose.exit_code == 0, loose.output
+    listed = {line.split()[0]: line.split()[-1] for line in loose.output.splitlines()[2:] if line.strip()}
+    assert listed.get(potential) == str(validation.pk), (loose.output, validation.outputs.properties.get_dict())
+    strict = CliRunner().invoke(cli, ['list', '-t', 'C11', 'max_abs_error', '0'])
+    assert strict.exit_code == 0, strict.output
+    assert potential not in {line.split()[0] for line in strict.output.splitlines() if line.strip()}
+
+    wrong = CliRunner().invoke(cli, ['list', '-t', 'V0', 'below', '1'])
+    assert one_line(wrong), wrong.output
+    assert 'targets.V0.below: unknown' in wrong.output
+    structure = orm.StructureData(cell=[[2, 0, 0], [0, 2, 0], [0, 0, 2]]).store()
+    result = CliRunner().invoke(cli, ['validate', str(structure.pk)])
+    assert one_line(result), result.output
+    assert 'is neither a potential nor the process that made one' in result.output
