@@ -16,6 +16,7 @@ import numpy as np
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ExitCode, WorkChain, append_, calcfunction
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_mlip_autopipe.data.sources import parse_node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
@@ -32,14 +33,6 @@ LABELLER_OF_PROCESS = {
     'aiida_mlip_autopipe.labellers.emt.label_with_emt': 'ase:emt',
     'aiida.calculations:quantumespresso.pw': 'quantumespresso.pw',
 }
-
-
-def _pw_workchain():
-    try:
-        from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
-    except ImportError:
-        return None
-    return PwBaseWorkChain
 
 
 def potential_elements(potential: orm.SinglefileData) -> list[str]:
@@ -317,21 +310,17 @@ class PotentialValidationWorkChain(WorkChain):
             help='Any of eos, elastic, vacancy, phonons, md, each with its options (a dict, or true for defaults).',
         )
         spec.input('labeller', valid_type=orm.Str, required=False, help="The reference: 'ase:emt' (not DFT).")
-        pw_workchain = _pw_workchain()
-        if pw_workchain is not None:
-            spec.expose_inputs(
-                pw_workchain,
-                namespace='pw',
-                exclude=('pw.structure', 'pw.pseudos'),
-                namespace_options={
-                    'required': False,
-                    'populate_defaults': False,
-                    'help': 'The reference from Quantum ESPRESSO: the inputs of PwBaseWorkChain (code, parameters, '
-                    'kpoints or kpoints_distance, options; pseudopotentials from `pseudo_family`), one per structure.',
-                },
-            )
-        else:
-            spec.input_namespace('pw', dynamic=True, required=False, help='Needs aiida-quantumespresso.')
+        spec.expose_inputs(
+            PwBaseWorkChain,
+            namespace='pw',
+            exclude=('pw.structure', 'pw.pseudos'),
+            namespace_options={
+                'required': False,
+                'populate_defaults': False,
+                'help': 'The reference from Quantum ESPRESSO: the inputs of PwBaseWorkChain (code, parameters, '
+                'kpoints or kpoints_distance, options; pseudopotentials from `pseudo_family`), one per structure.',
+            },
+        )
         spec.input('pseudo_family', valid_type=orm.Str, required=False, help='The aiida-pseudo family of `pw`.')
         spec.input(
             'reference',
@@ -368,7 +357,7 @@ class PotentialValidationWorkChain(WorkChain):
             uuids = [uuid for uuid in map(parse_node_source, self.inputs.reference.get_sources()) if uuid]
             query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'uuid': {'in': uuids}}, project='id')
             reference = query.all(flat=True)
-        inputs = self.exposed_inputs(_pw_workchain(), namespace='pw')
+        inputs = self.exposed_inputs(PwBaseWorkChain, namespace='pw')
         return PwLabeller(inputs, self.inputs.pseudo_family.value, reference=reference)
 
     def setup(self):
