@@ -422,3 +422,17 @@ def generate_workchain():
         return instantiate_process(get_manager().get_runner(), WorkflowFactory(entry_point_name), **inputs)
 
     return factory
+
+
+@pytest.fixture(autouse=True)
+def cli_logging_restored():
+    """A verdi-style command configures aiida's logging for the command line (no database log handler); in a real
+    shell the process ends there, here the test process goes on and its processes must report to the database (a
+    test after a CLI test reads the reports of its processes)."""
+    yield
+    from aiida.common import log
+    from aiida.manage import get_manager
+
+    if get_manager().get_profile() is not None:
+        log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
+        log.configure_logging(with_orm=True)

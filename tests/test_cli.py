@@ -12,17 +12,6 @@ from aiida_mlip_autopipe.cli import cli
 from aiida_mlip_autopipe.demo.emt import emt_structures
 
 
-@pytest.fixture(autouse=True)
-def cli_logging_restored():
-    """A verdi-style command configures aiida's logging for the command line (no database log handler); in a real
-    shell the process ends there, here the test process goes on and its processes must report to the database."""
-    yield
-    from aiida.common import log
-
-    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
-    log.configure_logging(with_orm=True)
-
-
 def test_import_and_refusal(aiida_profile, tmp_path):
     path = tmp_path / 'cli.db'
     with connect(path) as db:

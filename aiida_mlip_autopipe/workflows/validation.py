@@ -250,7 +250,7 @@ def validate_inputs(inputs, ctx) -> str | None:
     problem = _structure_problem(structures, properties)
     if problem:
         return problem
-    if 'potential' not in ctx:  # exposed without the potential and the labeller: the parent process gives them
+    if ctx is not None and 'potential' not in ctx:  # exposed without potential and labeller: the parent gives them
         return None
     try:
         elements = set(potential_elements(inputs['potential']))

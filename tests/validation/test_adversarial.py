@@ -11,16 +11,6 @@ from aiida_mlip_autopipe.validation import elastic
 from aiida_mlip_autopipe.validation.options import parse_properties
 
 
-@pytest.fixture(autouse=True)
-def cli_logging_restored():
-    """The commands configure aiida's logging for the command line; restore it for the processes of later tests."""
-    yield
-    from aiida.common import log
-
-    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
-    log.configure_logging(with_orm=True)
-
-
 @pytest.mark.parametrize(
     ('properties', 'message'),
     [

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from click.testing import CliRunner
 
 from aiida_mlip_autopipe.cli import cli
-
-
-@pytest.fixture(autouse=True)
-def cli_logging_restored():
-    """The command configures aiida's logging for the command line; restore it for the processes of later tests."""
-    yield
-    from aiida.common import log
-
-    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
-    log.configure_logging(with_orm=True)
 
 
 def one_line(result) -> bool:
