@@ -12,8 +12,10 @@ its installed source, see ``docs/settings.md``). The rules:
   ``cutoff`` (deprecated in pacemaker) and ``fit.loss.w1_coeffs`` / ``w2_coeffs`` (swallowed by its ``**kwargs``).
 * **The plugin fills only what pacemaker requires and the user left out** (:meth:`PacemakerSettings.complete`):
   ``potential.elements`` (from the data), the ``embeddings`` / ``bonds`` / ``functions`` blocks of the basis
-  (pacemaker's own template values, :data:`TEMPLATE_BLOCKS`) and ``backend.evaluator`` (``tensorpot``; pacemaker's
-  fallback is its finite-difference ``pyace`` evaluator). What was filled is recorded on the calculation.
+  (pacemaker's own template values, :data:`TEMPLATE_BLOCKS`), ``fit.loss.kappa`` (the template's 0.3 where neither it
+  nor ``loss_weights`` is given: pacemaker's fallback, 0, ignores the forces) and ``backend.evaluator``
+  (``tensorpot``; pacemaker's fallback is its finite-difference ``pyace`` evaluator). What was filled is recorded on
+  the calculation.
 * Values pacemaker would accept and then fail on after start-up are refused here (``seed`` outside numpy's
   ``[0, 2**32)``, empty ``radparameters``, a ``deltaSplineBins`` that exhausts memory, booleans for integers).
 
@@ -51,6 +53,7 @@ __all__ = (
     'PACEMAKER_DEFAULTS',
     'PLUGIN_OWNED_KEYS',
     'TEMPLATE_BLOCKS',
+    'TEMPLATE_KAPPA',
     'BackendSettings',
     'BondSpec',
     'DataSettings',
@@ -96,6 +99,10 @@ TEMPLATE_BLOCKS: dict[str, dict[str, Any]] = {
         'ALL': {'nradmax_by_orders': [15, 3, 2, 1, 1], 'lmax_by_orders': [0, 2, 2, 1, 1]},
     },
 }
+
+#: ``fit.loss.kappa`` of pacemaker's template, filled where neither it nor ``loss_weights`` is given: pacemaker's own
+#: fallback (0) fits energies only and ignores the forces of the data.
+TEMPLATE_KAPPA = 0.3
 
 #: Keys of ``input.yaml`` that the plugin writes itself, and the input to use instead.
 PLUGIN_OWNED_KEYS: dict[tuple[str, str], str] = {
@@ -720,7 +727,24 @@ def _applies(key: str, elements: tuple[str, ...]) -> bool:
     return sorted(named) == sorted(elements) or (len(set(elements)) == 1 and named == [elements[0]])
 
 
+def _check_unary_function_blocks(potential: PotentialSettings) -> None:
+    """Every element needs a one-element function block (ALL, UNARY or its own): pacemaker takes each element's
+    ``ndensity`` from those blocks and fails after start-up without one (``element_ndensity_dict neither provided
+    nor constructed``, or a ``KeyError`` naming the element)."""
+    blocks = potential.functions.blocks if potential.functions is not None else {}
+    if any(key in ('ALL', 'UNARY') for key in blocks):
+        return
+    alone = {named[0] for named in map(block_elements, blocks) if len(named) == 1}
+    missing = [element for element in potential.elements or [] if element not in alone]
+    if missing:
+        raise ValueError(
+            f'potential.functions: no block gives the functions of {", ".join(missing)} alone (pacemaker fails on '
+            f'it after start-up); add an ALL or UNARY block, or a block named by each element'
+        )
+
+
 def _check_required_block_keys(potential: PotentialSettings) -> None:
+    _check_unary_function_blocks(potential)
     elements = potential.elements or []
     targets = {
         'embeddings': [(element,) for element in elements],
@@ -839,8 +863,8 @@ class PacemakerSettings(_Strict):
         """Return ``(settings, filled)``: a copy with what pacemaker requires and the user left out, and what it was.
 
         Filled: ``potential.elements`` (the data's ``elements``), the ``embeddings`` / ``bonds`` / ``functions``
-        blocks (:data:`TEMPLATE_BLOCKS`, pacemaker's template) and ``backend.evaluator`` (``tensorpot``).
-        Nothing the user gave is changed.
+        blocks (:data:`TEMPLATE_BLOCKS`, pacemaker's template), ``fit.loss.kappa`` (:data:`TEMPLATE_KAPPA`, without
+        ``loss_weights``) and ``backend.evaluator`` (``tensorpot``). Nothing the user gave is changed.
         """
         result = self.model_copy(deep=True)
         filled: dict[str, Any] = {}
@@ -862,6 +886,14 @@ class PacemakerSettings(_Strict):
             filled['potential.functions'] = TEMPLATE_BLOCKS['functions']
         _check_required_block_keys(potential)
         result.potential = potential
+        given_kappa = result.fit is not None and result.fit.loss is not None and result.fit.loss.kappa is not None
+        if result.loss_weights is None and not given_kappa:
+            fit = result.fit.model_copy(deep=True) if result.fit is not None else FitSettings()
+            loss = fit.loss.model_copy() if fit.loss is not None else LossSpec()
+            loss.kappa = TEMPLATE_KAPPA
+            fit.loss = loss
+            result.fit = fit
+            filled['fit.loss.kappa'] = TEMPLATE_KAPPA
         backend = result.backend.model_copy() if result.backend is not None else BackendSettings()
         if backend.evaluator is None:
             backend.evaluator = 'tensorpot'

@@ -8,6 +8,7 @@ from aiida_mlip_autopipe.config import (
     BROKEN_OPTIMIZERS,
     OPTIMIZER_OPTIONS,
     TEMPLATE_BLOCKS,
+    TEMPLATE_KAPPA,
     LossWeights,
     PacemakerSettings,
     first_error_location,
@@ -25,7 +26,7 @@ def test_absent_keys_stay_absent_and_fills_are_recorded():
     """Nothing pacemaker has a default for is written; only what it requires is filled, and reported."""
     settings, filled = PacemakerSettings().complete(['Cu'])
     document = settings.to_pacemaker_input('data.pckl.gzip')
-    assert set(document) == {'potential', 'backend', 'data'}  # no seed, no fit: pacemaker's own
+    assert set(document) == {'potential', 'fit', 'backend', 'data'}  # no seed, no maxiter: pacemaker's own
     assert document['backend'] == {'evaluator': 'tensorpot'}
     assert document['data'] == {'filename': 'data.pckl.gzip'}
     potential = document['potential']
@@ -38,8 +39,10 @@ def test_absent_keys_stay_absent_and_fills_are_recorded():
         'potential.embeddings',
         'potential.bonds',
         'potential.functions',
+        'fit.loss.kappa',
         'backend.evaluator',
     }
+    assert document['fit']['loss'] == {'kappa': TEMPLATE_KAPPA}  # pacemaker's own 0 would ignore the forces
 
 
 def test_nothing_the_user_gave_is_changed():
@@ -51,7 +54,11 @@ def test_nothing_the_user_gave_is_changed():
             'bonds': {'ALL': {'radbase': 'ChebExpCos', 'radparameters': [5.25], 'rcut': 7, 'dcut': 0.01}},
             'functions': {'UNARY': {'nradmax_by_orders': [15, 6, 4, 3, 2, 1], 'lmax_by_orders': [0, 3, 3, 2, 2, 1]}},
         },
-        'fit': {'weighting': {'type': 'EnergyBasedWeightingPolicy', 'DElow': 1.0}, 'trainable_parameters': 'func'},
+        'fit': {
+            'weighting': {'type': 'EnergyBasedWeightingPolicy', 'DElow': 1.0},
+            'trainable_parameters': 'func',
+            'loss': {'kappa': 0.0},
+        },
         'backend': {'evaluator': 'pyace'},
     }
     settings, filled = PacemakerSettings.model_validate(given).complete(['Cu'])
@@ -60,6 +67,7 @@ def test_nothing_the_user_gave_is_changed():
     assert document['fit'] == {
         'weighting': {'type': 'EnergyBasedWeightingPolicy', 'DElow': 1.0},  # no DFup, no wlow added
         'trainable_parameters': 'func',
+        'loss': {'kappa': 0.0},  # an explicit energies-only fit stays one
     }
     assert 'repulsion' not in document['fit'] and 'number_of_functions_per_element' not in document['potential']
     assert document['potential']['functions'] == given['potential']['functions']
@@ -270,3 +278,28 @@ def test_blocks_without_the_keys_pacemaker_needs_are_refused(potential, fragment
     """Found by the fuzz test: a block without them fails inside pacemaker (KeyError, segmentation fault)."""
     with pytest.raises(ValueError, match=fragment):
         PacemakerSettings.model_validate({'potential': potential}).complete(['Cu'])
+
+
+@pytest.mark.parametrize(
+    ('functions', 'fragment'),
+    [
+        ({'BINARY': {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}}, 'functions of Al, Cu alone'),
+        ({'AlCu': {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}}, 'functions of Al, Cu alone'),
+        ({'Cu': {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}}, 'functions of Al alone'),
+    ],
+)
+def test_function_blocks_that_leave_an_element_out_are_refused(functions, fragment):
+    """Found by the fuzz test in CI: pacemaker takes each element's ndensity from its one-element function block and
+    fails without one (``element_ndensity_dict neither provided nor constructed``, ``KeyError: 'Al'``)."""
+    settings = {'potential': {'functions': {'number_of_functions_per_element': 1, **functions}}}
+    with pytest.raises(ValueError, match=fragment):
+        PacemakerSettings.model_validate(settings).complete(['Al', 'Cu'])
+
+
+@pytest.mark.parametrize('key', ['ALL', 'UNARY'])
+def test_a_function_block_for_every_element_passes(key):
+    settings = {'potential': {'functions': {key: {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}}}}
+    PacemakerSettings.model_validate(settings).complete(['Al', 'Cu'])
+    block = {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}
+    both = {'Al': block, 'Cu': block}
+    PacemakerSettings.model_validate({'potential': {'functions': both}}).complete(['Al', 'Cu'])

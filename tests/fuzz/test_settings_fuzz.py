@@ -421,9 +421,9 @@ def test_settings_agree_with_pacemaker(fuzz_data, fake_code, pacemaker_worker, c
             assert answer['error'] is None, (
                 f'the plugin accepted this case, pacemaker failed: {answer["error"]}\ninput.yaml:\n{text}'
             )
-        except AssertionError:
+        except AssertionError as error:
             tally.failing = True
-            raise
+            raise AssertionError(f'{error}\n(replay with FUZZ_SEED={SEED})') from None
         if answer.get('ran'):
             tally.dry_runs += 1
         if request['fit'] and answer.get('ran'):
