@@ -26,6 +26,7 @@ single ``kappa``; giving it together with ``fit.loss.kappa`` is an error.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import re
 from pathlib import Path
@@ -743,8 +744,107 @@ def _check_unary_function_blocks(potential: PotentialSettings) -> None:
         )
 
 
+NARY_ORDER = {'UNARY': 1, 'BINARY': 2, 'TERNARY': 3, 'QUATERNARY': 4, 'QUINARY': 5}
+
+
+def _species_keys(elements: list[str], size: int) -> list[tuple[str, ...]]:
+    """Pacemaker's function block keys of ``size`` elements: a central element and the others sorted."""
+    keys = set()
+    for element in elements:
+        rest = [other for other in elements if other != element]
+        for combination in itertools.product(rest, repeat=size - 1):
+            key = (element, *dict.fromkeys(sorted(combination)))
+            if len(key) == size:
+                keys.add(key)
+    return sorted(keys)
+
+
+def _function_blocks_by_species(potential: PotentialSettings) -> dict[tuple[str, ...], dict[str, list[int]]]:
+    """The function limits of every species block, merged as pacemaker merges them (ALL, then the n-ary keywords,
+    then the blocks named by elements)."""
+    elements = sorted(potential.elements or [])
+    blocks = {key: spec.to_input() for key, spec in (potential.functions.blocks if potential.functions else {}).items()}
+    merged: dict[tuple[str, ...], dict[str, list[int]]] = {}
+    if 'ALL' in blocks:
+        for size in range(1, len(elements) + 1):
+            for key in _species_keys(elements, size):
+                merged.setdefault(key, {}).update(blocks['ALL'])
+    for keyword, size in NARY_ORDER.items():
+        if keyword in blocks:
+            for key in _species_keys(elements, size):
+                merged.setdefault(key, {}).update(blocks[keyword])
+    for name, block in blocks.items():
+        if name not in BLOCK_KEYWORDS:
+            merged.setdefault(tuple(block_elements(name)), {}).update(block)
+    return merged
+
+
+def _check_bond_limits(potential: PotentialSettings) -> None:
+    """A bond that fixes ``nradbase`` / ``nradmax`` / ``lmax`` below what the function blocks of its elements use
+    fails in pacemaker after start-up (``Given nradbase=3 for bond ('Al', 'Al') is less than nradbasemax=15``)."""
+    elements = sorted(potential.elements or [])
+    given: dict[tuple[str, str], dict[str, int]] = {pair: {} for pair in itertools.product(elements, repeat=2)}
+    bonds = {key: spec.to_input() for key, spec in (potential.bonds or {}).items()}
+    order = [key for key in ('ALL', 'UNARY', 'BINARY') if key in bonds] + [k for k in bonds if k not in BOND_KEYWORDS]
+    for key in order:
+        named = block_elements(key)
+        named_pair = sorted(named * 2 if len(named) == 1 else named)
+        for first, second in given:
+            if (
+                key == 'ALL'
+                or (key == 'UNARY' and first == second)
+                or (key == 'BINARY' and first != second)
+                or named_pair == sorted((first, second))
+            ):
+                given[first, second].update(
+                    {name: value for name, value in bonds[key].items() if name in ('nradbase', 'nradmax', 'lmax')}
+                )
+    for species, block in _function_blocks_by_species(potential).items():
+        if 'nradmax_by_orders' not in block or 'lmax_by_orders' not in block:
+            continue
+        needed = {
+            'nradbase': max(block['nradmax_by_orders'][:1]),
+            'nradmax': max(block['nradmax_by_orders'][1:], default=0),
+            'lmax': max(block['lmax_by_orders']),
+        }
+        pairs = [(species[0], species[0])] if len(species) == 1 else [(species[0], other) for other in species[1:]]
+        for pair in pairs:
+            for name, value in given.get(pair, {}).items():
+                if value < needed[name]:
+                    raise ValueError(
+                        f'potential.bonds: {name}={value} for the {"-".join(pair)} bond is below the {needed[name]} '
+                        f'that the function block {"".join(species)} needs (pacemaker fails on it after start-up); '
+                        f'raise {name} or leave it out (pacemaker takes it from the functions)'
+                    )
+
+
+def _check_reverse_function_blocks(potential: PotentialSettings) -> None:
+    """Pacemaker 0.4 symmetrises the bonds of its function blocks and fails (``RuntimeError: dictionary changed size
+    during iteration``) where a block centred on A has B neighbours but no block centred on B has A neighbours."""
+    blocks = {
+        species: block
+        for species, block in _function_blocks_by_species(potential).items()
+        if len(block.get('nradmax_by_orders', [])) >= len(species) - 1  # a function per neighbour element at least
+    }
+    bonds = {(species[0], other) for species in blocks for other in species[1:]}
+    for first, second in sorted(bonds):
+        if (first, second) not in blocks:
+            raise ValueError(
+                f'potential.functions: a block of three or more elements gives {first} atoms {second} neighbours but '
+                f'no block {first}{second} does (pacemaker fails on it after start-up: map::at); add a BINARY block'
+            )
+        if (second, first) not in bonds:
+            raise ValueError(
+                f'potential.functions: a block gives {first} atoms {second} neighbours but none gives {second} atoms '
+                f'{first} neighbours (pacemaker 0.4 fails on it after start-up); add the block {second}{first}, or '
+                f'use BINARY or ALL'
+            )
+
+
 def _check_required_block_keys(potential: PotentialSettings) -> None:
     _check_unary_function_blocks(potential)
+    _check_reverse_function_blocks(potential)
+    _check_bond_limits(potential)
     elements = potential.elements or []
     targets = {
         'embeddings': [(element,) for element in elements],

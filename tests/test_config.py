@@ -296,6 +296,55 @@ def test_function_blocks_that_leave_an_element_out_are_refused(functions, fragme
         PacemakerSettings.model_validate(settings).complete(['Al', 'Cu'])
 
 
+BLOCK = {'nradmax_by_orders': [3, 2], 'lmax_by_orders': [0, 1]}
+UNARY = {'UNARY': BLOCK}
+
+
+@pytest.mark.parametrize(
+    ('elements', 'potential', 'fragment'),
+    [
+        (  # pacemaker: Given `nradbase`=3 for bond ('Al', 'Al') is less than nradbasemax=15 (fuzz seed 1462499729)
+            ['Al', 'Cu'],
+            {
+                'bonds': {'ALL': {'radparameters': [5.25], 'rcut': 4.5, 'nradbase': 3}},
+                'functions': {'ALL': {'nradmax_by_orders': [15, 3], 'lmax_by_orders': [0, 2]}},
+            },
+            'nradbase=3 for the Al-Al bond is below the 15',
+        ),
+        (
+            ['Al', 'Cu'],
+            {'bonds': {'ALL': {'radparameters': [5.25], 'rcut': 4.5}, 'Cu': {'lmax': 0}}, 'functions': UNARY},
+            'lmax=0 for the Cu-Cu bond is below the 1',
+        ),
+        (  # pacemaker: RuntimeError: dictionary changed size during iteration
+            ['Al', 'Cu'],
+            {'functions': {**UNARY, 'AlCu': BLOCK}},
+            'gives Al atoms Cu neighbours but none gives Cu atoms Al neighbours',
+        ),
+        (  # pacemaker: IndexError: map::at
+            ['Al', 'Cu', 'Ni'],
+            {'functions': {**UNARY, 'TERNARY': {'nradmax_by_orders': [3, 2, 1], 'lmax_by_orders': [0, 1, 1]}}},
+            'no block AlCu does',
+        ),
+    ],
+)
+def test_bases_pacemaker_cannot_build_are_refused(elements, potential, fragment):
+    """Found by the fuzz test and a differential check against pyace's basis builder (300 random 2- and 3-element
+    cases agree, bar blocks that leave an element without functions, which the plugin refuses and pacemaker builds
+    into a potential with no functions for that element)."""
+    with pytest.raises(ValueError, match=fragment):
+        PacemakerSettings.model_validate({'potential': potential}).complete(elements)
+
+
+@pytest.mark.parametrize(
+    'functions',
+    [{**UNARY, 'AlCu': BLOCK, 'CuAl': BLOCK}, {**UNARY, 'BINARY': BLOCK}, {'ALL': BLOCK, 'AlCu': BLOCK}],
+)
+def test_bases_pacemaker_builds_pass(functions):
+    bonds = {'ALL': {'radparameters': [5.25], 'rcut': 4.5, 'nradbase': 3, 'nradmax': 2, 'lmax': 1}}
+    PacemakerSettings.model_validate({'potential': {'bonds': bonds, 'functions': functions}}).complete(['Al', 'Cu'])
+
+
 @pytest.mark.parametrize('key', ['ALL', 'UNARY'])
 def test_a_function_block_for_every_element_passes(key):
     settings = {'potential': {'functions': {key: {'nradmax_by_orders': [3], 'lmax_by_orders': [0]}}}}

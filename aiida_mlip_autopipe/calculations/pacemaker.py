@@ -23,14 +23,13 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from aiida_mlip_autopipe.baseline.delta import baseline_of
 from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
 from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys, settings_validator
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
+from aiida_mlip_autopipe.potentials.bbasis import BBasisError, read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import (
     ReferenceEnergyError,
     ReferencePlan,
@@ -490,26 +489,17 @@ def bbasis_problem(node: orm.SinglefileData) -> str | None:
 
     Pacemaker's loader (``BBasisConfiguration``) fails on anything else with a bare "bad conversion" after start-up.
     """
-    name = node.filename
+    with node.open(mode='rb') as handle:
+        content = handle.read()
     try:
-        with node.open(mode='rb') as handle:  # libyaml where available: a potential can be megabytes
-            document = YAML(typ='safe').load(handle.read().decode('utf-8'))
-    except (YAMLError, UnicodeDecodeError) as exception:
-        return f'initial_potential {name!r} is not readable YAML: {" ".join(str(exception).split())[:200]}'
-    species = document.get('species') if isinstance(document, dict) else None
-    if (
-        not isinstance(document, dict)
-        or not isinstance(document.get('global'), dict)
-        or not isinstance(species, list)
-        or not species
-        or not all(isinstance(block, dict) and isinstance(block.get('speciesblock'), str) for block in species)
-    ):
-        keys = ', '.join(map(str, document)) if isinstance(document, dict) else type(document).__name__
-        return (
-            f'initial_potential {name!r} is not a B-basis potential (it needs the blocks global and species with '
-            f'speciesblock entries; it has: {keys or "nothing"}): give the `potential_yaml` output of a fit'
-        )
-    return None
+        if read_bbasis(content).has_global:
+            return None
+        reason = 'is not a B-basis potential (it has no global block)'
+    except BBasisError as exception:
+        reason = str(exception).removeprefix('it ')
+    if reason.startswith('is not readable YAML'):
+        return f'initial_potential {node.filename!r} {reason}'
+    return f'initial_potential {node.filename!r} {reason}: give the `potential_yaml` output of a fit'
 
 
 def initial_potential_header(inputs: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:

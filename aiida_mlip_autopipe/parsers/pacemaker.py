@@ -20,6 +20,7 @@ from aiida.parsers import Parser
 from aiida_mlip_autopipe.calculations.input_file import load_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
 from aiida_mlip_autopipe.calculations.pacemaker import reference_plan
+from aiida_mlip_autopipe.potentials.bbasis import read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
 __all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
@@ -74,23 +75,7 @@ def parse_metrics_table(text: str) -> dict[str, np.ndarray]:
 
 def potential_summary(text: str) -> dict[str, Any]:
     """Return elements, cutoff (Å), number of functions and metadata of a B-basis YAML potential."""
-    document = yaml.safe_load(text)
-    blocks = document.get('species') or []
-    elements, num_functions, cutoffs = [], 0, []
-    for block in blocks:
-        members = str(block.get('speciesblock', '')).split()
-        if len(members) == 1 and members[0] not in elements:
-            elements.append(members[0])
-        num_functions += len(block.get('nbody') or [])
-        if 'rcutij' in block:
-            cutoffs.append(float(block['rcutij']))
-    metadata = document.get('metadata') or {}
-    return {
-        'elements': elements,
-        'cutoff': max(cutoffs) if cutoffs else None,
-        'num_functions': num_functions,
-        'metadata': {str(key): str(value) for key, value in metadata.items()},
-    }
+    return read_bbasis(text).as_dict()
 
 
 class PacemakerParser(Parser):

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from ase.data import chemical_symbols
 
+from aiida_mlip_autopipe.potentials.bbasis import BBasisError, read_bbasis
+
 __all__ = (
     'ReferenceEnergyError',
     'ReferencePlan',
@@ -213,19 +215,8 @@ def plan_reference_energy(
 
 def potential_header(text: str) -> tuple[list[str], dict[str, Any]]:
     """Return ``(elements, metadata)`` of a B-basis YAML potential (its single-element species blocks)."""
-    import yaml
-
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exception:
-        raise ReferenceEnergyError(f'it is not YAML ({type(exception).__name__})') from exception
-    blocks = document.get('species') if isinstance(document, dict) else None
-    if not isinstance(blocks, list) or not blocks:
-        raise ReferenceEnergyError('it has no `species` blocks: not a B-basis YAML potential')
-    elements = []
-    for block in blocks:
-        members = str(block.get('speciesblock', '') if isinstance(block, dict) else '').split()
-        if len(members) == 1 and members[0] not in elements:
-            elements.append(members[0])
-    metadata = document.get('metadata') or {}
-    return elements, metadata if isinstance(metadata, dict) else {}
+        summary = read_bbasis(text)
+    except BBasisError as exception:
+        raise ReferenceEnergyError(str(exception)) from exception
+    return summary.elements, summary.metadata
