@@ -323,6 +323,12 @@ class FunctionsSettings(BaseModel):
                 result[key] = value
             else:
                 validate_block_key(str(key))
+                named = block_elements(str(key))
+                if len(set(named)) != len(named):
+                    raise ValueError(
+                        f'function block {key!r} names an element twice: a block names its central element, then '
+                        f'the other elements of its neighbours, each once (e.g. CuAl); pacemaker fails on it'
+                    )
                 result[key] = FunctionSpec.model_validate(value)
         return result
 

@@ -321,6 +321,11 @@ UNARY = {'UNARY': BLOCK}
             {'functions': {**UNARY, 'AlCu': BLOCK}},
             'gives Al atoms Cu neighbours but none gives Cu atoms Al neighbours',
         ),
+        (  # pacemaker: Function specifications max 'ns' is larger than block nradbaseij (fuzz seed 1068077520)
+            ['Al', 'Cu'],
+            {'functions': {'ALL': BLOCK, 'CuCuAl': BLOCK}},
+            "function block 'CuCuAl' names an element twice",
+        ),
         (  # pacemaker: IndexError: map::at
             ['Al', 'Cu', 'Ni'],
             {'functions': {**UNARY, 'TERNARY': {'nradmax_by_orders': [3, 2, 1], 'lmax_by_orders': [0, 1, 1]}}},

@@ -134,7 +134,7 @@ class RefitSettings(_Settings):
     """How each refit is made and when it may replace the previous potential."""
 
     functions_schedule: list[tuple[NonNegativeInt, PositiveInt]] = Field(
-        default=[(0, 8), (40, 16), (100, 32)], min_length=1
+        default=[(0, 16), (30, 32), (100, 64)], min_length=1
     )
     """Functions per element by training-set size: ``[[structures, functions], ...]``; a fit on at least
     ``structures`` training structures gets at most that many functions, never more than the settings'

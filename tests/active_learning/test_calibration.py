@@ -145,10 +145,11 @@ def test_miss_rate_and_suggested_thresholds():
 
 def test_the_basis_schedule():
     schedule = RefitSettings().functions_schedule
-    assert functions_for(schedule, 16, 50) == 8 and functions_for(schedule, 40, 50) == 16
-    assert functions_for(schedule, 500, 50) == 32 and functions_for(schedule, 500, 10) == 10
-    assert functions_for(schedule, 10, 50, previous=16) == 16  # never shrinks
-    assert functions_for(schedule, 10, None) == 8
+    assert functions_for(schedule, 16, 100) == 16 and functions_for(schedule, 40, 100) == 32
+    assert functions_for(schedule, 500, 50) == 50 and functions_for(schedule, 500, 10) == 10
+    assert functions_for(schedule, 500, None) == 64
+    assert functions_for(schedule, 10, 50, previous=32) == 32  # never shrinks
+    assert functions_for(schedule, 10, None) == 16
     with pytest.raises(ValueError, match='give increasing training-set sizes'):
         RefitSettings(functions_schedule=[[0, 4], [0, 8]])
 
