@@ -1,10 +1,13 @@
 """AiiDA plugin that trains ACE interatomic potentials with Pacemaker, with full provenance.
 
-The layout follows the flow: ``importers`` (ASE databases, extxyz, DFT calculations) make ``data``
-(``TrainingSetData``); ``baseline`` (ZBL, delta learning) shapes the targets; ``workflows`` (training, restarts,
-protocols) run ``calculations`` (pacemaker) whose output ``parsers`` read; ``potentials`` holds what one does with
-the result (calculator, LAMMPS, lineage, plots); ``config`` and ``trainer`` are the settings and the one-call
-façade, ``cli`` the command line, ``demo`` the EMT data of the examples.
+The layout follows the flow (each folder one layer; nothing imports upward): ``data`` (``TrainingSetData``, geometry
+checks, source strings); ``importers`` (ASE databases, extxyz) and ``collection`` (DFT results in the database:
+Quantum ESPRESSO's ``pw.x``) make it; ``baseline`` (ZBL, delta learning) shapes the targets; ``calculations``
+(pacemaker and its settings schema, the exploration) with ``parsers`` beside them and ``jobscripts`` (what runs on
+the compute node); ``potentials`` (calculator, LAMMPS, reference energies, lineage, plots); ``validation`` (physics
+of a potential); ``labellers`` (EMT, Quantum ESPRESSO); ``active_learning`` (the loop's settings, calibration and
+lineage); ``workflows`` (restarts, training, active learning, validation, protocols); ``trainer`` (the one-call façade
+and its ``TrainingConfig``), ``cli`` the command line, ``demo`` the EMT data of the examples.
 
 The public names below are imported lazily, so that ``import aiida_mlip_autopipe`` stays light.
 """
@@ -17,9 +20,9 @@ from typing import Any
 __version__ = '0.1.0'
 
 _EXPORTS = {
-    'LossWeights': 'aiida_mlip_autopipe.config',
-    'PacemakerSettings': 'aiida_mlip_autopipe.config',
-    'TrainingConfig': 'aiida_mlip_autopipe.config',
+    'LossWeights': 'aiida_mlip_autopipe.calculations.settings',
+    'PacemakerSettings': 'aiida_mlip_autopipe.calculations.settings',
+    'TrainingConfig': 'aiida_mlip_autopipe.trainer',
     'PacemakerTrainer': 'aiida_mlip_autopipe.trainer',
     'TrainingError': 'aiida_mlip_autopipe.trainer',
     'get_calculator': 'aiida_mlip_autopipe.potentials.calculator',

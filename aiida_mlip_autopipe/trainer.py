@@ -9,10 +9,105 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from aiida_mlip_autopipe.config import TrainingConfig
+from pydantic import BeforeValidator, Field, FilePath, StrictInt, model_validator
 
-__all__ = ('PacemakerTrainer', 'TrainingError')
+from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
+from aiida_mlip_autopipe.calculations.settings import (
+    LossWeights,
+    PacemakerSettings,
+    PositiveFloat,
+    PositiveInt,
+    StrictModel,
+)
+from aiida_mlip_autopipe.workflows.defaults import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
+
+__all__ = ('PacemakerTrainer', 'TrainingConfig', 'TrainingError')
+
+#: A path on the computer that runs the job (not necessarily this machine): kept as given, never resolved here.
+ExecutablePath = Annotated[
+    str,
+    BeforeValidator(lambda value: os.fspath(value) if isinstance(value, os.PathLike) else value),
+    Field(min_length=1),
+]
+
+
+class TrainingConfig(StrictModel):
+    """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
+
+    ``settings`` has the nesting of :class:`~aiida_mlip_autopipe.calculations.settings.PacemakerSettings`. ``loss_weights`` is mapped onto its
+    ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at its
+    default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
+    """
+
+    pacemaker_executable: ExecutablePath = Field(
+        description='pacemaker on the computer that runs it: a path there (checked through its transport)'
+    )
+    data_source_db: Path
+    """The ASE database to import and train on."""
+    template_file: FilePath | None = None
+    """A Jinja2 template for input.yaml replacing the shipped one."""
+    delta_learning: bool = True
+    """Fit DFT minus the ZBL baseline; the potential carries the baseline."""
+    zbl_inner: PositiveFloat = Field(
+        default=ZBLBaseline.inner, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)'
+    )
+    zbl_outer: PositiveFloat = Field(
+        default=ZBLBaseline.outer, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)'
+    )
+    loss_weights: LossWeights = Field(default_factory=LossWeights)
+    """Energy/force weights (see ``LossWeights``)."""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """Pacemaker settings, nested as input.yaml (see ``PacemakerSettings``)."""
+    selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
+    on_missing_forces: Literal['refuse', 'skip'] = 'refuse'
+    """Rows without forces: ``refuse`` or ``skip`` (counted)."""
+    on_invalid: Literal['refuse', 'skip'] = 'refuse'
+    """Invalid rows (NaN, no energy, atoms too close): ``refuse`` or ``skip`` (counted)."""
+    min_structures: PositiveInt = DEFAULT_MIN_STRUCTURES
+    """Refuse to train on fewer structures."""
+    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = DEFAULT_TEST_FRACTION
+    """Fraction held out as the test set."""
+    split_seed: StrictInt = DEFAULT_SPLIT_SEED
+    """Seed of the train/test split."""
+    output_dir: Path = Path('.')
+    """Where the .yace is written."""
+    potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
+    """Name of the .yace (default: elements and pk)."""
+    computer: str = 'localhost'
+    """The AiiDA computer that runs pacemaker."""
+    num_threads: PositiveInt | None = Field(
+        default=None, description="pacemaker's threads; default: the computer's default MPI processes per machine"
+    )
+    max_wallclock_seconds: PositiveInt | None = None
+    """The job's walltime (continued from the interim potential when it runs out)."""
+    profile: str | None = Field(default=None, description='AiiDA profile to load when none is loaded')
+
+    @model_validator(mode='after')
+    def _check(self) -> TrainingConfig:
+        if 'loss_weights' in self.settings:
+            raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
+        if self.zbl_inner >= self.zbl_outer:
+            raise ValueError(f'zbl_inner={self.zbl_inner} must be smaller than zbl_outer={self.zbl_outer}')
+        message = second_zbl_core(self.settings) if self.delta_learning else None
+        if message:
+            raise ValueError(f'delta_learning: {message}')
+        self.pacemaker_settings()
+        return self
+
+    def pacemaker_settings(self) -> PacemakerSettings:
+        """Return the validated pacemaker settings with the loss weights applied (see the class docstring)."""
+        return PacemakerSettings.model_validate(self.settings_dict())
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The ``settings`` Dict for the calculation: the user's settings, plus ``loss_weights`` where they apply."""
+        loss = (self.settings.get('fit') or {}).get('loss') or {}
+        if 'loss_weights' not in self.model_fields_set and 'kappa' in loss:
+            return dict(self.settings)
+        return {**self.settings, 'loss_weights': self.loss_weights.model_dump(exclude_none=True)}
+
 
 LOG_TAIL_LINES = 25
 OVERWRITE_HINT = 'PacemakerTrainer(..., overwrite=True)'

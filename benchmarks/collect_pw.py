@@ -75,7 +75,7 @@ def build(count: int, label: str) -> None:
 def collect(label: str, count: int, mode: str) -> None:
     from aiida import orm
 
-    from aiida_mlip_autopipe.importers.pw import collect_from_pw, collect_pw_results
+    from aiida_mlip_autopipe.collection.pw import collect_from_pw, collect_pw_results
 
     calculations = sorted(orm.load_group(label).nodes, key=lambda node: node.pk)[:count]
     start = time.perf_counter()

@@ -78,7 +78,10 @@ nitpick_ignore_regex = [
 ]
 nitpick_ignore = [
     # names without a target in any documentation:
-    ('py:class', 'aiida_mlip_autopipe.config._Strict'),  # private base of the settings models (shown as a base)
+    (
+        'py:class',
+        'aiida_mlip_autopipe.calculations.settings.StrictModel',
+    ),  # base of the settings models (shown as a base)
     ('py:class', 'aiida_mlip_autopipe.active_learning.settings._Settings'),  # the same for the loop's settings
     ('py:mod', 'aiida_mlip_autopipe.jobscripts.pacemaker_io'),  # runs in pacemaker's environment: not importable
     ('py:mod', 'jobscripts.pacemaker_io'),  # here, so not autodoc'ed

@@ -9,8 +9,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.units import GPa
 
+from aiida_mlip_autopipe.collection.pw import CollectionError, collect_from_pw, collect_structures
 from aiida_mlip_autopipe.data.training_set import TrainingSetError
-from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw, collect_structures
 
 
 def emt_labelled(scale: float, seed: int):
@@ -79,7 +79,7 @@ def test_pw_results_are_collected_with_ase_units_and_sign(session_localhost):
 
 def test_large_collections_are_batched_and_merged_with_lineage(session_localhost, monkeypatch):
     """Batches of BATCH calculations per calcfunction, then one merge: the lineage still reaches every one."""
-    from aiida_mlip_autopipe.importers import pw as collect
+    from aiida_mlip_autopipe.collection import pw as collect
     from aiida_mlip_autopipe.potentials.lineage import _ancestors
 
     monkeypatch.setattr(collect, 'BATCH', 2)

@@ -4,7 +4,7 @@ pacemaker ignores, and a named error for every kind of bad value."""
 import pytest
 from pydantic import ValidationError
 
-from aiida_mlip_autopipe.config import (
+from aiida_mlip_autopipe.calculations.settings import (
     BROKEN_OPTIMIZERS,
     OPTIMIZER_OPTIONS,
     TEMPLATE_BLOCKS,

@@ -15,7 +15,8 @@ from aiida_mlip_autopipe.active_learning.settings import (
     RefitSettings,
     SelectionSettings,
 )
-from aiida_mlip_autopipe.config import PacemakerSettings, TrainingConfig
+from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
+from aiida_mlip_autopipe.trainer import TrainingConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / 'docs' / '_ext'))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input, yaml_value
-from aiida_mlip_autopipe.config import PacemakerSettings
+from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
 
 
 def random_settings(rng: random.Random) -> PacemakerSettings:

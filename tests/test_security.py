@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, render_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-from aiida_mlip_autopipe.config import PacemakerSettings
+from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 

@@ -18,7 +18,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
-from aiida_mlip_autopipe.config import settings_validator
+from aiida_mlip_autopipe.calculations.settings import settings_validator
 from aiida_mlip_autopipe.jobscripts.pacemaker_io import atoms_arrays
 
 __all__ = ('PacemakerExplorationCalculation',)

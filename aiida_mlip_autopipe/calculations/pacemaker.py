@@ -27,7 +27,12 @@ from pydantic import ValidationError
 from aiida_mlip_autopipe.baseline.delta import baseline_of
 from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
-from aiida_mlip_autopipe.config import PacemakerSettings, first_error_location, ignored_keys, settings_validator
+from aiida_mlip_autopipe.calculations.settings import (
+    PacemakerSettings,
+    first_error_location,
+    ignored_keys,
+    settings_validator,
+)
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.potentials.bbasis import BBasisError, read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import (

@@ -75,7 +75,7 @@ def collect_command(source, skip_failed, frames, allow_mixed_settings, group_lab
     """Collect the PwCalculation / PwBaseWorkChain results of group SOURCE into a TrainingSetData."""
     from aiida import orm
 
-    from aiida_mlip_autopipe.importers.pw import collect_from_pw
+    from aiida_mlip_autopipe.collection.pw import collect_from_pw
 
     nodes = [node for node in source.nodes if isinstance(node, orm.ProcessNode)]
     if not nodes:

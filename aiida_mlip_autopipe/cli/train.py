@@ -27,8 +27,8 @@ def _load_yaml(path: pathlib.Path, what: str) -> dict:
 def _train_from_config(path: pathlib.Path, force: bool = False) -> None:
     from pydantic import ValidationError
 
-    from aiida_mlip_autopipe.config import TrainingConfig, first_error_location
-    from aiida_mlip_autopipe.trainer import PacemakerTrainer
+    from aiida_mlip_autopipe.calculations.settings import first_error_location
+    from aiida_mlip_autopipe.trainer import PacemakerTrainer, TrainingConfig
 
     try:
         config = TrainingConfig.model_validate(_load_yaml(path, 'CONFIG'))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ExitCode, Process, calcfunction
 
+from aiida_mlip_autopipe.collection.pw import merge_collected
 from aiida_mlip_autopipe.data.sources import node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
-from aiida_mlip_autopipe.importers.pw import merge_collected
 from aiida_mlip_autopipe.labellers.base import Labeller
 
 __all__ = ('EMTLabeller', 'label_with_emt')

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.common import AttributeDict
 
-from aiida_mlip_autopipe.importers.pw import collect_from_pw
+from aiida_mlip_autopipe.collection.pw import collect_from_pw
 from aiida_mlip_autopipe.labellers.base import Labeller
 
 __all__ = ('PwLabeller',)

@@ -35,10 +35,10 @@ from aiida_mlip_autopipe.active_learning.settings import (
     functions_for,
 )
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
+from aiida_mlip_autopipe.calculations.settings import settings_validator
 from aiida_mlip_autopipe.codes import sibling_code
-from aiida_mlip_autopipe.config import settings_validator
+from aiida_mlip_autopipe.collection.pw import PW_PROCESS_TYPE, last_pw_calculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.importers.pw import PW_PROCESS_TYPE, last_pw_calculation
 from aiida_mlip_autopipe.labellers.base import Labeller
 from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 from aiida_mlip_autopipe.potentials.plots import loop_figure, png

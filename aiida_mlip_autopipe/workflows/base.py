@@ -31,7 +31,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunctio
 
 from aiida_mlip_autopipe.calculations.monitors import WALLTIME_MESSAGE
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-from aiida_mlip_autopipe.config import PacemakerSettings
+from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table, potential_summary
 
 __all__ = ('PacemakerBaseWorkChain', 'extract_retrieved_file', 'failure_of', 'made_progress')

@@ -26,11 +26,11 @@ from aiida_mlip_autopipe.calculations.pacemaker import (
     validate_settings,
 )
 from aiida_mlip_autopipe.codes import sibling_code
-from aiida_mlip_autopipe.config import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
+from aiida_mlip_autopipe.collection.pw import CollectionError, collect_from_pw, describe_nodes, non_pw_processes
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.importers.pw import CollectionError, collect_from_pw, describe_nodes, non_pw_processes
 from aiida_mlip_autopipe.potentials.plots import render_plots
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain, extract_retrieved_file, failure_of
+from aiida_mlip_autopipe.workflows.defaults import DEFAULT_MIN_STRUCTURES, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION
 from aiida_mlip_autopipe.workflows.protocols import ProtocolMixin
 
 __all__ = (

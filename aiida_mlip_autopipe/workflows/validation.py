@@ -394,7 +394,7 @@ class PotentialValidationWorkChain(WorkChain):
 
     def collect(self):
         """All labels must succeed; this run's labels in one ``TrainingSetData``, merged with the reused ones."""
-        from aiida_mlip_autopipe.importers.pw import merge_collected
+        from aiida_mlip_autopipe.collection.pw import merge_collected
 
         nodes = self.ctx.finished_labels + list(self.ctx.get('labels', []))
         failed = [node for node in nodes if not node.is_finished_ok]

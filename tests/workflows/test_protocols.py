@@ -2,7 +2,7 @@
 
 import pytest
 
-from aiida_mlip_autopipe.config import PacemakerSettings
+from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.workflows.protocols import load_protocol, recursive_merge

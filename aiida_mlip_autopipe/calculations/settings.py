@@ -1,4 +1,5 @@
-"""Validated settings: Pacemaker's ``input.yaml`` as pydantic models, plus the seed's ``LossWeights``.
+"""Pacemaker's settings schema: its ``input.yaml`` as pydantic models, plus the seed's ``LossWeights``, and the port
+validator that checks a ``Dict`` against such a model.
 
 ``PacemakerSettings`` mirrors the sections of pacemaker 0.4's own ``input.yaml`` (``seed``, ``metadata``,
 ``potential``, ``fit``, ``backend``, ``data``) with the same key names and every key pacemaker reads (taken from
@@ -27,18 +28,14 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ase.data import chemical_symbols
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    FilePath,
     NonNegativeFloat,
     StrictBool,
     StrictInt,
@@ -46,8 +43,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
 
 __all__ = (
     'OPTIMIZER_OPTIONS',
@@ -65,9 +60,11 @@ __all__ = (
     'LossWeights',
     'PacemakerSettings',
     'PotentialSettings',
-    'TrainingConfig',
+    'StrictModel',
     'WeightingSpec',
+    'first_error_location',
     'ignored_keys',
+    'settings_validator',
 )
 
 VALID_ELEMENTS = frozenset(chemical_symbols[1:])
@@ -125,11 +122,6 @@ IGNORED_KEYS: dict[tuple[str, ...], str] = {
     ('fit', 'loss', 'w2_coeffs'): 'pacemaker 0.4 takes fit.loss.w2_coeffs through **kwargs and ignores it',
 }
 
-#: The training workflow's and the façade's defaults (one place for both).
-DEFAULT_MIN_STRUCTURES = 50
-DEFAULT_TEST_FRACTION = 0.1
-DEFAULT_SPLIT_SEED = 42
-
 #: numpy's seeds (``np.random.seed``) must lie in [0, 2**32).
 SEED_MAX = 2**32 - 1
 #: Below this ``deltaSplineBins`` the spline tables (rcut / deltaSplineBins points per function) exhaust memory.
@@ -173,7 +165,7 @@ def validate_block_key(key: str, keywords: tuple[str, ...] = BLOCK_KEYWORDS, max
     )
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     """Base: unknown keys are errors, assignments are validated, NaN/inf refused, nothing has a default."""
 
     model_config = ConfigDict(
@@ -189,7 +181,7 @@ class _Strict(BaseModel):
         return self.model_dump(mode='json', by_alias=True, exclude_none=True)
 
 
-class LossWeights(_Strict):
+class LossWeights(StrictModel):
     """The seed's loss weights, mapped honestly onto pacemaker's loss.
 
     Pacemaker minimises ``(1 - kappa) * sum_s w_e (dE_s / N_s)^2 + kappa * sum_i w_f |dF_i|^2 + L1 + L2``: one
@@ -222,7 +214,7 @@ class LossWeights(_Strict):
         return self.forces / (self.energy + self.forces)
 
 
-class EmbeddingSpec(_Strict):
+class EmbeddingSpec(StrictModel):
     """One ``potential.embeddings`` block (pacemaker's C++ defaults apply to what is absent)."""
 
     npot: Literal['FinnisSinclair', 'FinnisSinclairShiftedScaled'] | None = None
@@ -247,7 +239,7 @@ class EmbeddingSpec(_Strict):
         return self
 
 
-class BondSpec(_Strict):
+class BondSpec(StrictModel):
     """One ``potential.bonds`` block (radial basis and cutoffs, in Å)."""
 
     radbase: Literal['SBessel', 'ChebExpCos', 'ChebPow', 'ChebLinear'] | None = None
@@ -282,7 +274,7 @@ class BondSpec(_Strict):
         return self
 
 
-class FunctionSpec(_Strict):
+class FunctionSpec(StrictModel):
     """One ``potential.functions`` block: radial and angular limits per body order."""
 
     nradmax_by_orders: Annotated[list[PositiveInt], Field(min_length=1)]
@@ -350,7 +342,7 @@ class FunctionsSettings(BaseModel):
 BlockKey = Annotated[str, Field(min_length=1)]
 
 
-class PotentialSettings(_Strict):
+class PotentialSettings(StrictModel):
     """``potential``: the ACE basis."""
 
     deltaSplineBins: Annotated[float, Field(ge=MIN_DELTA_SPLINE_BINS, allow_inf_nan=False)] | None = None
@@ -410,7 +402,7 @@ class PotentialSettings(_Strict):
         return document
 
 
-class LossSpec(_Strict):
+class LossSpec(StrictModel):
     """``fit.loss``: force weight ``kappa`` (energy weight is ``1 - kappa``) and regularisation."""
 
     kappa: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | Literal['auto'] | None = None
@@ -429,7 +421,7 @@ class LossSpec(_Strict):
     """Orthogonality regularisation of the radial functions."""
 
 
-class WeightingSpec(_Strict):
+class WeightingSpec(StrictModel):
     """``fit.weighting``: pacemaker's ``EnergyBasedWeightingPolicy`` (without it: uniform weights).
 
     Pacemaker requires ``type``; every other key absent keeps pacemaker's own value (e.g. no ``DFup`` cut).
@@ -580,7 +572,7 @@ TrainableKey = Annotated[
 TrainableValue = Literal['func', 'radial', 'all']
 
 
-class FitSettings(_Strict):
+class FitSettings(StrictModel):
     """``fit``: loss, weighting, optimiser and iteration control."""
 
     loss: LossSpec | None = None
@@ -652,7 +644,7 @@ class FitSettings(_Strict):
         return self.maxiter if self.maxiter is not None else PACEMAKER_DEFAULTS['fit.maxiter']
 
 
-class GpuConfig(_Strict):
+class GpuConfig(StrictModel):
     """``backend.gpu_config``."""
 
     gpu_ind: StrictInt | None = None
@@ -661,7 +653,7 @@ class GpuConfig(_Strict):
     """GPU memory limit in MB (0: no limit)."""
 
 
-class BackendSettings(_Strict):
+class BackendSettings(StrictModel):
     """``backend``: the evaluator and batching."""
 
     evaluator: Literal['tensorpot', 'pyace'] | None = None
@@ -692,7 +684,7 @@ class BackendSettings(_Strict):
 ReferenceEnergy = Literal['auto', 'VASP_PBE_500_0.125_0.1_NM'] | FiniteFloat | dict[str, FiniteFloat]
 
 
-class DataSettings(_Strict):
+class DataSettings(StrictModel):
     """``data``: what pacemaker does with the dataset the plugin writes (file names are the plugin's)."""
 
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] | PositiveInt | None = None
@@ -904,7 +896,7 @@ def _refuse_owned_keys(data: dict) -> None:
         )
 
 
-class PacemakerSettings(_Strict):
+class PacemakerSettings(StrictModel):
     """Everything pacemaker's ``input.yaml`` says, validated. Every key is optional; absent means pacemaker's."""
 
     seed: Annotated[StrictInt, Field(ge=0, le=SEED_MAX)] | None = None
@@ -1067,86 +1059,3 @@ def settings_validator(model: type[BaseModel], name: str | None = None):
         return None
 
     return validate
-
-
-#: A path on the computer that runs the job (not necessarily this machine): kept as given, never resolved here.
-ExecutablePath = Annotated[
-    str,
-    BeforeValidator(lambda value: os.fspath(value) if isinstance(value, os.PathLike) else value),
-    Field(min_length=1),
-]
-
-
-class TrainingConfig(_Strict):
-    """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
-
-    ``settings`` has the nesting of :class:`PacemakerSettings`. ``loss_weights`` is mapped onto its
-    ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at its
-    default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
-    """
-
-    pacemaker_executable: ExecutablePath = Field(
-        description='pacemaker on the computer that runs it: a path there (checked through its transport)'
-    )
-    data_source_db: Path
-    """The ASE database to import and train on."""
-    template_file: FilePath | None = None
-    """A Jinja2 template for input.yaml replacing the shipped one."""
-    delta_learning: bool = True
-    """Fit DFT minus the ZBL baseline; the potential carries the baseline."""
-    zbl_inner: PositiveFloat = Field(
-        default=ZBLBaseline.inner, description='ZBL baseline: LAMMPS pair_style zbl inner cutoff (Å)'
-    )
-    zbl_outer: PositiveFloat = Field(
-        default=ZBLBaseline.outer, description='ZBL baseline: LAMMPS pair_style zbl outer cutoff (Å)'
-    )
-    loss_weights: LossWeights = Field(default_factory=LossWeights)
-    """Energy/force weights (see ``LossWeights``)."""
-    settings: dict[str, Any] = Field(default_factory=dict)
-    """Pacemaker settings, nested as input.yaml (see ``PacemakerSettings`` above)."""
-    selection: str | None = Field(default=None, description="ASE db query string, e.g. 'config_type=bulk'")
-    on_missing_forces: Literal['refuse', 'skip'] = 'refuse'
-    """Rows without forces: ``refuse`` or ``skip`` (counted)."""
-    on_invalid: Literal['refuse', 'skip'] = 'refuse'
-    """Invalid rows (NaN, no energy, atoms too close): ``refuse`` or ``skip`` (counted)."""
-    min_structures: PositiveInt = DEFAULT_MIN_STRUCTURES
-    """Refuse to train on fewer structures."""
-    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = DEFAULT_TEST_FRACTION
-    """Fraction held out as the test set."""
-    split_seed: StrictInt = DEFAULT_SPLIT_SEED
-    """Seed of the train/test split."""
-    output_dir: Path = Path('.')
-    """Where the .yace is written."""
-    potential_filename: Annotated[str, Field(pattern=r'^[A-Za-z0-9_.\-]+\.yace$')] | None = None
-    """Name of the .yace (default: elements and pk)."""
-    computer: str = 'localhost'
-    """The AiiDA computer that runs pacemaker."""
-    num_threads: PositiveInt | None = Field(
-        default=None, description="pacemaker's threads; default: the computer's default MPI processes per machine"
-    )
-    max_wallclock_seconds: PositiveInt | None = None
-    """The job's walltime (continued from the interim potential when it runs out)."""
-    profile: str | None = Field(default=None, description='AiiDA profile to load when none is loaded')
-
-    @model_validator(mode='after')
-    def _check(self) -> TrainingConfig:
-        if 'loss_weights' in self.settings:
-            raise ValueError('give loss_weights as the TrainingConfig field, not inside settings')
-        if self.zbl_inner >= self.zbl_outer:
-            raise ValueError(f'zbl_inner={self.zbl_inner} must be smaller than zbl_outer={self.zbl_outer}')
-        message = second_zbl_core(self.settings) if self.delta_learning else None
-        if message:
-            raise ValueError(f'delta_learning: {message}')
-        self.pacemaker_settings()
-        return self
-
-    def pacemaker_settings(self) -> PacemakerSettings:
-        """Return the validated pacemaker settings with the loss weights applied (see the class docstring)."""
-        return PacemakerSettings.model_validate(self.settings_dict())
-
-    def settings_dict(self) -> dict[str, Any]:
-        """The ``settings`` Dict for the calculation: the user's settings, plus ``loss_weights`` where they apply."""
-        loss = (self.settings.get('fit') or {}).get('loss') or {}
-        if 'loss_weights' not in self.model_fields_set and 'kappa' in loss:
-            return dict(self.settings)
-        return {**self.settings, 'loss_weights': self.loss_weights.model_dump(exclude_none=True)}
