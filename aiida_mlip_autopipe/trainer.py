@@ -37,7 +37,7 @@ ExecutablePath = Annotated[
 class TrainingConfig(StrictModel):
     """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
 
-    ``settings`` has the nesting of :class:`~aiida_mlip_autopipe.calculations.settings.PacemakerSettings`. ``loss_weights`` is mapped onto its
+    ``settings`` has the nesting of :class:`~.calculations.settings.PacemakerSettings`. ``loss_weights`` is mapped onto its
     ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at its
     default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
     """

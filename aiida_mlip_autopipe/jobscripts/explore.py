@@ -240,43 +240,127 @@ def write_selected(path: str, candidates: list, indices: list[int]) -> None:
     np.savez(path, **arrays)
 
 
-def explore(parameters: dict, calculator) -> tuple[list, list, list, list]:
+def trajectory_groups(parameters: dict) -> list[tuple[int, float]]:
+    """One group per start, temperature and repeat: a trajectory and its restarts (in the order they run)."""
+    settings = parameters['exploration']
+    return [
+        (start_index, temperature)
+        for start_index in range(len(load_arrays(parameters['structures'])['natoms']))
+        for temperature in settings['temperatures_K']
+        for _ in range(settings['repeats'])
+    ]
+
+
+def run_group(start, temperature: float, parameters: dict, calculator, rng, calibration, first_index: int):
+    """A trajectory from ``start`` at ``temperature``, restarted at gamma_hi while its step budget lasts; return its
+    records and candidates (trajectory indices from ``first_index``) and the refused candidates."""
+    settings, selection = parameters['exploration'], parameters['selection']
+    bounds, ratio = parameters.get('min_distances') or {}, selection.get('min_distance_ratio', 0.0)
+    records, candidates, refused = [], [], []
+    budget, restart = settings['steps'], 0
+    while budget > 0:
+        atoms = deformed(start, settings['strain'], settings['rattle'], rng)
+        index = first_index + len(records)
+        calibration.trajectory = index
+        offer = calibration if calibration.size else None
+        record, found = run_trajectory(atoms, calculator, temperature, settings, selection, rng, budget, offer)
+        records.append(record)
+        for frame, step, gamma in found:
+            closest = too_close(frame, bounds, ratio)
+            if closest is None:
+                candidates.append((frame, index, step, gamma, temperature))
+            else:
+                refused.append({'trajectory': index, 'step': step, 'gamma': gamma, 'min_distance': closest})
+        budget -= record['steps'] + 1
+        restart += 1
+        if record['stopped_by'] == 'steps' or restart > settings.get('restarts', 0):
+            break
+    for number, record in enumerate(records):
+        record['restart'] = number
+    return records, candidates, refused
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(parameters: dict) -> None:
+    """A worker process of a parallel exploration: its own calculator (pyace's is not shared between processes)."""
+    from pyace import PyACECalculator
+
+    calculator = PyACECalculator(parameters['potential'])
+    calculator.set_active_set(parameters['active_set'])
+    _WORKER.update(
+        parameters=parameters, calculator=calculator, starts=build_atoms(load_arrays(parameters['structures']))
+    )
+
+
+def _run_group_in_worker(task: tuple[int, int, float]):
+    """One group in a worker: its own random stream (the seed and the group's number) and calibration sample."""
+    number, start_index, temperature = task
+    parameters = _WORKER['parameters']
+    rng = np.random.default_rng([parameters['exploration']['seed'], number])
+    calibration = Reservoir(parameters['selection'].get('calibration_samples', 0), rng)
+    records, candidates, refused = run_group(
+        _WORKER['starts'][start_index], temperature, parameters, _WORKER['calculator'], rng, calibration, 0
+    )
+    return records, candidates, refused, calibration.items, calibration.seen
+
+
+def merge_calibration(samples: list[tuple[list, int]], size: int, rng) -> list:
+    """A uniform sample of ``size`` frames from per-group reservoirs ``(items, seen)``: each kept item stands for
+    ``seen / len(items)`` frames of its group."""
+    pool = [(item, seen / len(items)) for items, seen in samples if items for item in items]
+    if len(pool) <= size:
+        return [item for item, _ in pool]
+    weights = np.asarray([weight for _, weight in pool], dtype=float)
+    chosen = rng.choice(len(pool), size=size, replace=False, p=weights / weights.sum())
+    return [pool[index][0] for index in sorted(chosen)]
+
+
+def explore(parameters: dict, calculator, processes: int = 1) -> tuple[list, list, list, list]:
     """Every trajectory (start x temperature x repeat, restarted at gamma_hi while its step budget lasts); return
-    the trajectory records, the candidates, the calibration frames below gamma_lo and the refused candidates."""
+    the trajectory records, the candidates, the calibration frames below gamma_lo and the refused candidates.
+
+    ``processes`` > 1 runs the groups in that many worker processes, each group with its own random stream (the
+    trajectories then differ from a serial run with the same seed; the result does not depend on ``processes``)."""
     settings, selection = parameters['exploration'], parameters['selection']
     rng = np.random.default_rng(settings['seed'])
-    starts = build_atoms(load_arrays(parameters['structures']))
-    bounds, ratio = parameters.get('min_distances') or {}, selection.get('min_distance_ratio', 0.0)
-    calibration = Reservoir(selection.get('calibration_samples', 0), rng)
+    groups = trajectory_groups(parameters)
     trajectories, candidates, refused = [], [], []
-    for start_index, start in enumerate(starts):
-        for temperature in settings['temperatures_K']:
-            for _ in range(settings['repeats']):
-                budget, restart = settings['steps'], 0
-                while budget > 0:
-                    atoms = deformed(start, settings['strain'], settings['rattle'], rng)
-                    index = len(trajectories)
-                    calibration.trajectory = index
-                    offer = calibration if calibration.size else None
-                    record, found = run_trajectory(
-                        atoms, calculator, temperature, settings, selection, rng, budget, offer
-                    )
-                    record.update({'start': start_index, 'restart': restart})
-                    trajectories.append(record)
-                    for frame, step, gamma in found:
-                        closest = too_close(frame, bounds, ratio)
-                        entry = (frame, index, step, gamma, temperature)
-                        if closest is None:
-                            candidates.append(entry)
-                        else:
-                            refused.append({'trajectory': index, 'step': step, 'gamma': gamma, 'min_distance': closest})
-                    budget -= record['steps'] + 1
-                    restart += 1
-                    if record['stopped_by'] == 'steps' or restart > settings.get('restarts', 0):
-                        break
+    if processes > 1:
+        import multiprocessing
+
+        tasks = [(number, start_index, temperature) for number, (start_index, temperature) in enumerate(groups)]
+        with multiprocessing.get_context('fork').Pool(processes, _start_worker, (parameters,)) as pool:
+            results = pool.map(_run_group_in_worker, tasks, chunksize=1)
+        samples = []
+        for (start_index, _), (records, found, rejected, items, seen) in zip(groups, results, strict=True):
+            offset = len(trajectories)
+            for record in records:
+                record['start'] = start_index
+            trajectories.extend(records)
+            candidates.extend(
+                (frame, offset + index, step, gamma, temperature) for frame, index, step, gamma, temperature in found
+            )
+            refused.extend({**entry, 'trajectory': offset + entry['trajectory']} for entry in rejected)
+            samples.append(([(offset + index, *rest) for index, *rest in items], seen))
+        chosen = merge_calibration(samples, selection.get('calibration_samples', 0), rng)
+    else:
+        starts = build_atoms(load_arrays(parameters['structures']))
+        calibration = Reservoir(selection.get('calibration_samples', 0), rng)
+        for start_index, temperature in groups:
+            records, found, rejected = run_group(
+                starts[start_index], temperature, parameters, calculator, rng, calibration, len(trajectories)
+            )
+            for record in records:
+                record['start'] = start_index
+            trajectories.extend(records)
+            candidates.extend(found)
+            refused.extend(rejected)
+        chosen = calibration.items
     below = [
         (frame, trajectory, step, gamma, trajectories[trajectory]['temperature_K'])
-        for trajectory, frame, step, gamma in sorted(calibration.items, key=lambda item: (item[0], item[2]))
+        for trajectory, frame, step, gamma in sorted(chosen, key=lambda item: (item[0], item[2]))
     ]
     return trajectories, candidates, below, refused
 
@@ -291,9 +375,10 @@ def main(argv: list[str]) -> int:
     with open(argv[0]) as handle:
         parameters = json.load(handle)
     selection = parameters['selection']
+    processes = max(1, min(int(parameters.get('processes', 1)), len(trajectory_groups(parameters))))
     calculator = PyACECalculator(parameters['potential'])
     calculator.set_active_set(parameters['active_set'])
-    trajectories, candidates, below, refused = explore(parameters, calculator)
+    trajectories, candidates, below, refused = explore(parameters, calculator, processes)
     indices = select(candidates, parameters['potential'], parameters['active_set'], selection)
     write_selected(SELECTED, candidates, indices)
     write_selected(CALIBRATION, below, list(range(len(below))))
@@ -313,6 +398,7 @@ def main(argv: list[str]) -> int:
         'selected': len(indices),
         'calibration': len(below),
         'wall_time': time.time() - started,
+        'processes': processes,
         'per_trajectory': trajectories,
     }
     with open(SUMMARY, 'w') as handle:

@@ -11,6 +11,7 @@ import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 
+from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
 from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
 from tests.active_learning.conftest import cu_starts
@@ -152,3 +153,52 @@ def test_entry_points_load():
     assert CalculationFactory('mlip_autopipe.exploration') is PacemakerExplorationCalculation
     assert ParserFactory('mlip_autopipe.exploration') is ExplorationParser
     assert WorkflowFactory('mlip_autopipe.active_learning') is PacemakerActiveLearningWorkChain
+
+
+@pytest.mark.pacemaker
+@pytest.mark.parametrize('processes', [1, 2])
+def test_the_jobscript_spreads_trajectories_over_processes(pacemaker_executable, tmp_path, processes):
+    """explore.py in pacemaker's environment, serial and over two worker processes: every group of trajectories
+    runs, indices and calibration frames stay consistent, the summary says how many processes ran."""
+    import shutil
+    import subprocess
+
+    from aiida_mlip_autopipe.jobscripts import pacemaker_io
+
+    scripts = pathlib.Path(pacemaker_io.__file__).parent
+    for name in ('explore.py', 'pacemaker_io.py'):
+        shutil.copy(scripts / name, tmp_path / name)
+    shutil.copy(SHARED_RUN / 'output_potential.yaml', tmp_path / 'potential.yaml')
+    shutil.copy(SHARED_RUN / 'output_potential.asi', tmp_path / 'potential.asi')
+    starts = [structure.get_ase() for structure in cu_starts(2).values()]
+    np.savez(tmp_path / 'structures.npz', **pacemaker_io.atoms_arrays(starts))
+    parameters = {
+        'potential': 'potential.yaml',
+        'active_set': 'potential.asi',
+        'structures': 'structures.npz',
+        'exploration': {**ExplorationSettings(steps=30, temperatures_K=[300.0, 900.0], seed=3).model_dump()},
+        'selection': SelectionSettings(gamma_lo=1.2, gamma_hi=50.0, max_per_iteration=3).model_dump(),
+        'min_distances': {},
+        'processes': processes,
+    }
+    (tmp_path / 'parameters.json').write_text(json.dumps(parameters))
+    python = pacemaker_executable.parent / 'python'
+    done = subprocess.run(
+        [str(python), 'explore.py', 'parameters.json'], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / 'exploration.json').read_text())
+    assert summary['processes'] == processes
+    records = summary['per_trajectory']
+    groups = sorted({(record['start'], record['temperature_K']) for record in records})
+    assert groups == [(0, 300.0), (0, 900.0), (1, 300.0), (1, 900.0)]
+    assert summary['explored_steps'] == sum(len(record['gamma']) for record in records)
+    with np.load(tmp_path / 'selected.npz') as selected:
+        assert all(0 <= index < len(records) for index in selected['trajectory'])
+        assert len(selected['natoms']) == summary['selected'] <= 3
+    with np.load(tmp_path / 'calibration.npz') as calibration:
+        for index, step, gamma in zip(
+            calibration['trajectory'], calibration['step'], calibration['gamma'], strict=True
+        ):
+            assert records[index]['gamma'][step] == pytest.approx(gamma)  # the frame of that trajectory and step
+            assert gamma < 1.2
