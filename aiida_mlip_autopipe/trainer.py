@@ -37,9 +37,9 @@ ExecutablePath = Annotated[
 class TrainingConfig(StrictModel):
     """The seed's configuration of one training, for :class:`~aiida_mlip_autopipe.trainer.PacemakerTrainer`.
 
-    ``settings`` has the nesting of :class:`~.calculations.settings.PacemakerSettings`. ``loss_weights`` is mapped onto its
-    ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at its
-    default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
+    ``settings`` has the nesting of :class:`~.calculations.settings.PacemakerSettings`. ``loss_weights`` is mapped
+    onto its ``fit.loss.kappa``: given explicitly together with a ``kappa`` in ``settings`` it is an error; left at
+    its default (energy 0.7, forces 0.3) it applies only where ``settings`` has no ``kappa``.
     """
 
     pacemaker_executable: ExecutablePath = Field(

@@ -74,7 +74,11 @@ def main(arguments) -> None:
         np.savez(folder / 'structures.npz', **pacemaker_io.atoms_arrays(cells))
         (folder / 'alone.py').write_text(CALCULATOR_ALONE)
         alone = subprocess.run(
-            [str(PACEMAKER_PYTHON), 'alone.py', str(arguments.steps)], cwd=folder, capture_output=True, text=True
+            [str(PACEMAKER_PYTHON), 'alone.py', str(arguments.steps)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(f"pyace's calculator alone (1 process, no active set): {float(alone.stdout.split()[-1]):.1f} steps/s")
         for processes in arguments.processes:
@@ -91,13 +95,14 @@ def main(arguments) -> None:
             }
             (folder / 'parameters.json').write_text(json.dumps(parameters))
             started = time.perf_counter()
-            subprocess.run([str(PACEMAKER_PYTHON), 'explore.py', 'parameters.json'], cwd=folder, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [str(PACEMAKER_PYTHON), 'explore.py', 'parameters.json'], cwd=folder, check=True, capture_output=True
+            )
             wall = time.perf_counter() - started
             summary = json.loads((folder / 'exploration.json').read_text())
             print(
-                f'explore.py with the grade, {processes} process(es): {summary["explored_steps"]} steps in {wall:.1f} s '
-                f'(with start-up) = {summary["explored_steps"] / wall:.1f} steps/s'
+                f'explore.py with the grade, {processes} process(es): {summary["explored_steps"]} steps in '
+                f'{wall:.1f} s (with start-up) = {summary["explored_steps"] / wall:.1f} steps/s'
             )
 
 
