@@ -78,8 +78,8 @@ def test_the_first_try_labels_structures(first_try):
     assert sum(row.get('labelled', 0) for row in rows) >= 5
     assert rows[-1]['stop_reason'] in ('max_iterations', 'converged')
     assert all(row['stop_reason'] is None for row in rows[:-1])
-    # the schedule: 8 functions per element below 40 training structures (the settings' 10 is the cap)
-    assert [row['functions'] for row in rows if 'functions' in row] == [8] * len(rows)
+    # the schedule gives 16 functions per element below 30 training structures; the settings' 10 is the cap
+    assert [row['functions'] for row in rows if 'functions' in row] == [10] * len(rows)
 
 
 def test_the_first_try_improves_the_potential(first_try):
