@@ -313,9 +313,59 @@ def summarise(results: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def equal_optimisation(arguments) -> None:
+    """Random sampling at twice the loop's final budget, fitted from scratch with as many optimiser iterations as
+    the loop's chain of continued fits had in all (``maxiter`` x fits): is the loop ahead because of its labels or
+    because its potential was optimised longer?"""
+    from aiida import load_profile, orm
+
+    ensure_profile()
+    load_profile('benchmarks')
+    code = pacemaker_code()
+    results = json.loads(open(arguments.equal_optimisation).read())
+    for result in results:
+        if arguments.seed_only is not None and result['seed'] != arguments.seed_only:
+            continue
+        system, seed = result['system'], result['seed']
+        elements = SYSTEMS[system]['elements']
+        rows = result['rows']
+        fits = sum(1 for row in rows if row.get('training') is not None)
+        first = orm.load_node(rows[0]['training'])
+        starts = cells(elements, 4, seed=200 + seed)
+        hot = emt_md(
+            cells(elements, 4, seed=300 + seed, repeats=((2, 1, 1), (2, 2, 1), (2, 2, 2))), (1800.0,), 100, 20, 400
+        )
+        pool = emt_md(starts, TEMPERATURES, arguments.steps, 1, seed=500 + seed)
+        final = result['loop'][-1]
+        count = 2 * final['labels']
+        maxiter = arguments.maxiter * fits
+        node = fit_random(
+            code,
+            first.outputs.training_set,
+            first.outputs.test_set,
+            pool,
+            count,
+            seed * 1000 + count,
+            final['functions'],
+            maxiter,
+        )
+        energy, force = errors(node.outputs.potential, hot)
+        same = {entry['labels']: entry for entry in result['random']}.get(count)
+        shorter = same['rmse_forces_hot'] if same else float('nan')
+        print(
+            f'{system} seed {seed}: random at {count} labels, {maxiter} iterations: F {force:.0f} meV/Å, '
+            f'E {energy:.1f} meV/atom (with {arguments.maxiter}: F {shorter:.0f}); the loop at {final["labels"]} '
+            f'labels ({fits} fits of {arguments.maxiter}): F {final["rmse_forces_hot"]:.0f}',
+            flush=True,
+        )
+
+
 def main(arguments) -> None:
     if arguments.summarise:
         print(summarise(json.loads(open(arguments.summarise).read())))
+        return
+    if arguments.equal_optimisation:
+        equal_optimisation(arguments)
         return
     ensure_profile()
     from aiida import load_profile
@@ -358,6 +408,12 @@ if __name__ == '__main__':
         "second iteration's budget on and twice them",
     )
     parser.add_argument('--summarise', metavar='JSON', help='print the tables of a results file and stop')
+    parser.add_argument(
+        '--equal-optimisation',
+        metavar='JSON',
+        help="refit random sampling at twice each loop's final budget with the loop's total optimiser iterations",
+    )
+    parser.add_argument('--seed-only', type=int, help='with --equal-optimisation: this seed only')
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.systems = (
