@@ -43,8 +43,11 @@ class ExplorationSettings(_Settings):
     """Langevin friction (1/fs), ``nvt`` only."""
     strain: NonNegativeFloat = Field(default=0.0, le=0.5)
     """Random symmetric strain of each starting cell, up to this fraction (0: none)."""
-    rattle: NonNegativeFloat = Field(default=0.0, le=1.0)
-    """Gaussian rattle (standard deviation, Å) of the starting positions (0: none)."""
+    rattle: NonNegativeFloat = Field(default=0.03, le=1.0)
+    """Gaussian rattle (standard deviation, Å) of the starting positions, fresh for every trajectory and restart (0:
+    none). Without it a start on which the potential already reaches gamma_hi gives the same frame at every restart
+    and, while a refit is not taken, in every iteration: the loop labels one configuration again and again (seen on
+    the benchmark's ternary)."""
     repeats: PositiveInt = 1
     """Trajectories per starting structure and temperature (differently strained / rattled / thermalised)."""
     sample_interval: PositiveInt = 5
