@@ -317,9 +317,9 @@ def equal_optimisation(arguments) -> None:
     """Random sampling at twice the loop's final budget, fitted from scratch with as many optimiser iterations as
     the loop's chain of continued fits had in all (``maxiter`` x fits): is the loop ahead because of its labels or
     because its potential was optimised longer?"""
+    ensure_profile()  # before aiida is imported: it sets AIIDA_PATH
     from aiida import load_profile, orm
 
-    ensure_profile()
     load_profile('benchmarks')
     code = pacemaker_code()
     results = json.loads(open(arguments.equal_optimisation).read())
