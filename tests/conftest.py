@@ -158,6 +158,10 @@ def fake_code(session_localhost, tmp_path):
 
 
 #: Options for real fits: both cores of the machine (threads follow the resources).
+#: Seconds the tests wait for the daemon's circus controller (aiida's default, ``daemon.timeout``, is a few seconds:
+#: stopping a daemon whose worker is busy took longer on a loaded 2-core machine and failed with 'Timed out').
+DAEMON_CALL_TIMEOUT = 120
+
 FIT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}
 
 #: A tiny fit: a few functions, a few iterations.

@@ -11,6 +11,7 @@ from aiida.engine import submit
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from tests.active_learning.conftest import loop_builder
+from tests.conftest import DAEMON_CALL_TIMEOUT
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.daemon]
 
@@ -31,10 +32,10 @@ def called_with(node, label: str) -> list:
 def test_daemon_restart_mid_loop_finishes_the_loop(started_daemon_client, pacemaker_code, cu_initial_set):
     node = submit(loop_builder(pacemaker_code, cu_initial_set, max_iterations=orm.Int(2)))
     wait_for(lambda: called_with(node, 'explore_iteration_01'), 300, 'the first exploration')
-    started_daemon_client.stop_daemon(wait=True)
+    started_daemon_client.stop_daemon(wait=True, timeout=DAEMON_CALL_TIMEOUT)
     time.sleep(2)
     assert not node.is_terminated
-    started_daemon_client.start_daemon()
+    started_daemon_client.start_daemon(timeout=DAEMON_CALL_TIMEOUT)
     wait_for(lambda: node.is_terminated, 600, 'the end of the loop')
     assert node.is_finished_ok, (node.process_state, node.exit_status, node.exit_message)
     rows = node.outputs.iterations.get_list()

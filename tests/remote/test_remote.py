@@ -12,7 +12,7 @@ from aiida.engine import run_get_node, submit
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
-from tests.conftest import TINY_SETTINGS, fit_cu_al
+from tests.conftest import DAEMON_CALL_TIMEOUT, TINY_SETTINGS, fit_cu_al
 from tests.workflows.test_restart_real import calculations, coefficients
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.remote]
@@ -150,10 +150,10 @@ def test_daemon_restart_during_a_slurm_fit(started_daemon_client, slurm_pacemake
             'settings': orm.Dict(TINY_SETTINGS),
         },
     )
-    started_daemon_client.stop_daemon(wait=True)
+    started_daemon_client.stop_daemon(wait=True, timeout=DAEMON_CALL_TIMEOUT)
     time.sleep(3)
     assert not node.is_terminated
-    started_daemon_client.start_daemon()
+    started_daemon_client.start_daemon(timeout=DAEMON_CALL_TIMEOUT)
     await_all([node], 300)
     assert len(calculations(node)) == 1
     np.testing.assert_allclose(
@@ -257,7 +257,7 @@ def test_six_fits_at_once_with_two_daemon_workers(started_daemon_client, slurm_p
     """Six small fits submitted at once to Slurm, two daemon workers: all six finish, nothing is lost or mixed."""
 
     training, test = cu_al_sets
-    started_daemon_client.increase_workers(1)
+    started_daemon_client.increase_workers(1, timeout=DAEMON_CALL_TIMEOUT)
     try:
         nodes = [
             submit(
@@ -272,7 +272,7 @@ def test_six_fits_at_once_with_two_daemon_workers(started_daemon_client, slurm_p
         ]
         await_all(nodes, 600)
     finally:  # back to one worker, the daemon kept running (a restart races the next submit for its queue)
-        started_daemon_client.decrease_workers(1, wait=True)
+        started_daemon_client.decrease_workers(1, timeout=DAEMON_CALL_TIMEOUT, wait=True)
     assert len({node.get_job_id() for node in nodes}) == 6
     potentials = [node.outputs.potential_yaml for node in nodes]
     assert len({potential.uuid for potential in potentials}) == 6

@@ -11,7 +11,7 @@ from aiida.engine import run_get_node, submit
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
-from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+from tests.conftest import DAEMON_CALL_TIMEOUT, FIT_OPTIONS, TINY_SETTINGS
 
 pytestmark = pytest.mark.pacemaker
 
@@ -136,10 +136,10 @@ def test_daemon_restart_during_a_fit(started_daemon_client, pacemaker_code, cu_a
         time.sleep(0.5)
     else:
         pytest.fail('the calculation was not submitted to the scheduler within 120 s')
-    started_daemon_client.stop_daemon(wait=True)
+    started_daemon_client.stop_daemon(wait=True, timeout=DAEMON_CALL_TIMEOUT)
     time.sleep(3)
     assert not node.is_terminated
-    started_daemon_client.start_daemon()
+    started_daemon_client.start_daemon(timeout=DAEMON_CALL_TIMEOUT)
     deadline = time.time() + 300
     while not node.is_terminated and time.time() < deadline:
         time.sleep(1)
