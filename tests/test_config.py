@@ -341,6 +341,18 @@ def test_bases_pacemaker_cannot_build_are_refused(elements, potential, fragment)
         PacemakerSettings.model_validate({'potential': potential}).complete(elements)
 
 
+@pytest.mark.parametrize(('elements', 'kept', 'shares'), [(['Al', 'Cu'], 1, 2), (['Al', 'Cu', 'Ni'], 3, 4)])
+def test_fewer_functions_than_blocks_per_element_is_refused(elements, kept, shares):
+    """Found by the adversarial check: pacemaker keeps number_of_functions_per_element // blocks functions in each
+    block of an element (measured: 2 elements 1 -> 0, 2 -> 2; 3 elements 1-3 -> 0, 4 -> 4): a potential without
+    functions."""
+    settings = {'potential': {'functions': {'number_of_functions_per_element': kept}}}  # the template's blocks
+    with pytest.raises(ValueError, match=f'over the {shares} function blocks of Al'):
+        PacemakerSettings.model_validate(settings).complete(elements)
+    settings['potential']['functions']['number_of_functions_per_element'] = shares
+    PacemakerSettings.model_validate(settings).complete(elements)
+
+
 @pytest.mark.parametrize(
     'functions',
     [{**UNARY, 'AlCu': BLOCK, 'CuAl': BLOCK}, {**UNARY, 'BINARY': BLOCK}, {'ALL': BLOCK, 'AlCu': BLOCK}],

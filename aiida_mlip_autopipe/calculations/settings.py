@@ -825,6 +825,15 @@ def _check_reverse_function_blocks(potential: PotentialSettings) -> None:
         if len(block.get('nradmax_by_orders', [])) >= len(species) - 1  # a function per neighbour element at least
     }
     bonds = {(species[0], other) for species in blocks for other in species[1:]}
+    kept = potential.functions.number_of_functions_per_element if potential.functions is not None else None
+    for element in sorted(potential.elements or []):
+        shares = sum(species[0] == element for species in blocks)
+        if kept is not None and 0 < kept < shares:
+            raise ValueError(
+                f'potential.functions.number_of_functions_per_element={kept} is shared out over the {shares} function '
+                f'blocks of {element} (pacemaker keeps {kept} // {shares} = 0 functions in each: a potential without '
+                f'functions); give at least {shares}, or fewer blocks'
+            )
     for first, second in sorted(bonds):
         if (first, second) not in blocks:
             raise ValueError(
