@@ -240,30 +240,32 @@ def write_selected(path: str, candidates: list, indices: list[int]) -> None:
     np.savez(path, **arrays)
 
 
-def trajectory_groups(parameters: dict) -> list[tuple[int, float]]:
+def trajectory_groups(settings: dict, starts: int) -> list[tuple[int, float]]:
     """One group per start, temperature and repeat: a trajectory and its restarts (in the order they run)."""
-    settings = parameters['exploration']
     return [
         (start_index, temperature)
-        for start_index in range(len(load_arrays(parameters['structures'])['natoms']))
+        for start_index in range(starts)
         for temperature in settings['temperatures_K']
         for _ in range(settings['repeats'])
     ]
 
 
-def run_group(start, temperature: float, parameters: dict, calculator, rng, calibration, first_index: int):
-    """A trajectory from ``start`` at ``temperature``, restarted at gamma_hi while its step budget lasts; return its
-    records and candidates (trajectory indices from ``first_index``) and the refused candidates."""
+def run_group(
+    starts: list, start_index: int, temperature: float, parameters: dict, calculator, rng, calibration, first_index: int
+):
+    """A trajectory from ``starts[start_index]`` at ``temperature``, restarted at gamma_hi while its step budget
+    lasts; return its records and candidates (trajectory indices from ``first_index``) and the refused candidates."""
     settings, selection = parameters['exploration'], parameters['selection']
     bounds, ratio = parameters.get('min_distances') or {}, selection.get('min_distance_ratio', 0.0)
     records, candidates, refused = [], [], []
     budget, restart = settings['steps'], 0
     while budget > 0:
-        atoms = deformed(start, settings['strain'], settings['rattle'], rng)
+        atoms = deformed(starts[start_index], settings['strain'], settings['rattle'], rng)
         index = first_index + len(records)
         calibration.trajectory = index
         offer = calibration if calibration.size else None
         record, found = run_trajectory(atoms, calculator, temperature, settings, selection, rng, budget, offer)
+        record.update({'start': start_index, 'restart': len(records)})
         records.append(record)
         for frame, step, gamma in found:
             closest = too_close(frame, bounds, ratio)
@@ -275,23 +277,21 @@ def run_group(start, temperature: float, parameters: dict, calculator, rng, cali
         restart += 1
         if record['stopped_by'] == 'steps' or restart > settings.get('restarts', 0):
             break
-    for number, record in enumerate(records):
-        record['restart'] = number
     return records, candidates, refused
 
 
+#: The parameters and starting structures of a parallel exploration, set before the workers are forked (they
+#: inherit them), and each worker's own calculator.
 _WORKER: dict = {}
 
 
-def _start_worker(parameters: dict) -> None:
+def _start_worker() -> None:
     """A worker process of a parallel exploration: its own calculator (pyace's is not shared between processes)."""
     from pyace import PyACECalculator
 
-    calculator = PyACECalculator(parameters['potential'])
-    calculator.set_active_set(parameters['active_set'])
-    _WORKER.update(
-        parameters=parameters, calculator=calculator, starts=build_atoms(load_arrays(parameters['structures']))
-    )
+    parameters = _WORKER['parameters']
+    _WORKER['calculator'] = PyACECalculator(parameters['potential'])
+    _WORKER['calculator'].set_active_set(parameters['active_set'])
 
 
 def _run_group_in_worker(task: tuple[int, int, float]):
@@ -301,7 +301,7 @@ def _run_group_in_worker(task: tuple[int, int, float]):
     rng = np.random.default_rng([parameters['exploration']['seed'], number])
     calibration = Reservoir(parameters['selection'].get('calibration_samples', 0), rng)
     records, candidates, refused = run_group(
-        _WORKER['starts'][start_index], temperature, parameters, _WORKER['calculator'], rng, calibration, 0
+        _WORKER['starts'], start_index, temperature, parameters, _WORKER['calculator'], rng, calibration, 0
     )
     return records, candidates, refused, calibration.items, calibration.seen
 
@@ -321,23 +321,25 @@ def explore(parameters: dict, calculator, processes: int = 1) -> tuple[list, lis
     """Every trajectory (start x temperature x repeat, restarted at gamma_hi while its step budget lasts); return
     the trajectory records, the candidates, the calibration frames below gamma_lo and the refused candidates.
 
-    ``processes`` > 1 runs the groups in that many worker processes, each group with its own random stream (the
-    trajectories then differ from a serial run with the same seed; the result does not depend on ``processes``)."""
+    ``processes`` > 1 runs the groups in that many worker processes (at most one per group), each group with its own
+    random stream (the trajectories then differ from a serial run with the same seed; the result does not depend on
+    ``processes``)."""
     settings, selection = parameters['exploration'], parameters['selection']
     rng = np.random.default_rng(settings['seed'])
-    groups = trajectory_groups(parameters)
+    starts = build_atoms(load_arrays(parameters['structures']))
+    groups = trajectory_groups(settings, len(starts))
     trajectories, candidates, refused = [], [], []
-    if processes > 1:
+    workers = min(processes, len(groups))
+    if workers > 1:
         import multiprocessing
 
+        _WORKER.update(parameters=parameters, starts=starts)
         tasks = [(number, start_index, temperature) for number, (start_index, temperature) in enumerate(groups)]
-        with multiprocessing.get_context('fork').Pool(processes, _start_worker, (parameters,)) as pool:
+        with multiprocessing.get_context('fork').Pool(workers, _start_worker) as pool:
             results = pool.map(_run_group_in_worker, tasks, chunksize=1)
         samples = []
-        for (start_index, _), (records, found, rejected, items, seen) in zip(groups, results, strict=True):
+        for records, found, rejected, items, seen in results:
             offset = len(trajectories)
-            for record in records:
-                record['start'] = start_index
             trajectories.extend(records)
             candidates.extend(
                 (frame, offset + index, step, gamma, temperature) for frame, index, step, gamma, temperature in found
@@ -346,14 +348,11 @@ def explore(parameters: dict, calculator, processes: int = 1) -> tuple[list, lis
             samples.append(([(offset + index, *rest) for index, *rest in items], seen))
         chosen = merge_calibration(samples, selection.get('calibration_samples', 0), rng)
     else:
-        starts = build_atoms(load_arrays(parameters['structures']))
         calibration = Reservoir(selection.get('calibration_samples', 0), rng)
         for start_index, temperature in groups:
             records, found, rejected = run_group(
-                starts[start_index], temperature, parameters, calculator, rng, calibration, len(trajectories)
+                starts, start_index, temperature, parameters, calculator, rng, calibration, len(trajectories)
             )
-            for record in records:
-                record['start'] = start_index
             trajectories.extend(records)
             candidates.extend(found)
             refused.extend(rejected)
@@ -375,7 +374,7 @@ def main(argv: list[str]) -> int:
     with open(argv[0]) as handle:
         parameters = json.load(handle)
     selection = parameters['selection']
-    processes = max(1, min(int(parameters.get('processes', 1)), len(trajectory_groups(parameters))))
+    processes = max(1, int(parameters.get('processes', 1)))
     calculator = PyACECalculator(parameters['potential'])
     calculator.set_active_set(parameters['active_set'])
     trajectories, candidates, below, refused = explore(parameters, calculator, processes)
@@ -398,7 +397,7 @@ def main(argv: list[str]) -> int:
         'selected': len(indices),
         'calibration': len(below),
         'wall_time': time.time() - started,
-        'processes': processes,
+        'processes': min(processes, sum(record['restart'] == 0 for record in trajectories)),  # one per group
         'per_trajectory': trajectories,
     }
     with open(SUMMARY, 'w') as handle:
