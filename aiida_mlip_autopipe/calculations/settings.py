@@ -742,7 +742,8 @@ def _check_unary_function_blocks(potential: PotentialSettings) -> None:
         )
 
 
-NARY_ORDER = {'UNARY': 1, 'BINARY': 2, 'TERNARY': 3, 'QUATERNARY': 4, 'QUINARY': 5}
+#: The number of elements of each n-ary keyword's blocks (UNARY 1, BINARY 2, ...).
+NARY_ORDER = {keyword: size for size, keyword in enumerate(BLOCK_KEYWORDS[1:], start=1)}
 
 
 def _species_keys(elements: list[str], size: int) -> list[tuple[str, ...]]:
@@ -777,27 +778,20 @@ def _function_blocks_by_species(potential: PotentialSettings) -> dict[tuple[str,
     return merged
 
 
-def _check_bond_limits(potential: PotentialSettings) -> None:
+def _check_bond_limits(potential: PotentialSettings, species_blocks: dict[tuple[str, ...], dict]) -> None:
     """A bond that fixes ``nradbase`` / ``nradmax`` / ``lmax`` below what the function blocks of its elements use
     fails in pacemaker after start-up (``Given nradbase=3 for bond ('Al', 'Al') is less than nradbasemax=15``)."""
     elements = sorted(potential.elements or [])
     given: dict[tuple[str, str], dict[str, int]] = {pair: {} for pair in itertools.product(elements, repeat=2)}
     bonds = {key: spec.to_input() for key, spec in (potential.bonds or {}).items()}
     order = [key for key in ('ALL', 'UNARY', 'BINARY') if key in bonds] + [k for k in bonds if k not in BOND_KEYWORDS]
-    for key in order:
-        named = block_elements(key)
-        named_pair = sorted(named * 2 if len(named) == 1 else named)
-        for first, second in given:
-            if (
-                key == 'ALL'
-                or (key == 'UNARY' and first == second)
-                or (key == 'BINARY' and first != second)
-                or named_pair == sorted((first, second))
-            ):
-                given[first, second].update(
+    for key in order:  # pacemaker's merge order: the keywords, then the blocks named by elements
+        for pair in given:
+            if _applies(key, pair):
+                given[pair].update(
                     {name: value for name, value in bonds[key].items() if name in ('nradbase', 'nradmax', 'lmax')}
                 )
-    for species, block in _function_blocks_by_species(potential).items():
+    for species, block in species_blocks.items():
         if 'nradmax_by_orders' not in block or 'lmax_by_orders' not in block:
             continue
         needed = {
@@ -816,15 +810,9 @@ def _check_bond_limits(potential: PotentialSettings) -> None:
                     )
 
 
-def _check_reverse_function_blocks(potential: PotentialSettings) -> None:
-    """Pacemaker 0.4 symmetrises the bonds of its function blocks and fails (``RuntimeError: dictionary changed size
-    during iteration``) where a block centred on A has B neighbours but no block centred on B has A neighbours."""
-    blocks = {
-        species: block
-        for species, block in _function_blocks_by_species(potential).items()
-        if len(block.get('nradmax_by_orders', [])) >= len(species) - 1  # a function per neighbour element at least
-    }
-    bonds = {(species[0], other) for species in blocks for other in species[1:]}
+def _check_function_shares(potential: PotentialSettings, blocks: dict[tuple[str, ...], dict]) -> None:
+    """Pacemaker keeps ``number_of_functions_per_element // blocks`` functions in each of an element's ``blocks``:
+    fewer than one per block leaves a potential without functions (and no error)."""
     kept = potential.functions.number_of_functions_per_element if potential.functions is not None else None
     for element in sorted(potential.elements or []):
         shares = sum(species[0] == element for species in blocks)
@@ -834,6 +822,13 @@ def _check_reverse_function_blocks(potential: PotentialSettings) -> None:
                 f'blocks of {element} (pacemaker keeps {kept} // {shares} = 0 functions in each: a potential without '
                 f'functions); give at least {shares}, or fewer blocks'
             )
+
+
+def _check_reverse_function_blocks(blocks: dict[tuple[str, ...], dict]) -> None:
+    """Pacemaker 0.4 symmetrises the bonds of its function ``blocks`` and fails (``RuntimeError: dictionary changed
+    size during iteration``) where a block centred on A has B neighbours but no block centred on B has A neighbours,
+    and (``map::at``) where only a block of three or more elements gives A atoms B neighbours."""
+    bonds = {(species[0], other) for species in blocks for other in species[1:]}
     for first, second in sorted(bonds):
         if (first, second) not in blocks:
             raise ValueError(
@@ -850,8 +845,15 @@ def _check_reverse_function_blocks(potential: PotentialSettings) -> None:
 
 def _check_required_block_keys(potential: PotentialSettings) -> None:
     _check_unary_function_blocks(potential)
-    _check_reverse_function_blocks(potential)
-    _check_bond_limits(potential)
+    species_blocks = _function_blocks_by_species(potential)
+    built = {  # the blocks that get functions: at least one function per neighbour element
+        species: block
+        for species, block in species_blocks.items()
+        if len(block.get('nradmax_by_orders', [])) >= len(species) - 1
+    }
+    _check_function_shares(potential, built)
+    _check_reverse_function_blocks(built)
+    _check_bond_limits(potential, species_blocks)
     elements = potential.elements or []
     targets = {
         'embeddings': [(element,) for element in elements],
