@@ -94,6 +94,21 @@ def emt_md(starts: list, temperatures, steps: int, every: int, seed: int) -> lis
     return snapshots
 
 
+def seed_sets(elements, seed: int, steps: int) -> tuple[list, list, list]:
+    """The starts of the exploration, the independent hot-MD test and random sampling's pool of EMT-MD snapshots
+    (every step of the starts at the exploration's temperatures) of one seed."""
+    starts = cells(elements, 4, seed=200 + seed)
+    hot = emt_md(
+        cells(elements, 4, seed=300 + seed, repeats=((2, 1, 1), (2, 2, 1), (2, 2, 2))), (1800.0,), 100, 20, 400
+    )
+    return starts, hot, emt_md(starts, TEMPERATURES, steps, 1, seed=500 + seed)
+
+
+def final_functions(result: dict, default: int) -> int:
+    """Functions per element of the loop's last fit (the basis only grows): random sampling fits with them."""
+    return max(entry['functions'] or default for entry in result['loop'])
+
+
 def errors(potential, test: list) -> tuple[float, float]:
     """Energy RMSE (meV/atom) and force RMSE per component (meV/Å) of a potential node on labelled ``test``."""
     from aiida_mlip_autopipe import get_calculator
@@ -186,10 +201,7 @@ def one_seed(code, system: str, seed: int, arguments) -> dict:
 
     elements, functions = SYSTEMS[system]['elements'], SYSTEMS[system]['functions']
     initial = TrainingSetData.from_atoms(emt_structures(20, elements=elements, seed=100 + seed)).store()
-    starts = cells(elements, 4, seed=200 + seed)
-    hot = emt_md(
-        cells(elements, 4, seed=300 + seed, repeats=((2, 1, 1), (2, 2, 1), (2, 2, 2))), (1800.0,), 100, 20, 400
-    )
+    starts, hot, pool = seed_sets(elements, seed, arguments.steps)
     loop, wall = run_loop(code, initial, starts, arguments, functions, seed)
     rows = loop.outputs.iterations.get_list()
     result = {'system': system, 'seed': seed, 'loop_wall_s': wall, 'loop': [], 'random': [], 'rows': rows}
@@ -213,8 +225,6 @@ def one_seed(code, system: str, seed: int, arguments) -> dict:
             }
         )
     first = orm.load_node(rows[0]['training'])
-    pool = emt_md(starts, TEMPERATURES, arguments.steps, 1, seed=500 + seed)
-    final_functions = max(entry['functions'] or functions for entry in result['loop'])
     budgets = sorted({entry['labels'] for entry in result['loop'] if entry['labels']})
     if arguments.quick:  # random fits from the second iteration's budget on (the headline's), and twice them
         budgets = budgets[1:]
@@ -226,7 +236,7 @@ def one_seed(code, system: str, seed: int, arguments) -> dict:
             pool,
             count,
             seed * 1000 + count,
-            final_functions,
+            final_functions(result, functions),
             arguments.maxiter,
         )
         energy, force = errors(node.outputs.potential, hot)
@@ -327,15 +337,10 @@ def equal_optimisation(arguments) -> None:
         if arguments.seed_only is not None and result['seed'] != arguments.seed_only:
             continue
         system, seed = result['system'], result['seed']
-        elements = SYSTEMS[system]['elements']
         rows = result['rows']
         fits = sum(1 for row in rows if row.get('training') is not None)
         first = orm.load_node(rows[0]['training'])
-        starts = cells(elements, 4, seed=200 + seed)
-        hot = emt_md(
-            cells(elements, 4, seed=300 + seed, repeats=((2, 1, 1), (2, 2, 1), (2, 2, 2))), (1800.0,), 100, 20, 400
-        )
-        pool = emt_md(starts, TEMPERATURES, arguments.steps, 1, seed=500 + seed)
+        _, hot, pool = seed_sets(SYSTEMS[system]['elements'], seed, arguments.steps)
         final = result['loop'][-1]
         count = 2 * final['labels']
         maxiter = arguments.maxiter * fits
@@ -346,7 +351,7 @@ def equal_optimisation(arguments) -> None:
             pool,
             count,
             seed * 1000 + count,
-            final['functions'],
+            final_functions(result, SYSTEMS[system]['functions']),
             maxiter,
         )
         energy, force = errors(node.outputs.potential, hot)
