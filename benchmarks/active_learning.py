@@ -168,14 +168,18 @@ def run_loop(code, initial, starts, arguments, functions: int, seed: int):
     return node, time.perf_counter() - started
 
 
-def fit_random(code, first_train, test_set, snapshots: list, count: int, seed: int, functions: int, maxiter: int):
+def fit_random(code, first, snapshots: list, count: int, seed: int, functions: int, maxiter: int):
+    """A fit on the loop's first training structures (``first``: its first training workflow, whose test set it
+    keeps) plus ``count`` snapshots drawn at random (the benchmark's ``seed`` and ``count`` seed the draw)."""
     from aiida import orm
     from aiida.engine import run_get_node
 
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
     from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
 
-    chosen = np.random.default_rng(seed).choice(len(snapshots), size=min(count, len(snapshots)), replace=False)
+    first_train, test_set = first.outputs.training_set, first.outputs.test_set
+    draw = np.random.default_rng(seed * 1000 + count)
+    chosen = draw.choice(len(snapshots), size=min(count, len(snapshots)), replace=False)
     sample = TrainingSetData.from_atoms([snapshots[index] for index in sorted(chosen)]).store()
     _, node = run_get_node(
         PacemakerTrainingWorkChain,
@@ -229,16 +233,7 @@ def one_seed(code, system: str, seed: int, arguments) -> dict:
     if arguments.quick:  # random fits from the second iteration's budget on (the headline's), and twice them
         budgets = budgets[1:]
     for count in sorted(set(budgets) | {2 * budget for budget in budgets}):
-        node = fit_random(
-            code,
-            first.outputs.training_set,
-            first.outputs.test_set,
-            pool,
-            count,
-            seed * 1000 + count,
-            final_functions(result, functions),
-            arguments.maxiter,
-        )
+        node = fit_random(code, first, pool, count, seed, final_functions(result, functions), arguments.maxiter)
         energy, force = errors(node.outputs.potential, hot)
         result['random'].append({'labels': count, 'rmse_energy_hot': energy, 'rmse_forces_hot': force})
     return result
@@ -343,17 +338,8 @@ def equal_optimisation(arguments) -> None:
         _, hot, pool = seed_sets(SYSTEMS[system]['elements'], seed, arguments.steps)
         final = result['loop'][-1]
         count = 2 * final['labels']
-        maxiter = arguments.maxiter * fits
-        node = fit_random(
-            code,
-            first.outputs.training_set,
-            first.outputs.test_set,
-            pool,
-            count,
-            seed * 1000 + count,
-            final_functions(result, SYSTEMS[system]['functions']),
-            maxiter,
-        )
+        functions, maxiter = final_functions(result, SYSTEMS[system]['functions']), arguments.maxiter * fits
+        node = fit_random(code, first, pool, count, seed, functions, maxiter)
         energy, force = errors(node.outputs.potential, hot)
         same = {entry['labels']: entry for entry in result['random']}.get(count)
         shorter = same['rmse_forces_hot'] if same else float('nan')
