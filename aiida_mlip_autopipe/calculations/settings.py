@@ -726,15 +726,11 @@ def _applies(key: str, elements: tuple[str, ...]) -> bool:
     return sorted(named) == sorted(elements) or (len(set(elements)) == 1 and named == [elements[0]])
 
 
-def _check_unary_function_blocks(potential: PotentialSettings) -> None:
+def _check_unary_function_blocks(potential: PotentialSettings, species_blocks: dict[tuple[str, ...], dict]) -> None:
     """Every element needs a one-element function block (ALL, UNARY or its own): pacemaker takes each element's
     ``ndensity`` from those blocks and fails after start-up without one (``element_ndensity_dict neither provided
     nor constructed``, or a ``KeyError`` naming the element)."""
-    blocks = potential.functions.blocks if potential.functions is not None else {}
-    if any(key in ('ALL', 'UNARY') for key in blocks):
-        return
-    alone = {named[0] for named in map(block_elements, blocks) if len(named) == 1}
-    missing = [element for element in potential.elements or [] if element not in alone]
+    missing = [element for element in potential.elements or [] if (element,) not in species_blocks]
     if missing:
         raise ValueError(
             f'potential.functions: no block gives the functions of {", ".join(missing)} alone (pacemaker fails on '
@@ -844,8 +840,8 @@ def _check_reverse_function_blocks(blocks: dict[tuple[str, ...], dict]) -> None:
 
 
 def _check_required_block_keys(potential: PotentialSettings) -> None:
-    _check_unary_function_blocks(potential)
     species_blocks = _function_blocks_by_species(potential)
+    _check_unary_function_blocks(potential, species_blocks)
     built = {  # the blocks that get functions: at least one function per neighbour element
         species: block
         for species, block in species_blocks.items()
