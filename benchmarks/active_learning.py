@@ -10,7 +10,8 @@
   the temperatures (600, 1200 K), ``steps`` 150 and ``max_per_iteration`` (``--per-iteration``); EMT labels.
 * Random sampling: the same starts, deformations and temperatures, but MD with EMT itself (the "true" dynamics);
   snapshots drawn at random, as many as the loop labelled up to each iteration and twice as many; fitted on the same
-  first training structures with the loop's final functions per element.
+  first training structures with the functions per element that the loop's basis schedule gives a training set of
+  that size (the same fit policy: the two differ only in their data).
 * The test: hot MD (1800 K, hotter than the exploration) of 4 other cells of 8-32 atoms with EMT, every 20th step:
   independent of every fit. Force RMSE per component (meV/Å) and energy RMSE (meV/atom) of each potential's
   ``.yace`` through ``get_calculator``.
@@ -105,8 +106,16 @@ def seed_sets(elements, seed: int, steps: int) -> tuple[list, list, list]:
 
 
 def final_functions(result: dict, default: int) -> int:
-    """Functions per element of the loop's last fit (the basis only grows): random sampling fits with them."""
+    """Functions per element of the loop's last fit (the basis only grows): ``--equal-optimisation`` fits with them."""
     return max(entry['functions'] or default for entry in result['loop'])
+
+
+def scheduled_functions(structures: int, target: int) -> int:
+    """Functions per element that the loop's default basis schedule gives a fit on ``structures`` training
+    structures: random sampling fits with the same policy, so that the two differ only in their data."""
+    from aiida_mlip_autopipe.active_learning.settings import RefitSettings, functions_for
+
+    return functions_for(RefitSettings().functions_schedule, structures, target)
 
 
 def errors(potential, test: list) -> tuple[float, float]:
@@ -232,10 +241,14 @@ def one_seed(code, system: str, seed: int, arguments) -> dict:
     budgets = sorted({entry['labels'] for entry in result['loop'] if entry['labels']})
     if arguments.quick:  # random fits from the second iteration's budget on (the headline's), and twice them
         budgets = budgets[1:]
+    first_size = len(first.outputs.training_set)
     for count in sorted(set(budgets) | {2 * budget for budget in budgets}):
-        node = fit_random(code, first, pool, count, seed, final_functions(result, functions), arguments.maxiter)
+        scheduled = scheduled_functions(first_size + count, functions)
+        node = fit_random(code, first, pool, count, seed, scheduled, arguments.maxiter)
         energy, force = errors(node.outputs.potential, hot)
-        result['random'].append({'labels': count, 'rmse_energy_hot': energy, 'rmse_forces_hot': force})
+        result['random'].append(
+            {'labels': count, 'functions': scheduled, 'rmse_energy_hot': energy, 'rmse_forces_hot': force}
+        )
     return result
 
 
@@ -270,7 +283,7 @@ def summarise(results: list[dict]) -> str:
         runs = [result for result in results if result['system'] == system]
         lines.append(f'\n**{system}** ({len(runs)} seeds: {", ".join(str(run["seed"]) for run in runs)})\n')
         lines.append(
-            '| iteration | labels (mean) | functions | loop F hot | random F hot, same labels | '
+            '| iteration | labels (mean) | functions (random 2x) | loop F hot | random F hot, same labels | '
             'random F hot, 2x labels | loop E hot | random E hot | miss rate | labels needed / 2x |'
         )
         lines.append('|---|---|---|---|---|---|---|---|---|---|')
@@ -278,12 +291,14 @@ def summarise(results: list[dict]) -> str:
         for index in range(iterations):
             loop = [run['loop'][index] for run in runs]
             same, double, ratios, energy_random = [], [], [], []
+            random_functions: set[str] = set()
             for run, entry in zip(runs, loop, strict=True):
                 by_count = {item['labels']: item for item in run['random']}
                 if entry['labels'] in by_count:
                     same.append(by_count[entry['labels']]['rmse_forces_hot'])
                     energy_random.append(by_count[entry['labels']]['rmse_energy_hot'])
                 if 2 * entry['labels'] in by_count and entry['labels']:
+                    random_functions.add(str(by_count[2 * entry['labels']].get('functions', '?')))
                     target = by_count[2 * entry['labels']]['rmse_forces_hot']
                     double.append(target)
                     needed = labels_needed(run['loop'], target)
@@ -306,7 +321,8 @@ def summarise(results: list[dict]) -> str:
                 )
             lines.append(
                 f'| {loop[0]["iteration"]} | {np.mean([e["labels"] for e in loop]):.1f} | '
-                f'{"/".join(sorted({str(e["functions"]) for e in loop}))} | '
+                f'{"/".join(sorted({str(e["functions"]) for e in loop}))}'
+                f'{" (" + "/".join(sorted(random_functions)) + ")" if random_functions else ""} | '
                 f'{fmt([e["rmse_forces_hot"] for e in loop])} | {fmt(same)} | {fmt(double)} | '
                 f'{fmt([e["rmse_energy_hot"] for e in loop], 1)} | {fmt(energy_random, 1)} | '
                 f'{fmt(misses, 2) if misses else "-"} | {ratio_text} |'
