@@ -19,7 +19,8 @@ structure, when the energy has no creator).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 from aiida import orm
@@ -46,6 +47,11 @@ QE_WORKFLOW_PREFIX = 'aiida.workflows:quantumespresso.'
 BATCH = 50
 
 
+def _pk(node: orm.Node) -> int:
+    """The pk of a stored node (aiida-core types ``pk`` as ``int | None``: ``None`` only before a node is stored)."""
+    return cast(int, node.pk)
+
+
 def _source_of(node: orm.Data, fallback: orm.Node) -> str:
     creator = node.creator
     return node_source((creator or fallback).uuid)
@@ -66,7 +72,7 @@ def _groups(sources: Mapping[str, orm.Data]) -> dict[str, dict[str, orm.Data]]:
     return dict(sorted(groups.items(), key=lambda item: int(item[0][1:])))
 
 
-def read_arrays(nodes: list[orm.ArrayData]) -> list[dict[str, np.ndarray]]:
+def read_arrays(nodes: Sequence[orm.ArrayData]) -> list[dict[str, np.ndarray]]:
     """Read every array of many stored ``ArrayData`` nodes in one pass over the repository (reading them one by one
     opens the object store for each array)."""
     from aiida.manage import get_manager
@@ -76,6 +82,7 @@ def read_arrays(nodes: list[orm.ArrayData]) -> list[dict[str, np.ndarray]]:
     for index, node in enumerate(nodes):
         for name in node.get_arraynames():
             key = node.base.repository.get_object(f'{name}.npy').key
+            assert key is not None  # a file's key (only a directory has none)
             wanted.setdefault(key, []).append((index, name))
     repository = get_manager().get_profile_storage().get_repository()
     for key, stream in repository.iter_object_streams(list(wanted)):
@@ -85,7 +92,7 @@ def read_arrays(nodes: list[orm.ArrayData]) -> list[dict[str, np.ndarray]]:
     return result
 
 
-def _creator_uuids(nodes: list[orm.Data]) -> dict[int, str]:
+def _creator_uuids(nodes: Sequence[orm.Data]) -> dict[int, str]:
     """The UUID of the calculation that created each node, in bulk (``node.creator`` is one query per node)."""
     from aiida.common.links import LinkType
 
@@ -116,19 +123,20 @@ def collect_pw_results(frames: orm.Str, **sources: orm.Data) -> TrainingSetData:
 
     builder = TrainingSetBuilder()
     groups = _groups(sources)
-    trajectories = [nodes['trajectory'] for nodes in groups.values()]
+    trajectories = [cast(orm.TrajectoryData, nodes['trajectory']) for nodes in groups.values()]
     creators = _creator_uuids(trajectories)
     for (key, nodes), arrays in zip(groups.items(), read_arrays(trajectories), strict=True):
         trajectory = nodes['trajectory']
-        uuid = creators.get(trajectory.pk, trajectory.uuid)
+        uuid = creators.get(_pk(trajectory), trajectory.uuid)
         source = node_source(uuid)
         if 'energy' in arrays:
             energies = np.atleast_1d(arrays['energy'])
         elif 'parameters' in nodes:
-            units = nodes['parameters'].get('energy_units', 'eV')
+            parameters = cast(orm.Dict, nodes['parameters'])
+            units = parameters.get('energy_units', 'eV')
             if units != 'eV':
                 raise TrainingSetError(f'{key} ({source}): energy in {units!r}, expected eV')
-            energies = np.asarray([nodes['parameters'].get('energy')], dtype=float)
+            energies = np.asarray([parameters.get('energy')], dtype=float)
         else:
             raise TrainingSetError(f'{key} ({source}): the trajectory has no energy array')
         positions, cells = arrays['positions'], arrays['cells']
@@ -182,7 +190,7 @@ def collect_structure_results(**sources: orm.Data) -> TrainingSetData:
 def last_pw_calculation(node: orm.ProcessNode) -> orm.CalcJobNode | None:
     """The node itself for a ``PwCalculation``; for a workflow (``PwBaseWorkChain``), its last successful
     ``PwCalculation``; ``None`` when there is none (failed)."""
-    return _last_successful_pw([node]).get(node.pk)
+    return _last_successful_pw([node]).get(_pk(node))
 
 
 def _chunks(values: list, size: int = 500):
@@ -218,14 +226,16 @@ def _last_successful_pw(nodes: list[orm.ProcessNode]) -> dict[int, orm.CalcJobNo
                 if isinstance(child, orm.CalcJobNode) and child.process_type == PW_PROCESS_TYPE and child.is_finished_ok
             ]
             if children:
-                result[workflow.pk] = max(children, key=lambda child: child.ctime)
+                result[_pk(workflow)] = max(children, key=lambda child: child.ctime)
     return result
 
 
 def non_pw_processes(nodes: list[orm.ProcessNode]) -> list[orm.ProcessNode]:
     """The nodes that are not DFT results this module collects: calculations other than ``PwCalculation``,
     workflows that are not aiida-quantumespresso's and never ran one (at any depth), other nodes; in bulk."""
-    foreign = [node for node in nodes if isinstance(node, orm.CalcJobNode) and node.process_type != PW_PROCESS_TYPE]
+    foreign: list[orm.ProcessNode] = [
+        node for node in nodes if isinstance(node, orm.CalcJobNode) and node.process_type != PW_PROCESS_TYPE
+    ]
     # aiida-quantumespresso's workflows count even without a PW run (a failed PwBaseWorkChain is a failed PW result)
     workflows = [
         node
@@ -241,13 +251,13 @@ def non_pw_processes(nodes: list[orm.ProcessNode]) -> list[orm.ProcessNode]:
         if workflow.pk not in with_pw and any(
             child.process_type == PW_PROCESS_TYPE for child in workflow.called_descendants
         ):
-            with_pw.add(workflow.pk)
+            with_pw.add(_pk(workflow))
     others = [node for node in nodes if not isinstance(node, orm.CalcJobNode | orm.WorkflowNode)]
     foreign += [node for node in workflows if node.pk not in with_pw]
-    return sorted(foreign + others, key=lambda node: node.pk)
+    return sorted(foreign + others, key=_pk)
 
 
-def describe_nodes(nodes: list[orm.Node], limit: int = 10) -> str:
+def describe_nodes(nodes: Sequence[orm.Node], limit: int = 10) -> str:
     """``ArithmeticAddCalculation<12>, Int<13>``: what each node is, for a message."""
     names = [f'{getattr(node, "process_label", None) or type(node).__name__}<{node.pk}>' for node in nodes]
     return ', '.join(names[:limit]) + (f' and {len(names) - limit} more' if len(names) > limit else '')
@@ -255,13 +265,14 @@ def describe_nodes(nodes: list[orm.Node], limit: int = 10) -> str:
 
 def _links(calculations: list[orm.CalcJobNode], direction: str, labels: list[str]) -> dict[int, dict[str, orm.Data]]:
     """The input (``direction='in'``) or output data of many calculations at once: ``{pk: {label: node}}``."""
-    result: dict[int, dict[str, orm.Data]] = {calc.pk: {} for calc in calculations}
+    result: dict[int, dict[str, orm.Data]] = {_pk(calc): {} for calc in calculations}
     relation = 'with_outgoing' if direction == 'in' else 'with_incoming'
+    relation_filter: dict[str, Any] = {relation: 'calc'}
     label_filter = {'or': [{'label': label} if '%' not in label else {'label': {'like': label}} for label in labels]}
     for chunk in _chunks([calc.pk for calc in calculations]):
         query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'id': {'in': chunk}}, project='id', tag='calc')
         query.append(
-            orm.Data, **{relation: 'calc'}, edge_filters=label_filter, edge_project='label', project='*', tag='data'
+            orm.Data, **relation_filter, edge_filters=label_filter, edge_project='label', project='*', tag='data'
         )
         for row in query.iterdict():
             result[row['calc']['id']][row['calc--data']['label']] = row['data']['*']
@@ -361,29 +372,28 @@ def collect_from_pw(
         raise CollectionError(
             f'not PwCalculation / PwBaseWorkChain results: {describe_nodes(foreign)}',
             'unsupported',
-            [node.pk for node in foreign],
+            [_pk(node) for node in foreign],
         )
     chosen = _last_successful_pw(nodes)
-    failed = [node.pk for node in nodes if node.pk not in chosen]
-    calculations = [chosen[node.pk] for node in nodes if node.pk in chosen]
+    failed = [_pk(node) for node in nodes if node.pk not in chosen]
+    calculations = [chosen[_pk(node)] for node in nodes if node.pk in chosen]
     outputs = _links(calculations, 'out', ['output_trajectory', 'output_parameters'])
     inputs = _links(calculations, 'in', ['structure', 'parameters', 'kpoints', 'pseudos__%'])
     entries: list[dict[str, orm.Data]] = []
-    fingerprints = {}
+    fingerprints: dict[int, dict] = {}
     for calculation in calculations:
-        produced = outputs[calculation.pk]
+        pk = _pk(calculation)
+        produced = outputs[pk]
         if 'output_trajectory' not in produced:
-            raise CollectionError(
-                f'{calculation.process_label}<{calculation.pk}> has no output_trajectory', 'failed', [calculation.pk]
-            )
+            raise CollectionError(f'{calculation.process_label}<{pk}> has no output_trajectory', 'failed', [pk])
         trajectory = produced['output_trajectory']
         entry = {'trajectory': trajectory}
         if 'energy' not in trajectory.get_arraynames() and 'output_parameters' in produced:
             entry['parameters'] = produced['output_parameters']
-        if trajectory.pbc is None and 'structure' in inputs[calculation.pk]:
-            entry['structure'] = inputs[calculation.pk]['structure']
+        if trajectory.pbc is None and 'structure' in inputs[pk]:
+            entry['structure'] = inputs[pk]['structure']
         entries.append(entry)
-        fingerprints[calculation.pk] = pw_settings_fingerprint(inputs[calculation.pk])
+        fingerprints[pk] = pw_settings_fingerprint(inputs[pk])
     count = len(entries)
     # loaded ORM objects are expired on every commit of the calcfunctions below: keep only the trajectories alive
     del calculations, chosen, outputs, inputs

@@ -80,9 +80,17 @@ class TrainingSetBuilder:
 
     def __init__(self, min_distance: float = MIN_INTERATOMIC_DISTANCE):
         self.min_distance = min_distance
-        self._numbers, self._positions, self._forces = [], [], []
-        self._natoms, self._cells, self._pbc, self._energy = [], [], [], []
-        self._has_forces, self._stress, self._has_stress, self._source = [], [], [], []
+        self._numbers: list[np.ndarray] = []
+        self._positions: list[np.ndarray] = []
+        self._forces: list[np.ndarray] = []
+        self._natoms: list[int] = []
+        self._cells: list[np.ndarray] = []
+        self._pbc: list[np.ndarray] = []
+        self._energy: list[float] = []
+        self._has_forces: list[bool] = []
+        self._stress: list[np.ndarray] = []
+        self._has_stress: list[bool] = []
+        self._source: list[str] = []
 
     def __len__(self) -> int:
         return len(self._natoms)
@@ -355,9 +363,9 @@ class TrainingSetData(Data):
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         arrays = self._check_arrays(arrays)
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        buffer.seek(0)
-        self.base.repository.put_object_from_filelike(buffer, self.FILENAME)
+        named: dict[str, Any] = arrays  # numpy's stubs let ``**`` of arrays reach ``allow_pickle: bool``
+        np.savez(buffer, **named)
+        self.base.repository.put_object_from_bytes(buffer.getvalue(), self.FILENAME)
         self._arrays_cache = arrays
         natoms = arrays['natoms']
         energy_per_atom = arrays['energy'] / natoms if len(natoms) else np.zeros(0)
