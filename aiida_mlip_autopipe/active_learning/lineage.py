@@ -89,7 +89,7 @@ def structure_lineage(training_set: TrainingSetData) -> list[StructureOrigin]:
             origin.labeller = labeller
             structure = labeller.inputs.structure if 'structure' in labeller.inputs else None
             info = structure.base.attributes.get('exploration', None) if structure is not None else None
-            if info is not None and isinstance(structure.creator, orm.CalcJobNode):
+            if structure is not None and info is not None and isinstance(structure.creator, orm.CalcJobNode):
                 origin.structure, origin.exploration = structure, structure.creator
                 origin.iteration = _iteration_of(structure.creator) or 0
                 origin.trajectory, origin.step = info['trajectory'], info['step']

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import TYPE_CHECKING, cast
 
 import click
 from aiida.cmdline.params import arguments, types
@@ -11,6 +12,9 @@ from aiida.cmdline.utils import decorators, echo
 
 from aiida_mlip_autopipe.cli import cli
 from aiida_mlip_autopipe.cli.utils import one_line_errors, ranges
+
+if TYPE_CHECKING:
+    from aiida_mlip_autopipe.active_learning.lineage import StructureOrigin
 
 POTENTIAL = arguments.DATUM(
     'POTENTIAL', type=types.DataParamType(sub_classes=('aiida.data:core.singlefile',))
@@ -141,15 +145,24 @@ def _loop_lines(training_set) -> list[str]:
         if iteration == 0:
             lines.append(f'  iteration 0: {len(chosen)} structures of the first fit')
             continue
-        explorations = sorted({origin.exploration.pk for origin in chosen})
-        labellers = sorted({origin.labeller.process_label for origin in chosen})
-        gammas = [origin.gamma for origin in chosen]
+        added = [_added(origin) for origin in chosen]
+        explorations = sorted({exploration for exploration, _, _, _ in added})
+        labellers = sorted({labeller for _, labeller, _, _ in added})
+        gammas = [gamma for _, _, _, gamma in added]
         lines.append(
             f'  iteration {iteration}: {len(chosen)} structures proposed by PacemakerExplorationCalculation'
             f'<{ranges(explorations)}> (gamma {min(gammas):.2f}-{max(gammas):.2f}), labelled by '
-            f'{"/".join(labellers)} <{ranges(sorted(origin.labeller.pk for origin in chosen))}>'
+            f'{"/".join(labellers)} <{ranges(sorted(pk for _, _, pk, _ in added))}>'
         )
     return lines
+
+
+def _added(origin: StructureOrigin) -> tuple[int, str, int, float]:
+    """A structure an iteration added: its exploration's pk, its labeller's process label and pk, its gamma
+    (``structure_lineage`` sets all of them where it finds the iteration; the nodes are stored)."""
+    exploration, labeller, gamma = origin.exploration, origin.labeller, origin.gamma
+    assert exploration is not None and labeller is not None and gamma is not None
+    return cast(int, exploration.pk), cast(str, labeller.process_label), cast(int, labeller.pk), gamma
 
 
 @cli.command('export')

@@ -22,11 +22,13 @@ def label_with_emt(structure: orm.StructureData) -> TrainingSetData | ExitCode:
     whose source is this calcfunction."""
     from ase.calculators.emt import EMT
 
+    process = Process.current()
+    assert isinstance(process, Process)  # this calcfunction's process (plumpy types it as its own base class)
     atoms = structure.get_ase()
     atoms.calc = EMT()
     try:
         atoms.get_potential_energy()
-        labelled = TrainingSetData.from_atoms([atoms], sources=[node_source(Process.current().node.uuid)])
+        labelled = TrainingSetData.from_atoms([atoms], sources=[node_source(process.node.uuid)])
     except (NotImplementedError, KeyError, TrainingSetError, ValueError) as exception:
         return ExitCode(EMT_FAILED, f'EMT cannot label {structure.get_formula()}: {exception}')
     labelled.base.attributes.set('labeller', 'ase:emt')
@@ -41,7 +43,8 @@ class EMTLabeller(Labeller):
     is_dft = False
 
     def launch(self, workchain, structure, label):
-        _, node = label_with_emt.run_get_node(structure, metadata={'call_link_label': label})
+        # aiida-core's ParamSpec for process functions leaves out the ``metadata`` input every one of them takes
+        _, node = label_with_emt.run_get_node(structure, metadata={'call_link_label': label})  # type: ignore[call-arg]
         return node
 
     def collect(self, nodes):

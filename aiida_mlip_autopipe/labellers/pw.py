@@ -54,6 +54,7 @@ class PwLabeller(Labeller):
                 overrides=overrides,
                 options=self.protocol.get('options'),
             )
+        assert self.inputs is not None  # given whenever the protocol is not (checked in __init__)
         inputs = AttributeDict(dict(self.inputs))
         pw = AttributeDict(dict(inputs.pw))
         pw.structure = structure
@@ -67,7 +68,7 @@ class PwLabeller(Labeller):
 
         builder = self.builder(structure)
         if isinstance(builder, ProcessBuilder):
-            builder.metadata.call_link_label = label
+            builder['metadata'].call_link_label = label
             return workchain.submit(builder)
         builder.metadata = {**dict(builder.get('metadata', {})), 'call_link_label': label}
         return workchain.submit(PwBaseWorkChain, **builder)
