@@ -10,7 +10,7 @@ import hashlib
 import os
 import pathlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BeforeValidator, Field, FilePath, StrictInt, model_validator
 
@@ -223,7 +223,8 @@ class PacemakerTrainer:
         """The ``PacemakerTrainingWorkChain`` inputs of this configuration (nodes not stored yet)."""
         from aiida import orm
 
-        options = {'resources': {'num_machines': 1}}  # threads: num_threads, else the computer's default
+        # threads: num_threads, else the computer's default
+        options: dict[str, Any] = {'resources': {'num_machines': 1}}
         if self.config.num_threads:
             options['resources']['num_mpiprocs_per_machine'] = self.config.num_threads
         if self.config.max_wallclock_seconds:
@@ -371,7 +372,8 @@ class PacemakerTrainer:
         from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 
         calculations = sorted(
-            (child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)), key=lambda c: c.pk
+            (child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)),
+            key=lambda c: cast(int, c.pk),  # stored nodes: aiida-core types ``pk`` as ``int | None`` for unstored ones
         )
         if not calculations or 'retrieved' not in calculations[-1].outputs:
             return ''

@@ -330,7 +330,7 @@ class FunctionsSettings(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
     def to_input(self) -> dict[str, Any]:
-        document = (
+        document: dict[str, Any] = (
             {}
             if self.number_of_functions_per_element is None
             else {'number_of_functions_per_element': self.number_of_functions_per_element}
@@ -778,7 +778,9 @@ def _check_bond_limits(potential: PotentialSettings, species_blocks: dict[tuple[
     """A bond that fixes ``nradbase`` / ``nradmax`` / ``lmax`` below what the function blocks of its elements use
     fails in pacemaker after start-up (``Given nradbase=3 for bond ('Al', 'Al') is less than nradbasemax=15``)."""
     elements = sorted(potential.elements or [])
-    given: dict[tuple[str, str], dict[str, int]] = {pair: {} for pair in itertools.product(elements, repeat=2)}
+    given: dict[tuple[str, str], dict[str, int]] = {
+        (first, second): {} for first, second in itertools.product(elements, repeat=2)
+    }
     bonds = {key: spec.to_input() for key, spec in (potential.bonds or {}).items()}
     order = [key for key in ('ALL', 'UNARY', 'BINARY') if key in bonds] + [k for k in bonds if k not in BOND_KEYWORDS]
     for key in order:  # pacemaker's merge order: the keywords, then the blocks named by elements
@@ -851,7 +853,7 @@ def _check_required_block_keys(potential: PotentialSettings) -> None:
     _check_reverse_function_blocks(built)
     _check_bond_limits(potential, species_blocks)
     elements = potential.elements or []
-    targets = {
+    targets: dict[str, list[tuple[str, ...]]] = {
         'embeddings': [(element,) for element in elements],
         'bonds': [(first, second) for index, first in enumerate(elements) for second in elements[index:]],
     }

@@ -81,5 +81,5 @@ def import_extxyz(
     progress: Progress | None = None,
 ) -> TrainingSetData:
     """Import an extxyz file as a ``TrainingSetData`` whose lineage reaches the file (see ``import_ase_db``)."""
-    options = {'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
+    options: dict[str, str] = {'on_missing_forces': on_missing_forces, 'on_invalid': on_invalid}
     return import_file(KIND, path, read_extxyz, extxyz_to_training_set, options, progress)
