@@ -3,7 +3,8 @@
 The layout follows the flow (each folder one layer; nothing imports upward): ``data`` (``TrainingSetData``, geometry
 checks, source strings); ``importers`` (ASE databases, extxyz) and ``collection`` (DFT results in the database:
 Quantum ESPRESSO's ``pw.x``) make it; ``baseline`` (ZBL, delta learning) shapes the targets; ``calculations``
-(pacemaker and its settings schema, the exploration) with ``parsers`` beside them and ``jobscripts`` (what runs on
+(pacemaker and its settings schema, the exploration; ``calculations/files.py`` names the files of each job) with
+``parsers`` beside them (a parser imports the file names, never its calculation) and ``jobscripts`` (what runs on
 the compute node); ``potentials`` (calculator, LAMMPS, reference energies, lineage, plots); ``validation`` (physics
 of a potential); ``labellers`` (EMT, Quantum ESPRESSO); ``active_learning`` (the loop's settings, calibration and
 lineage); ``workflows`` (restarts, training, active learning, validation, protocols); ``trainer`` (the one-call façade

@@ -18,6 +18,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
+from aiida_mlip_autopipe.calculations.files import ExplorationFiles
 from aiida_mlip_autopipe.calculations.settings import settings_validator
 from aiida_mlip_autopipe.jobscripts.pacemaker_io import atoms_arrays
 
@@ -37,21 +38,8 @@ def validate_inputs(inputs, _) -> str | None:
     return None
 
 
-class PacemakerExplorationCalculation(CalcJob):
+class PacemakerExplorationCalculation(ExplorationFiles, CalcJob):
     """Explore with an ACE potential (MD, extrapolation grade per atom and step) and select what to label."""
-
-    SCRIPT = 'explore.py'
-    IO_SCRIPT = 'pacemaker_io.py'
-    PARAMETERS = 'parameters.json'
-    STRUCTURES = 'structures.npz'
-    POTENTIAL = 'potential.yaml'
-    ACTIVE_SET = 'potential.asi'
-    SUMMARY = 'exploration.json'
-    SELECTED = 'selected.npz'
-    CALIBRATION = 'calibration.npz'
-    STDOUT = 'explore.out'
-    STDERR = 'explore.err'
-    STATUS = 'aiida_explore.status'
 
     @classmethod
     def define(cls, spec):

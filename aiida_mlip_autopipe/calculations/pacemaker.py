@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from aiida_mlip_autopipe.baseline.delta import baseline_of
 from aiida_mlip_autopipe.baseline.zbl import second_zbl_core
+from aiida_mlip_autopipe.calculations.files import PacemakerFiles, settings_record
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, load_input, render_input
 from aiida_mlip_autopipe.calculations.settings import (
     PacemakerSettings,
@@ -47,60 +48,8 @@ __all__ = ('PacemakerCalculation',)
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS')
 
 
-class PacemakerCalculation(CalcJob):
+class PacemakerCalculation(PacemakerFiles, CalcJob):
     """Train an ACE potential with pacemaker (python-ace) on a ``TrainingSetData``."""
-
-    INPUT_FILE = 'input.yaml'
-    TRAINING_NPZ = 'training_set.npz'
-    TEST_NPZ = 'test_set.npz'
-    TRAINING_PICKLE = 'training_data.pckl.gzip'
-    TEST_PICKLE = 'test_data.pckl.gzip'
-    INITIAL_POTENTIAL = 'initial_potential.yaml'
-    IO_SCRIPT = 'pacemaker_io.py'
-    OUTPUT_YAML = 'output_potential.yaml'
-    OUTPUT_YACE = 'output_potential.yace'
-    LOG = 'log.txt'
-    STDOUT = 'pacemaker.out'
-    STDERR = 'pacemaker.err'
-    PREPARE_LOG = 'aiida_prepare.log'
-    PREPARE_STATUS = 'aiida_prepare.status'
-    PACEMAKER_STATUS = 'aiida_pacemaker.status'
-    YACE_LOG = 'pace_yaml2yace.log'
-    YACE_STATUS = 'aiida_yaml2yace.status'
-    PREDICTIONS_LOG = 'aiida_predictions.log'
-    MISSING_EXECUTABLE = 'aiida_missing_executable.txt'
-    JOB_STARTED = 'aiida_job_started'
-    METRICS = 'metrics.txt'
-    TEST_METRICS = 'test_metrics.txt'
-    INTERIM_POTENTIAL = 'interim_potential_0.yaml'
-    FITTING_DATA = 'fitting_data_info.pckl.gzip'
-    THREADS = 'aiida_threads.txt'
-    RETRIEVE = (
-        MISSING_EXECUTABLE,
-        LOG,
-        STDOUT,
-        STDERR,
-        PREPARE_LOG,
-        PREPARE_STATUS,
-        PACEMAKER_STATUS,
-        YACE_LOG,
-        YACE_STATUS,
-        PREDICTIONS_LOG,
-        OUTPUT_YAML,
-        OUTPUT_YACE,
-        METRICS,
-        TEST_METRICS,
-        'cycle_metrics.txt',
-        'test_cycle_metrics.txt',
-        'ladder_metrics.txt',
-        'test_ladder_metrics.txt',
-        INTERIM_POTENTIAL,
-        'interim_potential_best_cycle.yaml',
-        'train_predictions.npz',
-        'test_predictions.npz',
-        FITTING_DATA,
-        THREADS,
-    )
 
     @classmethod
     def define(cls, spec):
@@ -307,6 +256,9 @@ class PacemakerCalculation(CalcJob):
                 'the template writes input.yaml differently from the settings; pacemaker reads (and metrics.'
                 f'settings_used records) the file: {"; ".join(differences)}'
             )
+        used = self.settings_read(text, 'initial_potential' in self.inputs)
+        record = settings_record(used, filled, dropped, plan.record())
+        folder.create_file_from_filelike(_text_stream(record), self.SETTINGS_RECORD, mode='w')
         script = resources.files('aiida_mlip_autopipe.jobscripts').joinpath('pacemaker_io.py').read_text('utf-8')
         folder.create_file_from_filelike(_text_stream(script), self.IO_SCRIPT, mode='w')
 

@@ -11,7 +11,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
-from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation as Calc
+from aiida_mlip_autopipe.calculations.files import ExplorationFiles as Files
 from aiida_mlip_autopipe.jobscripts.pacemaker_io import build_atoms, split_per_structure
 from aiida_mlip_autopipe.parsers.pacemaker import last_error_line
 
@@ -41,13 +41,13 @@ class ExplorationParser(Parser):
         return starts[index] if index < len(starts) else str(index)
 
     def parse(self, **kwargs) -> ExitCode | None:
-        stderr = (self._read(Calc.STDERR) or b'').decode('utf-8', errors='replace')
+        stderr = (self._read(Files.STDERR) or b'').decode('utf-8', errors='replace')
         line = last_error_line(stderr) or (stderr.strip().splitlines() or ['(no error message)'])[-1]
-        status_text = (self._read(Calc.STATUS) or b'').decode().strip()
+        status_text = (self._read(Files.STATUS) or b'').decode().strip()
         if status_text and status_text != '0':
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(status=status_text, line=line)
-        summary_bytes, selected_bytes = self._read(Calc.SUMMARY), self._read(Calc.SELECTED)
-        for name, content in ((Calc.SUMMARY, summary_bytes), (Calc.SELECTED, selected_bytes)):
+        summary_bytes, selected_bytes = self._read(Files.SUMMARY), self._read(Files.SELECTED)
+        for name, content in ((Files.SUMMARY, summary_bytes), (Files.SELECTED, selected_bytes)):
             if content is None:
                 return self.exit_codes.ERROR_OUTPUT_MISSING.format(name=name, line=line)
         try:
@@ -62,7 +62,7 @@ class ExplorationParser(Parser):
             outputs = self._build(summary, selected)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exception:
             return self.exit_codes.ERROR_SUMMARY_MALFORMED.format(line=f'{type(exception).__name__}: {exception}')
-        calibration_bytes = self._read(Calc.CALIBRATION)
+        calibration_bytes = self._read(Files.CALIBRATION)
         if calibration_bytes is not None:  # written by explore.py since calibration frames exist
             try:
                 with np.load(io.BytesIO(calibration_bytes), allow_pickle=False) as handle:
@@ -70,7 +70,7 @@ class ExplorationParser(Parser):
                 calibration = self._structures(arrays, summary['per_trajectory'], self._starts())
             except (ValueError, KeyError, IndexError, OSError) as exception:
                 return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(
-                    line=f'{Calc.CALIBRATION}: {type(exception).__name__}: {exception}'
+                    line=f'{Files.CALIBRATION}: {type(exception).__name__}: {exception}'
                 )
             outputs.update({f'calibration.structure_{i:04d}': node for i, node in enumerate(calibration)})
         for label, node in outputs.items():  # attached only once every output is built

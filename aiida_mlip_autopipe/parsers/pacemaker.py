@@ -6,6 +6,7 @@ It reads only the ``retrieved`` folder, never the remote working directory.
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import signal
@@ -17,9 +18,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
-from aiida_mlip_autopipe.calculations.input_file import load_input
-from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation as Calc
-from aiida_mlip_autopipe.calculations.pacemaker import reference_plan
+from aiida_mlip_autopipe.calculations.files import PacemakerFiles as Files
 from aiida_mlip_autopipe.potentials.bbasis import read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
@@ -117,21 +116,21 @@ class PacemakerParser(Parser):
 
     def _parse(self) -> ExitCode | None:
         codes = self.exit_codes
-        stderr = self._read(Calc.STDERR) or ''
+        stderr = self._read(Files.STDERR) or ''
         error_line = last_error_line(stderr)
 
-        missing = self._read(Calc.MISSING_EXECUTABLE)
+        missing = self._read(Files.MISSING_EXECUTABLE)
         if missing is not None:
             return codes.ERROR_EXECUTABLE_MISSING.format(path=missing.strip())
-        prepare_status = self._status(Calc.PREPARE_STATUS)
+        prepare_status = self._status(Files.PREPARE_STATUS)
         if prepare_status not in (None, 0):
-            line = last_error_line(self._read(Calc.PREPARE_LOG) or '') or f'exit status {prepare_status}'
+            line = last_error_line(self._read(Files.PREPARE_LOG) or '') or f'exit status {prepare_status}'
             return codes.ERROR_DATASET_CONVERSION_FAILED.format(line=line)
 
         if self.node.exit_status == codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status or self._stopped_at_time_limit():
             return codes.ERROR_OUT_OF_WALLTIME
-        log = self._read(Calc.LOG)
-        status = self._status(Calc.PACEMAKER_STATUS)
+        log = self._read(Files.LOG)
+        status = self._status(Files.PACEMAKER_STATUS)
         nan_iteration = self._nan_iteration(log)
         if status is None:
             if self.node.exit_status is not None and self.node.exit_status != 0:  # the scheduler's verdict
@@ -150,18 +149,18 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_LOG_MISSING.format(line=error_line or '(none)')
         if nan_iteration is not None:
             return codes.ERROR_NAN_LOSS.format(iteration=nan_iteration)
-        potential_yaml = self._read(Calc.OUTPUT_YAML)
+        potential_yaml = self._read(Files.OUTPUT_YAML)
         if potential_yaml is None:
             return codes.ERROR_OUTPUT_POTENTIAL_MISSING.format(line=error_line or '(none)')
-        if Calc.OUTPUT_YACE not in self._names or self._status(Calc.YACE_STATUS) not in (0, None):
-            line = last_error_line(self._read(Calc.YACE_LOG) or '') or '(none)'
+        if Files.OUTPUT_YACE not in self._names or self._status(Files.YACE_STATUS) not in (0, None):
+            line = last_error_line(self._read(Files.YACE_LOG) or '') or '(none)'
             return codes.ERROR_OUTPUT_YACE_MISSING.format(line=line)
-        metrics_text = self._read(Calc.METRICS)
+        metrics_text = self._read(Files.METRICS)
         if metrics_text is None:
             return codes.ERROR_OUTPUT_METRICS_MISSING
         try:
             train = parse_metrics_table(metrics_text)
-            test_text = self._read(Calc.TEST_METRICS)
+            test_text = self._read(Files.TEST_METRICS)
             test = parse_metrics_table(test_text) if test_text and len(test_text.splitlines()) > 1 else None
             summary = potential_summary(potential_yaml)
         except (ValueError, yaml.YAMLError, AttributeError) as exception:
@@ -170,14 +169,13 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_METRICS_MISSING
         try:
             e0, reference_source = e0_per_element(summary['metadata'], summary['elements'])
-            yace = with_e0(self._read(Calc.OUTPUT_YACE), e0)
+            yace = with_e0(self._read(Files.OUTPUT_YACE), e0)
         except ReferenceEnergyError as exception:
             return codes.ERROR_OUTPUT_REFERENCE_ENERGY.format(message=str(exception))
 
         metrics = self._metrics(train, test, summary, log)
         metrics['reference_energy'] = e0
         metrics['reference_energy_source'] = reference_source
-        metrics.update(self._reference_record())
         threads = self._threads()
         if threads:
             metrics['threads'] = threads
@@ -189,8 +187,8 @@ class PacemakerParser(Parser):
         outputs = {  # everything is built before anything is attached: no half-parsed result
             'metrics': orm.Dict(metrics),
             'learning_curve': self._learning_curve(train, test),
-            'potential_yaml': self._singlefile(Calc.OUTPUT_YAML, summary, metrics),
-            'potential': self._singlefile(Calc.OUTPUT_YACE, summary, metrics, content=yace.encode()),
+            'potential_yaml': self._singlefile(Files.OUTPUT_YAML, summary, metrics),
+            'potential': self._singlefile(Files.OUTPUT_YACE, summary, metrics, content=yace.encode()),
         }
         for split in ('train', 'test'):
             predictions = self._predictions(f'{split}_predictions.npz')
@@ -204,41 +202,27 @@ class PacemakerParser(Parser):
 
     def _threads(self) -> dict[str, int]:
         """The thread counts pacemaker ran with (``OMP_NUM_THREADS``, ``TF_NUM_INTRAOP/INTEROP_THREADS``)."""
-        text = self._read(Calc.THREADS) or ''
+        text = self._read(Files.THREADS) or ''
         pairs = (item.partition('=') for item in text.split())
         return {name: int(value) for name, _, value in pairs if value.strip().isdigit()}
 
-    def _reference_record(self) -> dict[str, str]:
-        """Which reference energy the fit used and why (decided on the training set before the job)."""
-        try:
-            rendered = load_input(self.node.base.repository.get_object_content(Calc.INPUT_FILE))
-            plan = reference_plan(self.node.inputs, rendered=rendered)
-        except Exception:  # a parser test without the calculation's inputs
-            return {}
-        return plan.record() if plan is not None else {}
-
     def _settings_record(self) -> dict[str, Any]:
-        """The settings pacemaker used, read from the job's ``input.yaml`` with pacemaker's own YAML reader and
-        command line (``settings_used``); what the plugin filled (only where the file has it) and the ignored keys
-        it dropped."""
+        """What the calculation recorded when it wrote ``input.yaml`` (``calculations/files.settings_record``): the
+        settings pacemaker used, what the plugin filled and dropped, and which reference energy and why (``{}`` for a
+        calculation node without the record, e.g. one made before it existed)."""
         try:
-            _, filled, dropped = Calc.completed_settings(self.node.inputs)
-            text = self.node.base.repository.get_object_content(Calc.INPUT_FILE, mode='r')
-            used = Calc.settings_read(text, 'initial_potential' in self.node.inputs)
-        except Exception:  # a parser test without the calculation's inputs or input.yaml
+            text = self.node.base.repository.get_object_content(Files.SETTINGS_RECORD, mode='r')
+        except FileNotFoundError:
             return {}
-
-        def value_at(dotted: str) -> Any:
-            document: Any = used
-            for part in dotted.split('.'):
-                document = document.get(part) if isinstance(document, dict) else None
-            return document
-
-        filled = {key: value for key, value in filled.items() if value_at(key) == value}
-        return {'settings_used': used, 'settings_filled': filled, 'settings_dropped': dropped}
+        try:
+            record = json.loads(text)
+        except ValueError:
+            self.logger.warning(f'{Files.SETTINGS_RECORD} of the calculation is not JSON: not recorded in the metrics')
+            return {}
+        return record if isinstance(record, dict) else {}
 
     def _nan_iteration(self, log: str | None) -> int | None:
-        text = self._read(Calc.METRICS)
+        text = self._read(Files.METRICS)
         if text:
             try:
                 table = parse_metrics_table(text)
@@ -254,7 +238,7 @@ class PacemakerParser(Parser):
         return None
 
     def _metrics(self, train: dict, test: dict | None, summary: dict, log: str) -> dict[str, Any]:
-        stdout = self._read(Calc.STDOUT) or ''
+        stdout = self._read(Files.STDOUT) or ''
         metrics: dict[str, Any] = {
             'rmse_energy_train': float(train['rmse_epa'][-1] * 1000),
             'rmse_forces_train': float(train['rmse_f_comp'][-1] * 1000),

@@ -1,6 +1,7 @@
 """PacemakerCalculation: the sandbox it writes, its command lines, and the errors raised before submission."""
 
 import io
+import json
 import pathlib
 
 import pytest
@@ -40,8 +41,13 @@ def inputs_for(code, training_set, **extra):
 def test_sandbox_files_commands_and_retrieve_list(generate_calc_job, fake_code, cu_set):
     settings = orm.Dict({'fit': {'maxiter': 7}, 'data': {'test_size': 1}})
     folder, calc_info = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, settings=settings))
-    assert sorted(p.name for p in folder.iterdir()) == ['input.yaml', 'pacemaker_io.py']
+    assert sorted(p.name for p in folder.iterdir()) == ['aiida_settings_record.json', 'input.yaml', 'pacemaker_io.py']
     document = yaml.safe_load((folder / 'input.yaml').read_text())
+    record = json.loads((folder / 'aiida_settings_record.json').read_text())  # what the parser puts in the metrics
+    assert record['settings_used'] == document
+    assert record['settings_filled']['fit.loss.kappa'] == document['fit']['loss']['kappa'] == 0.3
+    assert record['settings_filled']['potential.elements'] == ['Cu']
+    assert record['reference_energy_source'] and record['reference_energy_reason']
     assert document['fit']['maxiter'] == 7
     assert document['data'] == {'test_size': 1, 'filename': 'training_data.pckl.gzip'}
     assert document['potential']['elements'] == ['Cu']
