@@ -246,25 +246,13 @@ def generate_calc_job(tmp_path):
 
 
 @pytest.fixture
-def parse_fixture(session_localhost):
+def parse_fixture(generate_calc_job_node, generate_parser):
     """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/pacemaker/<name>``, or any folder given as
-    a path) with the parser."""
+    a path) with the pacemaker parser; ``files``: what the calculation wrote at submission (its repository)."""
 
-    def factory(name: str | pathlib.Path):
-        from aiida import orm
-        from aiida.common.links import LinkType
-
-        from aiida_mlip_autopipe.parsers.pacemaker import PacemakerParser
-
-        node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.pacemaker')
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.set_option('parser_name', 'mlip_autopipe.pacemaker')
-        node.store()
-        retrieved = orm.FolderData(tree=name if isinstance(name, pathlib.Path) else FIXTURES / 'pacemaker' / name)
-        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-        retrieved.store()
-        results, calcfunction = PacemakerParser.parse_from_node(node, store_provenance=False)
-        return results, calcfunction
+    def factory(name: str | pathlib.Path, files: dict[str, str] | None = None):
+        node = generate_calc_job_node('mlip_autopipe.pacemaker', name, files=files)
+        return generate_parser('mlip_autopipe.pacemaker').parse_from_node(node, store_provenance=False)
 
     return factory
 
@@ -368,10 +356,16 @@ def generate_calc_job_node(fixture_code):
 
     As aiida-quantumespresso's fixture: ``generate_calc_job_node('mlip_autopipe.pacemaker', 'success_maxiter')``
     takes the retrieved files from ``tests/parsers/fixtures/pacemaker/success_maxiter`` (``test_name`` may also be
-    a folder path); ``inputs`` (nodes) are linked as the calculation's inputs.
+    a folder path); ``inputs`` (nodes) are linked as the calculation's inputs; ``files`` (name: text) are put in the
+    calculation's repository, as the files it wrote at submission.
     """
 
-    def factory(entry_point_name: str, test_name: str | pathlib.Path | None = None, inputs: dict | None = None):
+    def factory(
+        entry_point_name: str,
+        test_name: str | pathlib.Path | None = None,
+        inputs: dict | None = None,
+        files: dict[str, str] | None = None,
+    ):
         from aiida import orm
         from aiida.common import LinkType
         from aiida.plugins.entry_point import format_entry_point_string
@@ -387,6 +381,8 @@ def generate_calc_job_node(fixture_code):
         for label, value in (inputs or {}).items():
             value.store()
             node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
+        for name, content in (files or {}).items():  # files the calculation wrote at submission (its repository)
+            node.base.repository.put_object_from_bytes(content.encode(), name)
         node.store()
         if test_name is not None:
             folder = (

@@ -155,3 +155,25 @@ def test_any_retrieved_content_gives_a_named_exit_code(parse_fixture, tmp_path, 
         assert status in known, (name, status, calcfunction.exit_message)
         if status == 0:
             assert {'potential', 'potential_yaml', 'metrics', 'learning_curve'} <= set(results), name
+
+
+def test_the_settings_record_of_the_calculation_goes_into_the_metrics(parse_fixture):
+    """What the calculation decided at submission (``aiida_settings_record.json``) is reported as it is; a record that
+    is not JSON is left out with a warning, and the parse still succeeds."""
+    import json
+
+    record = {
+        'settings_used': {'fit': {'loss': {'kappa': 0.3}}},
+        'settings_filled': {'fit.loss.kappa': 0.3},
+        'settings_dropped': [],
+        'reference_energy_source': 'none',
+        'reference_energy_reason': 'the training energies lie within the range',
+    }
+    results, calcfunction = parse_fixture('success_maxiter', files={'aiida_settings_record.json': json.dumps(record)})
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert {key: metrics[key] for key in record} == record
+
+    results, calcfunction = parse_fixture('success_maxiter', files={'aiida_settings_record.json': '{not json'})
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    assert 'settings_used' not in results['metrics'].get_dict()
