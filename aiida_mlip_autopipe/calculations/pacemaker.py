@@ -14,6 +14,7 @@ The sibling tools (``pace_yaml2yace``, the interpreter) are found in the directo
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any
@@ -171,7 +172,7 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
     # -- helpers ------------------------------------------------------------------------------------------
 
     @classmethod
-    def data_elements(cls, inputs: dict[str, Any]) -> list[str]:
+    def data_elements(cls, inputs: Mapping[str, Any]) -> list[str]:
         """The elements of the training (and test) data."""
         elements = set(inputs['training_set'].base.attributes.get('elements', []))
         if 'test_set' in inputs:
@@ -180,7 +181,7 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
 
     @classmethod
     def completed_settings(
-        cls, inputs: dict[str, Any], elements: list[str] | None = None
+        cls, inputs: Mapping[str, Any], elements: list[str] | None = None
     ) -> tuple[PacemakerSettings, dict[str, Any], list[str]]:
         """Return ``(settings, filled, dropped)``: the validated settings completed with what pacemaker requires and
         the user left out, what was filled, and the messages for keys pacemaker ignores (dropped).
@@ -192,13 +193,13 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
         return settings, filled, ignored_keys(raw)
 
     @classmethod
-    def resolve_settings(cls, inputs: dict[str, Any], elements: list[str] | None = None) -> PacemakerSettings:
+    def resolve_settings(cls, inputs: Mapping[str, Any], elements: list[str] | None = None) -> PacemakerSettings:
         """Return the validated settings completed with what pacemaker requires (e.g. the data's elements)."""
         return cls.completed_settings(inputs, elements)[0]
 
     @classmethod
     def input_document(
-        cls, inputs: dict[str, Any], elements: list[str] | None = None, has_test_set: bool | None = None
+        cls, inputs: Mapping[str, Any], elements: list[str] | None = None, has_test_set: bool | None = None
     ) -> tuple[dict[str, Any], str]:
         """Return ``(document, text)``: what ``input.yaml`` must say, and the text rendered from the template."""
         settings = cls.resolve_settings(inputs, elements)
@@ -245,6 +246,7 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
         settings, filled, dropped = self.completed_settings(self.inputs)
         read = load_input(text)
         plan = reference_plan(self.inputs, settings, rendered=read)
+        assert plan is not None  # None only without a training_set, a required input
         self.report(f'reference energy ({plan.source}): {plan.reason}')
         if filled:
             self.report(f'settings filled by the plugin (pacemaker requires them): {", ".join(filled)}')
@@ -459,7 +461,7 @@ def bbasis_problem(node: orm.SinglefileData) -> str | None:
     return f'initial_potential {node.filename!r} {reason}: give the `potential_yaml` output of a fit'
 
 
-def initial_potential_header(inputs: dict[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
+def initial_potential_header(inputs: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]] | None:
     """``(elements, metadata)`` of the ``initial_potential`` YAML (``None`` without one or for a non-YAML file)."""
     potential = inputs['initial_potential'] if 'initial_potential' in inputs else None
     if potential is None or not potential.filename.endswith(('.yaml', '.yml')):
@@ -486,7 +488,7 @@ def initial_potential_mismatch(inputs: dict[str, Any], elements: list[str]) -> s
 
 
 def reference_plan(
-    inputs: dict[str, Any],
+    inputs: Mapping[str, Any],
     settings: PacemakerSettings | None = None,
     has_test_set: bool | None = None,
     rendered: dict[str, Any] | None = None,
@@ -530,9 +532,11 @@ def settings_problem(inputs: dict[str, Any], elements: list[str], has_test_set: 
         settings = PacemakerCalculation.resolve_settings(inputs, elements)
     except (ValidationError, ValueError) as exception:
         return f'invalid settings: {first_error_location(exception)}'
-    if set(settings.potential.elements) != set(elements):
+    potential = settings.potential
+    assert potential is not None and potential.elements is not None  # filled by PacemakerSettings.complete
+    if set(potential.elements) != set(elements):
         return (
-            f'potential.elements={settings.potential.elements} does not match the elements of the data '
+            f'potential.elements={potential.elements} does not match the elements of the data '
             f'{sorted(elements)}: give exactly the data elements, or omit potential.elements to take them'
         )
     try:

@@ -47,9 +47,10 @@ class ExplorationParser(Parser):
         if status_text and status_text != '0':
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(status=status_text, line=line)
         summary_bytes, selected_bytes = self._read(Files.SUMMARY), self._read(Files.SELECTED)
-        for name, content in ((Files.SUMMARY, summary_bytes), (Files.SELECTED, selected_bytes)):
-            if content is None:
-                return self.exit_codes.ERROR_OUTPUT_MISSING.format(name=name, line=line)
+        if summary_bytes is None:
+            return self.exit_codes.ERROR_OUTPUT_MISSING.format(name=Files.SUMMARY, line=line)
+        if selected_bytes is None:
+            return self.exit_codes.ERROR_OUTPUT_MISSING.format(name=Files.SELECTED, line=line)
         try:
             summary = json.loads(summary_bytes)
             with np.load(io.BytesIO(selected_bytes), allow_pickle=False) as handle:

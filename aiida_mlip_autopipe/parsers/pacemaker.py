@@ -10,7 +10,7 @@ import json
 import math
 import re
 import signal
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import yaml
@@ -80,7 +80,13 @@ def potential_summary(text: str) -> dict[str, Any]:
 class PacemakerParser(Parser):
     """Parse the retrieved files of a :class:`~aiida_mlip_autopipe.calculations.pacemaker.PacemakerCalculation`."""
 
-    def _read(self, name: str, mode: str = 'r') -> str | bytes | None:
+    @overload
+    def _read(self, name: str, mode: Literal['r'] = 'r') -> str | None: ...
+
+    @overload
+    def _read(self, name: str, mode: Literal['rb']) -> bytes | None: ...
+
+    def _read(self, name: str, mode: Literal['r', 'rb'] = 'r') -> str | bytes | None:
         """The content of a retrieved file (``None`` if absent); text is decoded leniently (garbage stays text)."""
         if name not in self._names:
             return None
@@ -169,7 +175,9 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_METRICS_MISSING
         try:
             e0, reference_source = e0_per_element(summary['metadata'], summary['elements'])
-            yace = with_e0(self._read(Files.OUTPUT_YACE), e0)
+            yace_text = self._read(Files.OUTPUT_YACE)
+            assert yace_text is not None  # retrieved: checked above
+            yace = with_e0(yace_text, e0)
         except ReferenceEnergyError as exception:
             return codes.ERROR_OUTPUT_REFERENCE_ENERGY.format(message=str(exception))
 
@@ -287,6 +295,7 @@ class PacemakerParser(Parser):
 
     def _singlefile(self, name: str, summary: dict, metrics: dict, content: bytes | None = None) -> orm.SinglefileData:
         content = self._read(name, mode='rb') if content is None else content
+        assert content is not None  # called without content only for the potential YAML, checked present before
         node = orm.SinglefileData(io.BytesIO(content), filename=name)
         attributes = {
             'elements': summary['elements'],
