@@ -2,7 +2,8 @@
 (EMT labels), with an independent hot-MD test set per system.
 
 * Systems (``--systems``): ``cu`` (fcc Cu, 16 functions per element), ``cualni`` (Cu/Al/Ni, random fcc alloys, 32
-  functions per element), ``cu64`` (Cu with a realistic basis: 64 functions per element). The target is the
+  functions per element), ``cu64`` (Cu with a realistic basis: 64 functions per element), ``cuag`` (Cu/Ag, a binary
+  with a 13 % lattice mismatch, 16 functions per element: not used to choose any default). The target is the
   settings' ``number_of_functions_per_element``; the loop's default ``functions_schedule`` grows the basis to it.
 * Per system and seed: the first fit's data are 20 strained, rattled 4-atom fcc cells labelled with EMT (16 train,
   4 test); the starting configurations of the exploration are 4 fcc cells of 4-32 atoms (random compositions);
@@ -44,9 +45,10 @@ SYSTEMS = {
     'cu': {'elements': ('Cu',), 'functions': 16},
     'cualni': {'elements': ('Cu', 'Al', 'Ni'), 'functions': 32},
     'cu64': {'elements': ('Cu',), 'functions': 64},
+    'cuag': {'elements': ('Cu', 'Ag'), 'functions': 16},
 }
 TEMPERATURES = (600.0, 1200.0)
-LATTICE = {'Cu': 3.61, 'Al': 4.05, 'Ni': 3.52}
+LATTICE = {'Cu': 3.61, 'Al': 4.05, 'Ni': 3.52, 'Ag': 4.09}
 
 
 def cells(elements, count: int, seed: int, repeats=((1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2))) -> list:
@@ -338,10 +340,10 @@ def equal_optimisation(arguments) -> None:
     """Random sampling at twice the loop's final budget, fitted from scratch with as many optimiser iterations as
     the loop's chain of continued fits had in all (``maxiter`` x fits): is the loop ahead because of its labels or
     because its potential was optimised longer?"""
-    ensure_profile()  # before aiida is imported: it sets AIIDA_PATH
+    ensure_profile(arguments.profile)  # before aiida is imported: it sets AIIDA_PATH
     from aiida import load_profile, orm
 
-    load_profile('benchmarks')
+    load_profile(arguments.profile)
     code = pacemaker_code()
     results = json.loads(open(arguments.equal_optimisation).read())
     for result in results:
@@ -374,10 +376,10 @@ def main(arguments) -> None:
     if arguments.equal_optimisation:
         equal_optimisation(arguments)
         return
-    ensure_profile()
+    ensure_profile(arguments.profile)
     from aiida import load_profile
 
-    load_profile('benchmarks')
+    load_profile(arguments.profile)
     sys.path.insert(0, str(REPO))
     code = pacemaker_code()
     results = []
@@ -421,10 +423,11 @@ if __name__ == '__main__':
         help="refit random sampling at twice each loop's final budget with the loop's total optimiser iterations",
     )
     parser.add_argument('--seed-only', type=int, help='with --equal-optimisation: this seed only')
+    parser.add_argument(
+        '--profile', default='benchmarks', help='AiiDA profile under benchmarks/_work (one run at a time per profile)'
+    )
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.systems = (
-            [s for s in arguments.systems if s != 'cu'] if len(arguments.systems) == 3 else arguments.systems
-        )
+        arguments.systems = ['cualni', 'cu64'] if len(arguments.systems) == len(SYSTEMS) else arguments.systems
         arguments.iterations, arguments.per_iteration, arguments.steps, arguments.maxiter = 3, 5, 60, 150
     main(arguments)
