@@ -11,6 +11,7 @@ again, so the tenth validation costs no DFT. The potential side is one calcfunct
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiida import orm
@@ -21,6 +22,9 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 from aiida_mlip_autopipe.data.sources import parse_node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.labellers.base import Labeller
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 __all__ = ('PotentialValidationWorkChain', 'latest_validation', 'potential_elements', 'potential_of')
 
@@ -43,7 +47,7 @@ def potential_elements(potential: orm.SinglefileData) -> list[str]:
     import yaml
 
     try:
-        content = yaml.safe_load(potential.get_content())
+        content = yaml.safe_load(potential.get_content('r'))
     except (yaml.YAMLError, UnicodeDecodeError) as exception:
         raise ValueError(f'{potential.filename}: not an ACE potential ({type(exception).__name__})') from None
     if not isinstance(content, dict) or not content.get('elements'):
@@ -63,7 +67,9 @@ def potential_of(node: orm.Node) -> tuple[orm.SinglefileData, orm.SinglefileData
         if isinstance(potential, orm.SinglefileData):
             active_set = outputs.get('active_set')
             return potential, active_set if isinstance(active_set, orm.SinglefileData) else None
-        return_state = 'finished ok' if node.is_finished_ok else f'{node.process_state.value}, exit {node.exit_status}'
+        state = node.process_state  # None only for a process node that never ran
+        state_text = state.value if state is not None else None
+        return_state = 'finished ok' if node.is_finished_ok else f'{state_text}, exit {node.exit_status}'
         raise ValueError(f'{node.process_label}<{node.pk}> ({return_state}) has no potential output')
     raise ValueError(f'{type(node).__name__}<{node.pk}> is neither a potential nor the process that made one')
 
@@ -89,7 +95,7 @@ def reference_labellers(reference: TrainingSetData) -> set[str]:
     ``reference``, from the processes its sources name."""
     sources = [parse_node_source(source) for source in reference.get_sources()]
     uuids = {uuid for uuid in sources if uuid}
-    found = {}
+    found: dict[str, str] = {}  # uuid: process_type of each labelling process
     if uuids:
         query = orm.QueryBuilder().append(
             orm.ProcessNode, filters={'uuid': {'in': sorted(uuids)}}, project=['uuid', 'process_type']
@@ -178,7 +184,9 @@ def compare_properties(
 
     potential, reference = potential_results.get_dict(), reference_results.get_dict()
     potential_curves, reference_curves = _arrays_of(potential_arrays), _arrays_of(reference_arrays)
-    outputs = {'table': orm.Dict(_clean(table(potential, reference, potential_curves, reference_curves)))}
+    outputs: dict[str, orm.Data] = {
+        'table': orm.Dict(_clean(table(potential, reference, potential_curves, reference_curves)))
+    }
     figures = {
         'eos': plots.eos_plot(potential_curves, reference_curves, label.value),
         'phonons': plots.phonon_plot(potential_curves, reference_curves, potential.get('band_path', ''), label.value),
@@ -368,7 +376,7 @@ class PotentialValidationWorkChain(WorkChain):
 
         self.ctx.properties = parse_properties(self.inputs.properties.get_dict())
         pool = self.inputs.reference.get_atoms() if 'reference' in self.inputs else []
-        missing = []
+        missing: list[Atoms] = []
         for label, structure in sorted(self.inputs.structures.items()):
             for name, wanted in reference_structures(structure.get_ase(), self.ctx.properties).items():
                 for index, atoms in enumerate(wanted):
@@ -422,10 +430,12 @@ class PotentialValidationWorkChain(WorkChain):
         properties = orm.Dict(self.ctx.properties)
         labeller = orm.Str(self.inputs.labeller.value if 'labeller' in self.inputs else 'quantumespresso.pw')
         tables = {}
+        # the type: ignores below: aiida-core's ParamSpec for process functions leaves out the ``metadata`` input
+        # every one of them takes (for reference_properties, mypy takes it for one of the ``**labels``)
         for label, structure in sorted(self.inputs.structures.items()):
             extra = {'active_set': self.inputs.active_set} if 'active_set' in self.inputs else {}
             try:
-                potential = potential_properties(
+                potential = potential_properties(  # type: ignore[call-arg]
                     self.inputs.potential,
                     structure,
                     properties,
@@ -440,11 +450,11 @@ class PotentialValidationWorkChain(WorkChain):
                     properties,
                     labeller,
                     **self.ctx.labels_nodes,
-                    metadata={'call_link_label': f'reference_{label}'},
+                    metadata={'call_link_label': f'reference_{label}'},  # type: ignore[arg-type]
                 )
             except Exception as exception:
                 return self.exit_codes.ERROR_REFERENCE_FAILED.format(structure=label, cause=str(exception))
-            compared = compare_properties(
+            compared = compare_properties(  # type: ignore[call-arg]
                 orm.Str(label),
                 potential['results'],
                 reference['results'],
