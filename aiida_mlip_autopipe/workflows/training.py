@@ -10,12 +10,14 @@ the ZBL baseline (delta learning) → train with ``PacemakerBaseWorkChain`` → 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
+from aiida.engine.processes.ports import PortNamespace
 
 from aiida_mlip_autopipe.baseline.delta import subtract_zbl_baseline
 from aiida_mlip_autopipe.baseline.zbl import ZBLBaseline, second_zbl_core
@@ -284,10 +286,11 @@ def validate_inputs(inputs, _) -> str | None:
     if 'min_structures' in inputs and inputs['min_structures'].value < 1:
         return 'min_structures must be at least 1'
     calculation = calculation_inputs(inputs)
-    options_port = PacemakerCalculation.spec().inputs['metadata']['options']
-    problem = options_port.validate(calculation['metadata']['options'])
-    if problem is not None:
-        return f'options: {problem.message}'
+    # aiida-core types a namespace's ports as Port | PortNamespace; ``metadata`` is a namespace in every process
+    options_port = cast(PortNamespace, PacemakerCalculation.spec().inputs['metadata'])['options']
+    options_problem = options_port.validate(calculation['metadata']['options'])
+    if options_problem is not None:
+        return f'options: {options_problem.message}'
     message = threads_unknown(calculation) or validate_calc_job(calculation, PacemakerCalculation.spec().inputs)
     if message or not inputs.get('code'):
         return message
@@ -325,16 +328,21 @@ def _as_node(value):
 def failure_code(base: orm.WorkflowNode) -> str:
     """The training workflow's exit code label for a failed (or excepted, killed) base workflow."""
     labels = {code.status: label for label, code in PacemakerBaseWorkChain.exit_codes.items()}
-    return BASE_FAILURES.get(labels.get(base.exit_status), 'ERROR_TRAINING_FAILED')
+    label = labels.get(base.exit_status)
+    if label is None:  # not an exit code of the base workflow
+        return 'ERROR_TRAINING_FAILED'
+    return BASE_FAILURES.get(label, 'ERROR_TRAINING_FAILED')
 
 
 def failure_cause(base: orm.WorkflowNode) -> str:
     """The real cause: the last calculation's exit code (number and name) and message, with the base's verdict."""
     calculations = [node for node in base.called if isinstance(node, orm.CalcJobNode)]
-    verdict = failure_of(base)
-    verdict = f'{verdict["label"]}<{verdict["pk"]}> [{verdict["status"]} {verdict["name"]}]'
+    failure = failure_of(base)
+    verdict = f'{failure["label"]}<{failure["pk"]}> [{failure["status"]} {failure["name"]}]'
     if not calculations:
-        return f'{verdict}: {base.exit_message or base.process_state.value}'
+        state = base.process_state
+        assert state is not None  # a terminated process (the only kind this is called on) has its final state
+        return f'{verdict}: {base.exit_message or state.value}'
     last = failure_of(max(calculations, key=lambda node: node.ctime))
     return f'{last["label"]}<{last["pk"]}> [{last["status"]} {last["name"]}] {last["message"]} ({verdict})'
 
@@ -371,9 +379,9 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             builder.options = orm.Dict({**inputs.pop('options', {}), **(options or {})})
         base = inputs.pop('base', {})
         for name, value in base.pop('pacemaker', {}).items():
-            builder.base.pacemaker[name] = value
+            builder['base']['pacemaker'][name] = value
         for name, value in base.items():
-            builder.base[name] = _as_node(value)
+            builder['base'][name] = _as_node(value)
         sources = {'training_sets': training_sets, 'group': group, 'filters': filters}
         for name, value in {**sources, **inputs}.items():
             if value is None:
@@ -506,14 +514,17 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         )
         spec.inputs.validator = validate_inputs
 
+        # plumpy types the steps of if_/while_ as Callable[[WorkChain], ...]; ours take this class (a narrower self),
+        # which mypy rejects (arg-type): the outline names the steps through an untyped view of the class
+        steps: Any = cls
         spec.outline(
-            cls.resolve_data,
-            cls.check_data,
-            cls.assemble,
-            cls.train,
-            cls.inspect_training,
-            if_(cls.should_build_active_set)(cls.build_active_set, cls.inspect_active_set),
-            if_(cls.should_make_plots)(cls.make_plots),
+            steps.resolve_data,
+            steps.check_data,
+            steps.assemble,
+            steps.train,
+            steps.inspect_training,
+            if_(steps.should_build_active_set)(steps.build_active_set, steps.inspect_active_set),
+            if_(steps.should_make_plots)(steps.make_plots),
         )
         spec.expose_outputs(
             PacemakerCalculation,
