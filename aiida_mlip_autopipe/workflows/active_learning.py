@@ -13,6 +13,7 @@ the ``refit.functions_schedule``; it replaces the previous potential only if its
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
@@ -366,27 +367,30 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         )
         spec.inputs.validator = validate_inputs
 
+        # plumpy types the steps of if_/while_ as Callable[[WorkChain], ...]; ours take this class (a narrower self),
+        # which mypy rejects (arg-type): the outline names the steps through an untyped view of the class
+        steps: Any = cls
         spec.outline(
-            cls.setup,
-            cls.train,
-            cls.inspect_training,
-            if_(cls.should_validate)(cls.validate, cls.inspect_validation),
-            while_(cls.should_iterate)(
-                cls.next_iteration,
-                cls.explore,
-                cls.inspect_exploration,
-                if_(cls.has_selection)(
-                    cls.prepare_labels,
-                    while_(cls.labels_remain)(cls.label),
-                    cls.inspect_labelling,
-                    if_(cls.should_train)(
-                        cls.train,
-                        cls.inspect_training,
-                        if_(cls.should_validate)(cls.validate, cls.inspect_validation),
+            steps.setup,
+            steps.train,
+            steps.inspect_training,
+            if_(steps.should_validate)(steps.validate, steps.inspect_validation),
+            while_(steps.should_iterate)(
+                steps.next_iteration,
+                steps.explore,
+                steps.inspect_exploration,
+                if_(steps.has_selection)(
+                    steps.prepare_labels,
+                    while_(steps.labels_remain)(steps.label),
+                    steps.inspect_labelling,
+                    if_(steps.should_train)(
+                        steps.train,
+                        steps.inspect_training,
+                        if_(steps.should_validate)(steps.validate, steps.inspect_validation),
                     ),
                 ),
             ),
-            cls.finalize,
+            steps.finalize,
         )
         spec.output('potential', valid_type=orm.SinglefileData, help='The final potential (.yace).')
         spec.output('potential_yaml', valid_type=orm.SinglefileData, help='Its B-basis YAML.')
@@ -770,7 +774,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         batch, self.ctx.queue = self.ctx.queue[:cap], self.ctx.queue[cap:]
         labeller = self._labeller()
         self.ctx.label_batches += 1
-        waiting = {}
+        waiting: dict[str, orm.ProcessNode] = {}
         for kind, label in batch:
             structure = (self.ctx.selected if kind == 'selected' else self.ctx.calibration)[label]
             prefix = 'label' if kind == 'selected' else 'calibrate'
@@ -879,7 +883,12 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         except Exception as exception:  # a CollectionError (mixed DFT settings), a label that cannot be stored
             return self.exit_codes.ERROR_COLLECTION_FAILED.format(iteration=self.ctx.iteration, cause=str(exception))
         if not self.ctx.dft_reference and labeller.is_dft:  # the first DFT labels set the settings for the rest
-            self.ctx.dft_reference = [last_pw_calculation(node).pk for node in good]
+            reference = []
+            for node in good:
+                calculation = last_pw_calculation(node)
+                assert calculation is not None  # the pw labeller's collect above (no failed skipped) found each one
+                reference.append(calculation.pk)
+            self.ctx.dft_reference = reference
         keep = self._calibrate(collected)
         self._row()['added'] = len(keep)
         if not keep:
