@@ -386,7 +386,7 @@ def main(arguments) -> None:
     started = time.perf_counter()
     name = '_'.join(arguments.systems) + ('_quick' if arguments.quick else '')
     for system in arguments.systems:
-        for seed in range(arguments.seeds):
+        for seed in arguments.seed_list or range(arguments.seeds):
             result = one_seed(code, system, seed, arguments)
             results.append(result)
             print(
@@ -406,6 +406,7 @@ if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--systems', nargs='+', choices=sorted(SYSTEMS), default=sorted(SYSTEMS))
     parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--seed-list', type=int, nargs='+', help='run these seeds (instead of 0 .. seeds - 1)')
     parser.add_argument('--iterations', type=int, default=5)
     parser.add_argument('--per-iteration', type=int, default=8, help='selection.max_per_iteration')
     parser.add_argument('--steps', type=int, default=150, help='MD steps per trajectory')

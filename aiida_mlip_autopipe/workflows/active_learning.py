@@ -296,7 +296,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             default=lambda: orm.Dict({}),
             validator=settings_validator(RefitSettings),
             help='How refits are made (RefitSettings): functions_schedule (basis size by training-set size), '
-            'max_test_error_ratio (a refit replaces the potential only if its test errors stay within it).',
+            'max_test_error_ratio with energy_tolerance/forces_tolerance (a refit replaces the potential only if its '
+            'test errors stay within them).',
         )
         spec.expose_inputs(
             PotentialValidationWorkChain,
@@ -558,16 +559,18 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         return ToContext(training=running)
 
     def _accepts(self, metrics: dict) -> tuple[bool, str]:
-        """Whether a refit may replace the previous potential: its test errors within the allowed ratio."""
-        ratio = self._refit().max_test_error_ratio
-        previous = self.ctx.accepted_metrics
+        """Whether a refit may replace the previous potential: no test error above the allowed ratio of the
+        previous one by more than its tolerance (meV/Å, meV/atom)."""
+        refit = self._refit()
+        ratio, previous = refit.max_test_error_ratio, self.ctx.accepted_metrics
         if ratio is None or previous is None or self.ctx.test_set is None:
             return True, ''
         worse = []
-        for key in ('rmse_forces_test', 'rmse_energy_test'):
+        tolerances = {'rmse_forces_test': refit.forces_tolerance, 'rmse_energy_test': refit.energy_tolerance}
+        for key, tolerance in tolerances.items():
             old, new = previous.get(key), metrics.get(key)
-            if old is not None and new is not None and new > ratio * old:
-                worse.append(f'{key} {new:.4g} > {ratio} x {old:.4g}')
+            if old is not None and new is not None and new > ratio * old and new > old + tolerance:
+                worse.append(f'{key} {new:.4g} > {ratio} x {old:.4g} and > {old:.4g} + {tolerance:g}')
         return not worse, '; '.join(worse)
 
     def inspect_training(self):
