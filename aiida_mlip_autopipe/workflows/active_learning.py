@@ -689,10 +689,21 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         row = self._row()
         row['wall_time'] = round(time.time() - row['started'], 3)
 
+    def on_create(self) -> None:
+        """Register the tools beside the pacemaker code that the loop uses (``python3`` for the exploration unless
+        ``exploration_code`` is given, ``pace_activeset`` for every fit's active set) when the loop is created, before
+        any step runs; the steps and the fits they launch only look them up."""
+        super().on_create()
+        code = self.inputs.training.code
+        if 'exploration_code' not in self.inputs:
+            sibling_code(code, 'python3')
+        if 'activeset_code' not in self.inputs.training:
+            sibling_code(code, 'pace_activeset')
+
     def explore(self):
         """Run the exploration with the current potential and its active set on the pacemaker code's computer."""
         training_code = self.inputs.training.code
-        code = self.inputs.get('exploration_code') or sibling_code(training_code, 'python3')
+        code = self.inputs.get('exploration_code') or sibling_code(training_code, 'python3', create=False)
         inputs = AttributeDict(self.exposed_inputs(PacemakerExplorationCalculation))
         exploration = inputs.exploration.get_dict()
         exploration['seed'] = (ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration) % 2**32

@@ -468,6 +468,12 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             help='Build the active set (pace_activeset, beside pacemaker) for extrapolation grades.',
         )
         spec.input(
+            'activeset_code',
+            valid_type=orm.AbstractCode,
+            required=False,
+            help='The `pace_activeset` code; default: the one beside `code` (registered when the workflow is created).',
+        )
+        spec.input(
             'group',
             valid_type=orm.Str,
             required=False,
@@ -728,6 +734,13 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         }
         self.out_many({'plots': render_plots(outputs.learning_curve, outputs.metrics, **predictions)})
 
+    def on_create(self) -> None:
+        """Register ``pace_activeset`` beside the pacemaker code when the workflow is created (in the launching
+        interpreter, before any step runs); the step only looks it up."""
+        super().on_create()
+        if self.inputs.build_active_set.value and 'activeset_code' not in self.inputs:
+            sibling_code(self.inputs.code, 'pace_activeset')
+
     def should_build_active_set(self) -> bool:
         return bool(self.inputs.build_active_set.value)
 
@@ -739,7 +752,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         calculation = self.ctx.training.outputs.potential.creator
         data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str(PacemakerCalculation.FITTING_DATA))
         inputs = prepare_shell_job_inputs(
-            command=sibling_code(self.inputs.code, 'pace_activeset'),
+            command=self.inputs.get('activeset_code') or sibling_code(self.inputs.code, 'pace_activeset', create=False),
             arguments='-d {data} {potential}',
             nodes={'data': data, 'potential': self.ctx.training.outputs.potential_yaml},
             outputs=['*.asi'],

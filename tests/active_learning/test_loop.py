@@ -390,3 +390,20 @@ def test_property_targets_stop_the_loop(pacemaker_code, cu_initial_set):
     assert rows[-1]['property_targets_met'] is True
     assert abs(rows[-1]['properties']['fcc_cu']['V0']['relative_error']) <= 10.0
     assert all(row.get('property_targets_met') is False for row in rows[:-1] if row.get('validation'))
+
+
+def test_the_loop_registers_its_tools_when_created(session_localhost, cu_initial_set, tmp_path):
+    """``python3`` (the exploration) and ``pace_activeset`` (every fit) beside pacemaker are registered when the
+    loop is created, before any step: its steps and the fits they launch only look them up."""
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage.manager import get_manager
+
+    code = orm.InstalledCode(label='p', computer=session_localhost, filepath_executable=f'{tmp_path}/bin/pacemaker')
+
+    def registered(name: str) -> int:
+        filters = {'attributes.filepath_executable': f'{tmp_path}/bin/{name}'}
+        return orm.QueryBuilder().append(orm.InstalledCode, filters=filters).count()
+
+    assert (registered('python3'), registered('pace_activeset')) == (0, 0)
+    instantiate_process(get_manager().get_runner(), loop_builder(code.store(), cu_initial_set))
+    assert (registered('python3'), registered('pace_activeset')) == (1, 1)

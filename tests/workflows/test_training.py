@@ -504,3 +504,34 @@ def test_a_real_fit_on_the_same_data_twice_trains_and_tests_on_distinct_structur
     assert train.base.attributes.get('merge_info')['duplicates_dropped'] == 20
     metrics = node.outputs.metrics
     assert (metrics['num_structures_train'], metrics['num_structures_test']) == (18, 2)
+
+
+def test_the_active_set_tool_is_registered_at_creation_and_only_looked_up_in_the_step(
+    session_localhost, aiida_profile, generate_workchain, tmp_path
+):
+    """Codes are never created inside a step: creating the workflow registers ``pace_activeset`` beside pacemaker
+    (once), and the step's lookup finds it; a tool nobody registered is a clear error, not a new node."""
+    from aiida_mlip_autopipe.codes import sibling_code
+
+    fake_code = orm.InstalledCode(
+        label='p', computer=session_localhost, filepath_executable=f'{tmp_path}/bin/pacemaker'
+    ).store()
+    data = TrainingSetData.from_atoms(emt_structures(12, seed=3)).store()
+    inputs = {**fit_inputs(fake_code), 'training_sets': {'data': data}, 'build_active_set': orm.Bool(True)}
+    expected = f'{tmp_path}/bin/pace_activeset'
+
+    def registered() -> list:
+        query = orm.QueryBuilder().append(orm.InstalledCode, filters={'attributes.filepath_executable': expected})
+        return query.all(flat=True)
+
+    assert registered() == []
+    generate_workchain('mlip_autopipe.training', inputs)
+    (code,) = registered()
+    generate_workchain('mlip_autopipe.training', inputs)  # a second workflow finds it: still one code
+    assert registered() == [code]
+    assert sibling_code(fake_code, 'pace_activeset', create=False).pk == code.pk
+    with pytest.raises(ValueError, match=f'no code of {tmp_path}/bin/python3'):
+        sibling_code(fake_code, 'python3', create=False)
+    other = orm.InstalledCode(label='mine', computer=fake_code.computer, filepath_executable='/x/pace_activeset')
+    generate_workchain('mlip_autopipe.training', {**inputs, 'activeset_code': other.store()})
+    assert registered() == [code]  # a given code: nothing registered
