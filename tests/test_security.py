@@ -85,7 +85,7 @@ def test_file_names_and_code_paths_cannot_escape_or_inject(generate_calc_job, se
     # the code path is quoted wherever the job script uses it
     assert "'/opt/p'\"'\"'ace $(touch pwned)/bin/pacemaker'" in calc_info.prepend_text
     assert re.search(r"\$\(touch pwned\)(?![^']*')", calc_info.prepend_text) is None
-    assert sorted(p.name for p in folder.iterdir()) == ['input.yaml', 'pacemaker_io.py']
+    assert sorted(p.name for p in folder.iterdir()) == ['aiida_settings_record.json', 'input.yaml', 'pacemaker_io.py']
 
 
 def test_no_shell_true_and_no_unsafe_yaml_load():
