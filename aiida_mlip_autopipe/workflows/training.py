@@ -231,17 +231,15 @@ def data_split_problem(inputs, sets: list[TrainingSetData]) -> tuple[str | None,
 
 
 def calculation_inputs(inputs) -> dict:
-    """What the calculation will get, short of the data: ``code``, ``settings``, ``metadata.options`` (top level,
-    as the public interface has them) and the exposed ``base.pacemaker`` inputs (initial potential, template, ...)."""
+    """What the calculation will get, short of the data: ``code``, ``settings``, ``metadata.options`` (the one
+    ``options`` input, as the public interface has it; one machine unless it says otherwise) and the exposed
+    ``base.pacemaker`` inputs (initial potential, template, ...). The validator checks it, ``train`` submits it."""
     composed = dict(inputs.get('base', {}).get('pacemaker', {}))
     for name in ('code', 'settings'):
         if inputs.get(name) is not None:
             composed[name] = inputs[name]
-    metadata = dict(composed.get('metadata') or {})
-    options = {'resources': {'num_machines': 1}, **(metadata.get('options') or {})}
-    if inputs.get('options'):
-        options.update(inputs['options'].get_dict())  # the top-level options win, key by key
-    composed['metadata'] = {**metadata, 'options': options}
+    options = {'resources': {'num_machines': 1}, **(inputs['options'].get_dict() if inputs.get('options') else {})}
+    composed['metadata'] = {**(composed.get('metadata') or {}), 'options': options}
     return composed
 
 
@@ -418,11 +416,12 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
                 'pacemaker.code',
                 'pacemaker.settings',
                 'pacemaker.remote_folder',
+                'pacemaker.metadata.options',
             ),
             namespace_options={
                 'help': 'The rest of the PacemakerBaseWorkChain inputs: max_iterations, clean_workdir, '
                 'handler_overrides, on_unhandled_failure, and under `pacemaker` initial_potential, template, '
-                "monitors (the data, code, settings and options are the workflow's own inputs)."
+                "monitors, metadata (the data, code, settings and options are the workflow's own inputs)."
             },
         )
         spec.input(
@@ -695,6 +694,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(PacemakerBaseWorkChain, namespace='base'))
         pacemaker = AttributeDict(inputs.pacemaker)
         pacemaker.code = self.inputs.code
+        pacemaker.metadata = calculation_inputs(self.inputs)['metadata']
         pacemaker.training_set = self.ctx.training_set
         if self.ctx.test_set is not None:
             pacemaker.test_set = self.ctx.test_set
@@ -704,10 +704,6 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             self.report(note)
         if settings or 'settings' in self.inputs:
             pacemaker.settings = orm.Dict(settings)
-        if 'options' in self.inputs:
-            metadata = dict(pacemaker.get('metadata', {}))
-            metadata['options'] = {**metadata.get('options', {}), **self.inputs.options.get_dict()}
-            pacemaker.metadata = metadata
         inputs.pacemaker = pacemaker
         running = self.submit(PacemakerBaseWorkChain, **inputs)
         self.report(f'launched PacemakerBaseWorkChain<{running.pk}> on {len(self.ctx.training_set)} structures')

@@ -143,6 +143,23 @@ def test_monitors_and_handler_overrides_reach_the_base_workflow(fake_code, aiida
     assert {'handler_overrides', 'max_iterations', 'clean_workdir', 'on_unhandled_failure'} <= set(ports['base'])
     assert {'monitors', 'initial_potential', 'template', 'metadata'} <= set(ports['base']['pacemaker'])
     assert not {'training_set', 'test_set', 'code', 'settings'} & set(ports['base']['pacemaker'])
+    assert 'options' not in ports['base']['pacemaker']['metadata']  # one path for options: the `options` input
+
+
+def test_options_reach_the_calculation_by_one_path(fake_code, aiida_profile):
+    """The ``options`` input is what the calculation gets (one machine without it); the validator checks exactly
+    what the step submits."""
+    from aiida_mlip_autopipe.workflows.training import calculation_inputs
+
+    data = TrainingSetData.from_atoms(emt_structures(12, seed=3)).store()
+    inputs = {**fit_inputs(fake_code, options={'resources': {'num_machines': 1}, 'max_wallclock_seconds': 600})}
+    assert calculation_inputs(inputs)['metadata']['options'] == {
+        'resources': {'num_machines': 1},
+        'max_wallclock_seconds': 600,
+    }
+    assert calculation_inputs({'code': fake_code})['metadata']['options'] == {'resources': {'num_machines': 1}}
+    bad = {**inputs, 'training_sets': {'data': data}, 'base': {'pacemaker': {'metadata': {'options': {}}}}}
+    assert "Unexpected ports {'options': {}}" in validation_message(**bad)
 
 
 def test_nested_filters_become_dotted_paths():
