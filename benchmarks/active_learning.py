@@ -18,7 +18,8 @@
   ``.yace`` through ``get_calculator``.
 * The headline: for every loop budget b from the second iteration on, the labels the loop needs to reach random
   sampling's error at 2b, over 2b (mean over seeds; <= 0.5 meets the target of issue #18; ``>1`` where the loop
-  never reaches it).
+  never reaches it), and the same from the mean curves (the loop's mean error per iteration against random
+  sampling's mean error at 2b).
 
 Usage::
 
@@ -286,10 +287,17 @@ def summarise(results: list[dict]) -> str:
         lines.append(f'\n**{system}** ({len(runs)} seeds: {", ".join(str(run["seed"]) for run in runs)})\n')
         lines.append(
             '| iteration | labels (mean) | functions (random 2x) | loop F hot | random F hot, same labels | '
-            'random F hot, 2x labels | loop E hot | random E hot | miss rate | labels needed / 2x |'
+            'random F hot, 2x labels | loop E hot | random E hot | miss rate | labels needed / 2x | from the means |'
         )
-        lines.append('|---|---|---|---|---|---|---|---|---|---|')
+        lines.append('|---|---|---|---|---|---|---|---|---|---|---|')
         iterations = min(len(run['loop']) for run in runs)
+        mean_curve = [  # the loop's mean labels and mean force error per iteration: the headline from the means
+            {
+                'labels': float(np.mean([run['loop'][index]['labels'] for run in runs])),
+                'rmse_forces_hot': float(np.mean([run['loop'][index]['rmse_forces_hot'] for run in runs])),
+            }
+            for index in range(iterations)
+        ]
         for index in range(iterations):
             loop = [run['loop'][index] for run in runs]
             same, double, ratios, energy_random = [], [], [], []
@@ -321,13 +329,17 @@ def summarise(results: list[dict]) -> str:
                     if len(finite) == len(ratios)
                     else f'>1 ({len(finite)}/{len(ratios)} reach)'
                 )
+            means_text = '-'
+            if double and len(double) == len(runs):
+                needed = labels_needed(mean_curve, float(np.mean(double)))
+                means_text = f'{needed / (2 * mean_curve[index]["labels"]):.2f}' if needed is not None else '>1'
             lines.append(
                 f'| {loop[0]["iteration"]} | {np.mean([e["labels"] for e in loop]):.1f} | '
                 f'{"/".join(sorted({str(e["functions"]) for e in loop}))}'
                 f'{" (" + "/".join(sorted(random_functions)) + ")" if random_functions else ""} | '
                 f'{fmt([e["rmse_forces_hot"] for e in loop])} | {fmt(same)} | {fmt(double)} | '
                 f'{fmt([e["rmse_energy_hot"] for e in loop], 1)} | {fmt(energy_random, 1)} | '
-                f'{fmt(misses, 2) if misses else "-"} | {ratio_text} |'
+                f'{fmt(misses, 2) if misses else "-"} | {ratio_text} | {means_text} |'
             )
         lines.append(
             f'\nloop wall time: {np.mean([run["loop_wall_s"] for run in runs]):.0f} s per seed; stop reasons: '
