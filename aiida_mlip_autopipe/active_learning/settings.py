@@ -147,7 +147,9 @@ class RefitSettings(_Settings):
     max_test_error_ratio: PositiveFloat | None = 1.5
     """A refit replaces the previous potential only if its force and energy RMSE on the fixed test set stay below
     this multiple of the previous potential's (None: always); a refused refit is recorded (``accepted`` false) and
-    the next iteration explores with the previous potential again, its labels kept."""
+    the next iteration explores with the previous potential again, its labels kept. Not applied when the previous
+    potential extrapolated on every frame it explored (``fraction_above_gamma_lo`` 1): its score on the first data's
+    test set says nothing about where the loop works, and keeping it would explore the same way again."""
     energy_tolerance: NonNegativeFloat = 5.0
     """meV/atom: a refit's test energy RMSE counts as worse only if it also exceeds the previous one by more than
     this. The fixed test set is small (the first fit's split) and its errors scatter: without a floor, 0.41 → 0.62

@@ -560,10 +560,15 @@ class PacemakerActiveLearningWorkChain(WorkChain):
 
     def _accepts(self, metrics: dict) -> tuple[bool, str]:
         """Whether a refit may replace the previous potential: no test error above the allowed ratio of the
-        previous one by more than its tolerance (meV/Å, meV/atom)."""
+        previous one by more than its tolerance (meV/Å, meV/atom); always when the previous potential extrapolated
+        on every frame it explored (``fraction_above_gamma_lo`` 1)."""
         refit = self._refit()
         ratio, previous = refit.max_test_error_ratio, self.ctx.accepted_metrics
         if ratio is None or previous is None or self.ctx.test_set is None:
+            return True, ''
+        if (self._row().get('fraction_above_gamma_lo') or 0.0) >= 1.0:
+            # every frame the previous potential explored was extrapolation: its score on the (cold, first-data) test
+            # set says nothing about where the loop works, and keeping it would explore the same way again
             return True, ''
         worse = []
         tolerances = {'rmse_forces_test': refit.forces_tolerance, 'rmse_energy_test': refit.energy_tolerance}

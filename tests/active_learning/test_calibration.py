@@ -157,8 +157,9 @@ def test_the_basis_schedule():
 def fake_loop(**inputs):
     from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
 
-    loop = SimpleNamespace(inputs=SimpleNamespace(**inputs), ctx=SimpleNamespace())
+    loop = SimpleNamespace(inputs=SimpleNamespace(**inputs), ctx=SimpleNamespace(rows=[{}]))
     loop._refit = lambda: PacemakerActiveLearningWorkChain._refit(loop)
+    loop._row = lambda: PacemakerActiveLearningWorkChain._row(loop)
     return loop, PacemakerActiveLearningWorkChain
 
 
@@ -197,6 +198,14 @@ def test_a_refit_that_worsens_the_test_errors_is_not_taken(aiida_profile):
     assert cls._accepts(loop, {'rmse_forces_test': 0.549, 'rmse_energy_test': 0.619}) == (True, '')
     loop.inputs.refit = orm.Dict({'max_test_error_ratio': 1.5, 'energy_tolerance': 0.0})
     assert not cls._accepts(loop, {'rmse_forces_test': 0.549, 'rmse_energy_test': 0.619})[0]
+    # a previous potential that extrapolated on every frame it explored is replaced whatever its cold test score (a
+    # benchmark seed kept such a potential for two iterations: every trajectory stopped at gamma_hi at its start)
+    loop.ctx.accepted_metrics = {'rmse_forces_test': 44.7, 'rmse_energy_test': 18.8}
+    worse = {'rmse_forces_test': 58.1, 'rmse_energy_test': 34.7}
+    loop.ctx.rows = [{'fraction_above_gamma_lo': 0.93}]
+    assert not cls._accepts(loop, worse)[0]
+    loop.ctx.rows = [{'fraction_above_gamma_lo': 1.0}]
+    assert cls._accepts(loop, worse) == (True, '')
     loop.inputs.refit = orm.Dict({'max_test_error_ratio': None})
     assert cls._accepts(loop, {'rmse_forces_test': 600.0})[0]
 
