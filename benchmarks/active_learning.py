@@ -342,7 +342,8 @@ def summarise(results: list[dict]) -> str:
                 f'{fmt(misses, 2) if misses else "-"} | {ratio_text} | {means_text} |'
             )
         lines.append(
-            f'\nloop wall time: {np.mean([run["loop_wall_s"] for run in runs]):.0f} s per seed; stop reasons: '
+            f'\nloop wall time: {np.nanmean([run["loop_wall_s"] or np.nan for run in runs]):.0f} s per seed; '
+            'stop reasons: '
             f'{", ".join(run["rows"][-1].get("stop_reason") or "-" for run in runs)}'
         )
     return '\n'.join(lines)
