@@ -92,7 +92,8 @@ class Reservoir:
     gamma_lo."""
 
     def __init__(self, size: int, rng):
-        self.size, self.rng, self.seen, self.items = size, rng, 0, []
+        self.size, self.rng, self.seen = size, rng, 0
+        self.items: list = []
         self.trajectory = 0  # the index of the trajectory whose frames are offered now
 
     def offer(self, make):
@@ -257,7 +258,9 @@ def run_group(
     lasts; return its records and candidates (trajectory indices from ``first_index``) and the refused candidates."""
     settings, selection = parameters['exploration'], parameters['selection']
     bounds, ratio = parameters.get('min_distances') or {}, selection.get('min_distance_ratio', 0.0)
-    records, candidates, refused = [], [], []
+    records: list[dict] = []
+    candidates: list = []
+    refused: list = []
     budget, restart = settings['steps'], 0
     while budget > 0:
         atoms = deformed(starts[start_index], settings['strain'], settings['rattle'], rng)
@@ -328,7 +331,9 @@ def explore(parameters: dict, calculator, processes: int = 1) -> tuple[list, lis
     rng = np.random.default_rng(settings['seed'])
     starts = build_atoms(load_arrays(parameters['structures']))
     groups = trajectory_groups(settings, len(starts))
-    trajectories, candidates, refused = [], [], []
+    trajectories: list[dict] = []
+    candidates: list = []
+    refused: list = []
     workers = min(processes, len(groups))
     if workers > 1:
         import multiprocessing
