@@ -13,6 +13,7 @@ The sibling tools (``pace_yaml2yace``, the interpreter) are found in the directo
 
 from __future__ import annotations
 
+import copy
 import shlex
 from collections.abc import Mapping
 from importlib import resources
@@ -231,7 +232,12 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
         """What pacemaker reads: the ``input.yaml`` ``text`` parsed with its own reader, with the command line applied
         as ``pacemaker`` applies it (``-p FILE`` replaces the ``potential`` section, ``-ip FILE`` sets
         ``potential.initial_potential``). This, not the ``settings`` input, is the record of the settings used."""
-        read = load_input(text)
+        return cls.with_command_line(load_input(text), initial_potential)
+
+    @classmethod
+    def with_command_line(cls, read: dict[str, Any], initial_potential: bool = False) -> dict[str, Any]:
+        """A copy of the parsed ``input.yaml`` ``read`` with pacemaker's command line applied (``settings_read``)."""
+        read = copy.deepcopy(read)
         if initial_potential:
             if cls.potential_flag(read) == '-p':
                 read['potential'] = cls.INITIAL_POTENTIAL
@@ -258,7 +264,7 @@ class PacemakerCalculation(PacemakerFiles, CalcJob):
                 'the template writes input.yaml differently from the settings; pacemaker reads (and metrics.'
                 f'settings_used records) the file: {"; ".join(differences)}'
             )
-        used = self.settings_read(text, 'initial_potential' in self.inputs)
+        used = self.with_command_line(read, 'initial_potential' in self.inputs)  # input.yaml is parsed once
         record = settings_record(used, filled, dropped, plan.record())
         folder.create_file_from_filelike(_text_stream(record), self.SETTINGS_RECORD, mode='w')
         script = resources.files('aiida_mlip_autopipe.jobscripts').joinpath('pacemaker_io.py').read_text('utf-8')
