@@ -37,12 +37,13 @@ COLUMNS = (('B0', 'relative'), ('C44', 'relative'), ('E_vac', 'absolute'), ('pho
 
 def crystal(element: str):
     """The fcc crystal of ``element`` at EMT's equilibrium lattice constant (primitive cell)."""
+    from active_learning import LATTICE
     from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
-    atoms = bulk(element, 'fcc', a={'Cu': 3.6, 'Al': 4.05, 'Ni': 3.52, 'Ag': 4.09}[element], cubic=True)
+    atoms = bulk(element, 'fcc', a=LATTICE[element], cubic=True)  # the start of the relaxation
     atoms.calc = EMT()
     BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-4)
     return bulk(element, 'fcc', a=float(atoms.cell[0, 0]))
