@@ -116,6 +116,15 @@ class PacemakerExplorationCalculation(ExplorationFiles, CalcJob):
         )
         spec.exit_code(450, 'ERROR_EXPLORATION_FAILED', message='the exploration exited with status {status}: {line}')
 
+    def processes(self) -> int:
+        """Worker processes of the job script: the job's ``num_mpiprocs_per_machine`` (the computer's default when
+        the resources do not say; the script runs on one machine, without MPI)."""
+        resources = self.node.get_option('resources') or {}
+        count = resources.get('num_mpiprocs_per_machine')
+        if not count and self.node.computer is not None:
+            count = self.node.computer.get_default_mpiprocs_per_machine()
+        return max(1, int(count or 1))
+
     def prepare_for_submission(self, folder):
         """Write the parameters, the starting structures and the job scripts; copy potential and active set."""
         structures = [self.inputs.structures[label] for label in sorted(self.inputs.structures)]
@@ -130,6 +139,7 @@ class PacemakerExplorationCalculation(ExplorationFiles, CalcJob):
             'exploration': ExplorationSettings.model_validate(self.inputs.exploration.get_dict()).model_dump(),
             'selection': SelectionSettings.model_validate(self.inputs.selection.get_dict()).model_dump(),
             'min_distances': self.inputs.min_distances.get_dict() if 'min_distances' in self.inputs else {},
+            'processes': self.processes(),
         }
         folder.create_file_from_filelike(io.StringIO(json.dumps(parameters, indent=1)), self.PARAMETERS, mode='w')
         scripts = resources.files('aiida_mlip_autopipe.jobscripts')

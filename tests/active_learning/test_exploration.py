@@ -69,6 +69,7 @@ def test_job_files_and_command(generate_calc_job, python_code, potential_files):
         'miss_force_threshold': 0.3,
     }
     assert parameters['min_distances'] == {}
+    assert parameters['processes'] == 1  # the default resources: one process
     assert parameters['exploration']['edge_frames'] is True and parameters['exploration']['restarts'] == 9
     with np.load(folder / 'structures.npz') as arrays:
         assert list(arrays['natoms']) == [4, 8] and arrays['cells'].shape == (2, 3, 3)
@@ -76,6 +77,14 @@ def test_job_files_and_command(generate_calc_job, python_code, potential_files):
     assert [entry[2] for entry in info.local_copy_list] == ['potential.yaml', 'potential.asi']
     assert 'selected.npz' in info.retrieve_list and 'exploration.json' in info.retrieve_list
     assert 'calibration.npz' in info.retrieve_list
+
+
+def test_the_job_runs_as_many_worker_processes_as_it_has_mpi_processes(generate_calc_job, python_code, potential_files):
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 3}}
+    folder, _ = generate_calc_job(
+        PacemakerExplorationCalculation, inputs(python_code, potential_files, metadata={'options': options})
+    )
+    assert json.loads((folder / 'parameters.json').read_text())['processes'] == 3
 
 
 @pytest.mark.parametrize(
