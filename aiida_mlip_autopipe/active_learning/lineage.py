@@ -3,7 +3,8 @@ added it, the exploration calculation (trajectory, step, gamma) that proposed it
 
 The chain is read from provenance alone: a structure's source names its labelling process (``aiida:<uuid>``); that
 process took the selected ``StructureData`` as input; the exploration calculation created it (attribute
-``exploration``: trajectory, step, gamma, temperature) and was called as ``explore_iteration_NN``.
+``exploration``: trajectory, step, gamma, temperature) and was called as ``explore_iteration_NN``
+(``explore_iteration_NN_job_MM`` when an iteration runs several jobs).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
 __all__ = ('StructureOrigin', 'iteration_counts', 'structure_lineage')
 
-EXPLORATION_LINK = re.compile(r'^explore_iteration_(\d+)$')
+EXPLORATION_LINK = re.compile(r'^explore_iteration_(\d+)(?:_job_\d+)?$')
 
 
 @dataclass

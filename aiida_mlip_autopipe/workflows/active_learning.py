@@ -94,6 +94,51 @@ def keep_labels(labels: TrainingSetData, keep: orm.List) -> TrainingSetData:
     return labels.select(keep.get_list())
 
 
+#: the seeds of an iteration's exploration jobs lie this far apart (job 0 has the loop's seed plus the iteration)
+JOB_SEED_STRIDE = 1_000_003
+
+
+def exploration_shares(labels: list[str], jobs: int) -> list[list[str]]:
+    """Deal the starting structures' labels out among ``jobs`` exploration calculations (round robin, none empty)."""
+    jobs = max(1, min(jobs, len(labels)))
+    return [labels[job::jobs] for job in range(jobs)]
+
+
+def merged_summary(summaries: list[dict]) -> dict:
+    """One summary of several exploration jobs: counts added, the fraction above gamma_lo over all steps, the
+    largest grade."""
+    if len(summaries) == 1:
+        return summaries[0]
+    counts = ('trajectories', 'explored_steps', 'steps_above_gamma_lo', 'stopped_at_gamma_hi', 'candidates')
+    merged = {key: sum(summary.get(key, 0) for summary in summaries) for key in counts}
+    merged['refused_candidates'] = sum(summary.get('refused_candidates', 0) for summary in summaries)
+    explored = merged['explored_steps']
+    merged['fraction_above_gamma_lo'] = merged['steps_above_gamma_lo'] / explored if explored else 0.0
+    grades = [summary['max_gamma'] for summary in summaries if summary.get('max_gamma') is not None]
+    merged['max_gamma'] = max(grades, default=None)
+    return merged
+
+
+def merged_selection(selections: list) -> dict[str, orm.StructureData]:
+    """The structures several exploration jobs selected, taken in turn from each job by descending gamma (so that a
+    cut at ``max_per_iteration`` keeps each job's most extrapolative ones); labels get the job's number."""
+    if len(selections) == 1:
+        return dict(selections[0].items())
+    ranked = [
+        sorted(
+            ((f'job_{job:02d}_{label}', node) for label, node in selection.items()),
+            key=lambda item: -item[1].base.attributes.get('exploration', {}).get('gamma', 0.0),
+        )
+        for job, selection in enumerate(selections)
+    ]
+    merged: dict[str, orm.StructureData] = {}
+    for turn in range(max((len(entries) for entries in ranked), default=0)):
+        for entries in ranked:
+            if turn < len(entries):
+                merged.setdefault(*entries[turn])
+    return merged
+
+
 def data_elements(training: dict) -> list[str] | None:
     """The elements of the first fit's data source, found without storing anything (None: not known yet)."""
     from aiida_mlip_autopipe.workflows.training import source_nodes
@@ -134,6 +179,12 @@ def validate_inputs(inputs, _) -> str | None:
         return f'max_iterations={inputs["max_iterations"].value}: give at least 1 explore-label-refit cycle'
     if inputs.get('max_concurrent_labels') is not None and inputs['max_concurrent_labels'].value < 1:
         return f'max_concurrent_labels={inputs["max_concurrent_labels"].value}: give at least 1'
+    jobs = inputs['exploration_jobs'].value if inputs.get('exploration_jobs') is not None else 1
+    if not 1 <= jobs <= len(inputs['structures']):
+        return (
+            f'exploration_jobs={jobs}: give 1 to {len(inputs["structures"])}, the number of starting structures '
+            '(each job explores at least one)'
+        )
     problem = validation_problem(inputs)
     if problem:
         return problem
@@ -276,6 +327,13 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         )
         spec.expose_inputs(PacemakerExplorationCalculation, include=('structures', 'exploration', 'selection'))
         spec.input(
+            'exploration_jobs',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(1),
+            help='Exploration calculations per iteration, run at once: the starting structures are dealt out among '
+            'them (at most one job per start); their selections are merged up to selection.max_per_iteration.',
+        )
+        spec.input(
             'convergence',
             valid_type=orm.Dict,
             default=lambda: orm.Dict({}),
@@ -393,12 +451,11 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             ),
             steps.finalize,
         )
-        spec.output('potential', valid_type=orm.SinglefileData, help='The final potential (.yace).')
-        spec.output('potential_yaml', valid_type=orm.SinglefileData, help='Its B-basis YAML.')
-        spec.output('metrics', valid_type=orm.Dict, help='Metrics of the final fit.')
-        spec.output('active_set', valid_type=orm.SinglefileData, help='The active set (.asi) of the final potential.')
-        spec.output('training_set', valid_type=TrainingSetData, help='The structures of the final fit.')
-        spec.output('test_set', valid_type=TrainingSetData, required=False, help='The fixed held-out set.')
+        # the final fit's outputs (the last fit the refit check took): as the training workflow declares them
+        spec.expose_outputs(
+            PacemakerTrainingWorkChain,
+            include=('potential', 'potential_yaml', 'metrics', 'active_set', 'training_set', 'test_set'),
+        )
         spec.output('iterations', valid_type=orm.List, help='One row (dict) per iteration, see the docs.')
         spec.output_namespace(
             'plots',
@@ -706,13 +763,12 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             sibling_code(code, 'pace_activeset')
 
     def explore(self):
-        """Run the exploration with the current potential and its active set on the pacemaker code's computer."""
+        """Run the exploration with the current potential and its active set on the pacemaker code's computer: one
+        calculation, or ``exploration_jobs`` of them at once, each with its share of the starting structures."""
         training_code = self.inputs.training.code
         code = self.inputs.get('exploration_code') or sibling_code(training_code, 'python3', create=False)
         inputs = AttributeDict(self.exposed_inputs(PacemakerExplorationCalculation))
-        exploration = inputs.exploration.get_dict()
-        exploration['seed'] = (ExplorationSettings.model_validate(exploration).seed + self.ctx.iteration) % 2**32
-        inputs.exploration = orm.Dict(exploration)
+        seed = ExplorationSettings.model_validate(inputs.exploration.get_dict()).seed + self.ctx.iteration
         if self.ctx.bounds is not None and self.ctx.bounds['min_distances']:
             inputs.min_distances = orm.Dict(self.ctx.bounds['min_distances'])
         options = dict(self.inputs.get('exploration_options', {}))
@@ -724,28 +780,44 @@ class PacemakerActiveLearningWorkChain(WorkChain):
             }
             if options.get('resources'):
                 options['resources'] = {**options['resources'], 'num_mpiprocs_per_machine': 1}
-        running = self.submit(
-            PacemakerExplorationCalculation,
-            **inputs,
-            code=code,
-            potential=self.ctx.potential_yaml,
-            active_set=self.ctx.active_set,
-            metadata={'options': options, 'call_link_label': f'explore_iteration_{self.ctx.iteration:02d}'},
-        )
-        self.report(f'iteration {self.ctx.iteration}: launched PacemakerExplorationCalculation<{running.pk}>')
-        return ToContext(exploration=running)
+        shares = exploration_shares(sorted(inputs.structures), self.inputs.exploration_jobs.value)
+        self.ctx.explorations = []
+        for job, labels in enumerate(shares):
+            exploration = {**inputs.exploration.get_dict(), 'seed': (seed + JOB_SEED_STRIDE * job) % 2**32}
+            link = f'explore_iteration_{self.ctx.iteration:02d}' + (f'_job_{job:02d}' if len(shares) > 1 else '')
+            running = self.submit(
+                PacemakerExplorationCalculation,
+                **{
+                    **inputs,
+                    'structures': {label: inputs.structures[label] for label in labels},
+                    'exploration': orm.Dict(exploration),
+                    'code': code,
+                    'potential': self.ctx.potential_yaml,
+                    'active_set': self.ctx.active_set,
+                    'metadata': {'options': options, 'call_link_label': link},
+                },
+            )
+            self.report(
+                f'iteration {self.ctx.iteration}: launched PacemakerExplorationCalculation<{running.pk}> '
+                f'({len(labels)} of {len(inputs.structures)} starts)'
+            )
+            self.to_context(explorations=append_(running))
 
     def inspect_exploration(self):
-        node = self.ctx.exploration
-        if not node.is_finished_ok:
-            cause = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
-            return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration, cause=cause)
-        summary = node.outputs.summary.get_dict()
-        selected = node.outputs.selected if 'selected' in node.outputs else {}
-        calibration = node.outputs.calibration if 'calibration' in node.outputs else {}
+        nodes = list(self.ctx.explorations)
+        for node in nodes:
+            if not node.is_finished_ok:
+                cause = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+                return self.exit_codes.ERROR_EXPLORATION_FAILED.format(iteration=self.ctx.iteration, cause=cause)
+        summary = merged_summary([node.outputs.summary.get_dict() for node in nodes])
+        selection = self._selection()
+        selected = merged_selection([node.outputs.selected for node in nodes if 'selected' in node.outputs])
+        selected = dict(list(selected.items())[: selection.max_per_iteration])
+        calibration = merged_selection([node.outputs.calibration for node in nodes if 'calibration' in node.outputs])
+        calibration = dict(list(calibration.items())[: selection.calibration_samples])
         self._row().update(
             {
-                'exploration': node.pk,
+                'exploration': nodes[0].pk if len(nodes) == 1 else [node.pk for node in nodes],
                 'explored_steps': summary['explored_steps'],
                 'fraction_above_gamma_lo': summary['fraction_above_gamma_lo'],
                 'max_gamma': summary['max_gamma'],
@@ -769,8 +841,8 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         if stop is not None:
             self._end_row()
             self._stop(*stop)
-        self.ctx.selected = {label: selected[label] for label in sorted(selected)}
-        self.ctx.calibration = {label: calibration[label] for label in sorted(calibration)}
+        self.ctx.selected = dict(sorted(selected.items()))
+        self.ctx.calibration = dict(sorted(calibration.items()))
 
     def has_selection(self) -> bool:
         return self.ctx.stop_reason is None
@@ -943,9 +1015,13 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         rows = [{key: value for key, value in row.items() if key != 'started'} for row in self.ctx.rows]
         evidence = {}
         for row in rows:
-            for kind, name in (('training', 'metrics'), ('exploration', 'summary')):
-                if row.get(kind) is not None:
-                    evidence[f'{name}_{row["iteration"]:02d}'] = orm.load_node(row[kind]).outputs[name]
+            if row.get('training') is not None:
+                evidence[f'metrics_{row["iteration"]:02d}'] = orm.load_node(row['training']).outputs.metrics
+            explorations = row.get('exploration')
+            explorations = [explorations] if isinstance(explorations, int) else explorations or []
+            for job, pk in enumerate(explorations):
+                suffix = f'_job_{job:02d}' if len(explorations) > 1 else ''
+                evidence[f'summary_{row["iteration"]:02d}{suffix}'] = orm.load_node(pk).outputs.summary
         recorded = record_iterations(rows=orm.List(rows), selection=self.inputs.selection, **evidence)
         self.out('iterations', recorded['iterations'])
         self.out('plots', {'loop': recorded['loop'], 'calibration': recorded['calibration']})

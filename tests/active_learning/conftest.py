@@ -19,6 +19,8 @@ REFIT = {'functions_schedule': [[0, 4], [18, 8]], 'max_test_error_ratio': None}
 MAX_CONCURRENT_LABELS = 3
 #: each iteration's potential is validated (EOS of fcc Cu against EMT, labelled once); a target no fit meets (a
 #: relative error of exactly 0), so the loop runs on and records the properties of every iteration
+#: the shared loop explores with two jobs per iteration (the 3 starts dealt out: 2 and 1)
+EXPLORATION_JOBS = 2
 VALIDATION_PROPERTIES = {'eos': {'points': 5}}
 IMPOSSIBLE_TARGETS = {'V0': {'max_relative_error': 0.0}}
 
@@ -70,11 +72,12 @@ def loop_builder(code, initial_set, **inputs):
 
 @pytest.fixture(scope='session')
 def emt_loop(pacemaker_code, cu_initial_set):
-    """One real loop run with EMT labels (2 iterations at most), each potential validated (EOS against EMT)."""
+    """One real loop run with EMT labels (2 iterations at most), each potential validated (EOS against EMT), each
+    iteration exploring with two jobs."""
     from aiida import orm
     from aiida.engine import run_get_node
 
-    builder = loop_builder(pacemaker_code, cu_initial_set)
+    builder = loop_builder(pacemaker_code, cu_initial_set, exploration_jobs=orm.Int(EXPLORATION_JOBS))
     builder.validation.structures = fcc_cu()
     builder.validation.properties = orm.Dict(VALIDATION_PROPERTIES)
     builder.convergence = orm.Dict({'property_targets': IMPOSSIBLE_TARGETS})

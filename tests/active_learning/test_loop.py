@@ -13,7 +13,7 @@ from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
-from tests.active_learning.conftest import SELECTION, loop_builder
+from tests.active_learning.conftest import EXPLORATION_JOBS, SELECTION, loop_builder
 
 pytestmark = pytest.mark.pacemaker
 
@@ -23,6 +23,12 @@ def fits(loop) -> list:
     return sorted(
         (node for node in loop.called if node.process_label == 'PacemakerTrainingWorkChain'), key=lambda n: n.pk
     )
+
+
+def explorations(row: dict) -> list[int]:
+    """The pks of a row's exploration calculations (one pk, or a list when the iteration ran several jobs)."""
+    value = row.get('exploration')
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
 
 
 def test_loop_finishes_with_the_iterations_table(emt_loop):
@@ -89,7 +95,7 @@ def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_lo
             assert origin.exploration is None and origin.source.startswith('aiida:') is False
             continue
         row = rows[origin.iteration]
-        assert origin.exploration.pk == row['exploration']
+        assert origin.exploration.pk in explorations(row)
         assert origin.structure.creator.pk == origin.exploration.pk
         assert origin.labeller.process_label == 'label_with_emt' and origin.labeller.is_finished_ok
         assert origin.labeller.inputs.structure.uuid == origin.structure.uuid
@@ -116,9 +122,32 @@ def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_lo
 def test_provenance_reaches_the_explorations_from_the_potential(emt_loop):
     query = orm.QueryBuilder().append(orm.Node, filters={'id': emt_loop.outputs.potential.pk}, tag='potential')
     query.append(orm.CalcJobNode, with_descendants='potential', filters={'process_type': {'like': '%exploration'}})
-    explorations = {node.pk for node in query.all(flat=True)}
+    found = {node.pk for node in query.all(flat=True)}
     rows = emt_loop.outputs.iterations.get_list()
-    assert explorations == {row['exploration'] for row in rows if row.get('added')}
+    assert found == {pk for row in rows if row.get('added') for pk in explorations(row)}
+
+
+def test_each_iteration_explores_with_several_jobs_and_merges_their_selections(emt_loop):
+    """exploration_jobs=2: each iteration runs two exploration calculations at once on disjoint shares of the starts,
+    with different seeds; the row sums their steps and candidates, and the merged selection stays within
+    max_per_iteration, taken in turn from each job."""
+    rows = emt_loop.outputs.iterations.get_list()
+    for row in [row for row in rows if row.get('exploration') is not None]:
+        jobs = [orm.load_node(pk) for pk in explorations(row)]
+        assert len(jobs) == EXPLORATION_JOBS and all(job.is_finished_ok for job in jobs)
+        labels = {job.base.links.get_incoming(link_type=LinkType.CALL_CALC).one().link_label for job in jobs}
+        assert labels == {f'explore_iteration_{row["iteration"]:02d}_job_{job:02d}' for job in range(EXPLORATION_JOBS)}
+        shares = [set(job.inputs.structures) for job in jobs]
+        assert sorted(len(share) for share in shares) == [1, 2] and not shares[0] & shares[1]
+        assert len({job.inputs.exploration['seed'] for job in jobs}) == EXPLORATION_JOBS
+        summaries = [job.outputs.summary.get_dict() for job in jobs]
+        assert row['explored_steps'] == sum(summary['explored_steps'] for summary in summaries)
+        assert row['candidates'] == sum(summary['candidates'] for summary in summaries)
+        assert row['max_gamma'] == max(summary['max_gamma'] for summary in summaries)
+        above = sum(summary['steps_above_gamma_lo'] for summary in summaries)
+        assert row['fraction_above_gamma_lo'] == pytest.approx(above / row['explored_steps'])
+        offered = sum(len(job.outputs.selected) for job in jobs if 'selected' in job.outputs)
+        assert row['selected'] == min(offered, SELECTION['max_per_iteration'])
 
 
 def test_cli_lineage_shows_the_iterations(emt_loop):
@@ -135,7 +164,7 @@ def test_cli_lineage_shows_the_iterations(emt_loop):
         if row.get('added'):
             assert (
                 f'iteration {row["iteration"]}: {row["added"]} structures proposed by '
-                f'PacemakerExplorationCalculation<{row["exploration"]}>'
+                f'PacemakerExplorationCalculation<{", ".join(map(str, explorations(row)))}>'
             ) in result.output
     assert 'labelled by label_with_emt' in result.output
     assert 'DFT:' not in result.output  # explorations, pace_activeset and EMT are not DFT
@@ -202,6 +231,8 @@ def test_too_many_failed_labels_end_the_loop_with_a_named_code(pacemaker_code, c
         ({'selection': {'max_per_iteration': 0}}, 'max_per_iteration: Input should be greater than 0'),
         ({'max_iterations': -1}, 'max_iterations=-1: give at least 1 explore-label-refit cycle'),
         ({'max_concurrent_labels': 0}, 'max_concurrent_labels=0: give at least 1'),
+        ({'exploration_jobs': 0}, 'exploration_jobs=0: give 1 to 3, the number of starting structures'),
+        ({'exploration_jobs': 4}, 'exploration_jobs=4: give 1 to 3, the number of starting structures'),
         ({'structures': {}}, 'structures: give at least one starting structure'),
         ({'nickel': True}, "structures.ni (Ni4) has Ni, which the first fit's data lacks (it has Cu)"),
         ({'refit': {'functions_schedule': [[10, 8]]}}, 'the first entry must start at 0 structures'),
@@ -333,7 +364,7 @@ def test_calibration_compares_the_current_potential_with_the_new_labels(emt_loop
     for row in rows:
         if not row.get('error_vs_gamma'):
             continue
-        explorer = orm.load_node(row['exploration']).inputs.potential  # the B-basis YAML that explored
+        explorer = orm.load_node(explorations(row)[0]).inputs.potential  # the B-basis YAML that explored
         potential = explorer.creator.outputs.potential
         calculator = get_calculator(potential)
         recorded = sorted((entry['gamma'], entry['force_rmse']) for entry in row['error_vs_gamma'])
