@@ -72,12 +72,42 @@ SLOW_FIXTURES = frozenset(
 )
 
 
+#: Minutes of worker time per test file (``--durations`` of the slow tier on 2 xdist workers, 2 cores, 2026-12-07):
+#: the files are run costliest first, so that pytest-xdist's ``--dist loadfile`` fills the end with the fast files
+#: instead of leaving one worker alone with a loop. A file not listed weighs 1 if it has slow tests, else 0.
+FILE_MINUTES = {
+    'tests/test_fidelity.py': 18,
+    'tests/remote/test_remote.py': 14,
+    'tests/active_learning/test_loop.py': 6,
+    'tests/dft/test_active_learning_qe.py': 6,
+    'tests/dft/test_qe.py': 4,
+    'tests/workflows/test_restart_real.py': 3.5,
+    'tests/active_learning/test_first_try.py': 3.2,
+    'tests/active_learning/test_daemon.py': 3,
+    'tests/test_cli.py': 2.8,
+    'tests/test_reference_energy.py': 2.7,
+    'tests/workflows/test_training.py': 2.4,
+    'tests/active_learning/test_example.py': 2,
+    'tests/workflows/test_active_set_upfit.py': 2,
+    'tests/validation/test_workflow.py': 1.8,
+    'tests/test_delta.py': 1.7,
+    'tests/fuzz/test_settings_fuzz.py': 1.7,
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``)."""
+    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``), and
+    order the files costliest first (``FILE_MINUTES``; the tests of a file keep their order)."""
+    weights: dict[str, float] = {}
     for item in items:
         markers = {marker.name for marker in item.iter_markers()}
+        path = item.nodeid.split('::')[0]
+        weights.setdefault(path, 0)
         if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
             item.add_marker(pytest.mark.slow)
+            weights[path] = FILE_MINUTES.get(path, 1)
+    position = {item.nodeid: index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (-weights[item.nodeid.split('::')[0]], position[item.nodeid]))
 
 
 @pytest.fixture(scope='session')
@@ -160,6 +190,23 @@ def fake_code(session_localhost, tmp_path):
 #: Seconds the tests wait for the daemon's circus controller (aiida's default, ``daemon.timeout``, is a few seconds:
 #: stopping a daemon whose worker is busy took longer on a loaded 2-core machine and failed with 'Timed out').
 DAEMON_CALL_TIMEOUT = 120
+
+
+@pytest.fixture(scope='session')
+def daemon_timeout(aiida_profile):
+    """The test profile's ``daemon.timeout``: DAEMON_CALL_TIMEOUT for every call of its daemon client, including
+    aiida-core's own stop of the daemon at the end of the session (that stop timed out on a loaded machine)."""
+    from aiida.manage import get_config
+
+    get_config().set_option('daemon.timeout', DAEMON_CALL_TIMEOUT, scope=aiida_profile.name)
+    return DAEMON_CALL_TIMEOUT
+
+
+@pytest.fixture(scope='session')
+def daemon_client(daemon_timeout, daemon_client):
+    """aiida-core's ``daemon_client``, created once the profile's ``daemon.timeout`` is set."""
+    return daemon_client
+
 
 #: Threads of one fit: the machine's cores shared among pytest-xdist's workers (``-n 2`` on 2 cores: a thread each).
 FIT_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))

@@ -154,7 +154,7 @@ def test_daemon_restart_during_a_slurm_fit(started_daemon_client, slurm_pacemake
     time.sleep(3)
     assert not node.is_terminated
     started_daemon_client.start_daemon(timeout=DAEMON_CALL_TIMEOUT)
-    await_all([node], 300)
+    await_all([node], 600)  # the restarted daemon takes the job over; slow on a loaded machine
     assert len(calculations(node)) == 1
     np.testing.assert_allclose(
         coefficients(node.outputs.potential_yaml), coefficients(tiny_fit.outputs.potential_yaml), rtol=1e-6, atol=1e-9
