@@ -96,8 +96,8 @@ FILE_MINUTES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``), and
-    order the files costliest first (``FILE_MINUTES``; the tests of a file keep their order)."""
+    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``); on
+    pytest-xdist workers, order the files costliest first (``FILE_MINUTES``; the tests of a file keep their order)."""
     weights: dict[str, float] = {}
     for item in items:
         markers = {marker.name for marker in item.iter_markers()}
@@ -106,6 +106,8 @@ def pytest_collection_modifyitems(config, items):
         if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
             item.add_marker(pytest.mark.slow)
             weights[path] = FILE_MINUTES.get(path, 1)
+    if 'PYTEST_XDIST_WORKER_COUNT' not in os.environ:
+        return
     position = {item.nodeid: index for index, item in enumerate(items)}
     items.sort(key=lambda item: (-weights[item.nodeid.split('::')[0]], position[item.nodeid]))
 
