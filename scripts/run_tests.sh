@@ -25,10 +25,10 @@ done
 # `-p no:xdist` given: as asked (one test runs in this process).
 WORKERS=()
 if [ ${#PATHS[@]} -gt 0 ] && [ "${TEST_WORKERS:-2}" -gt 1 ]; then
+  WORKERS=(-n "${TEST_WORKERS:-2}" --dist loadfile)
   for argument in "$@"; do
-    case "$argument" in -n|-n*|--numprocesses*|no:xdist|-pno:xdist) WORKERS=(none) ;; esac
+    case "$argument" in -n|-n*|--numprocesses*|no:xdist|-pno:xdist) WORKERS=() ;; esac
   done
-  if [ ${#WORKERS[@]} = 0 ]; then WORKERS=(-n "${TEST_WORKERS:-2}" --dist loadfile); else WORKERS=(); fi
 fi
 PYTEST=(.venv/bin/python -m pytest -p no:cacheprovider --basetemp="$AIIDA_PATH/pytest" "${WORKERS[@]}" "$@" "${PATHS[@]}")
 CLUSTER_HOME=$(sed -n 's/^CLUSTER_HOME=//p' .cluster/env 2>/dev/null || true)

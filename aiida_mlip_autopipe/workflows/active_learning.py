@@ -104,14 +104,26 @@ def exploration_shares(labels: list[str], jobs: int) -> list[list[str]]:
     return [labels[job::jobs] for job in range(jobs)]
 
 
+def row_explorations(row: dict) -> list[int]:
+    """The pks of an iteration row's exploration calculations (``exploration``: one pk, or a list with several jobs)."""
+    value = row.get('exploration')
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
+
+
 def merged_summary(summaries: list[dict]) -> dict:
     """One summary of several exploration jobs: counts added, the fraction above gamma_lo over all steps, the
     largest grade."""
     if len(summaries) == 1:
         return summaries[0]
-    counts = ('trajectories', 'explored_steps', 'steps_above_gamma_lo', 'stopped_at_gamma_hi', 'candidates')
+    counts = (
+        'trajectories',
+        'explored_steps',
+        'steps_above_gamma_lo',
+        'stopped_at_gamma_hi',
+        'candidates',
+        'refused_candidates',
+    )
     merged = {key: sum(summary.get(key, 0) for summary in summaries) for key in counts}
-    merged['refused_candidates'] = sum(summary.get('refused_candidates', 0) for summary in summaries)
     explored = merged['explored_steps']
     merged['fraction_above_gamma_lo'] = merged['steps_above_gamma_lo'] / explored if explored else 0.0
     grades = [summary['max_gamma'] for summary in summaries if summary.get('max_gamma') is not None]
@@ -1017,8 +1029,7 @@ class PacemakerActiveLearningWorkChain(WorkChain):
         for row in rows:
             if row.get('training') is not None:
                 evidence[f'metrics_{row["iteration"]:02d}'] = orm.load_node(row['training']).outputs.metrics
-            explorations = row.get('exploration')
-            explorations = [explorations] if isinstance(explorations, int) else explorations or []
+            explorations = row_explorations(row)
             for job, pk in enumerate(explorations):
                 suffix = f'_job_{job:02d}' if len(explorations) > 1 else ''
                 evidence[f'summary_{row["iteration"]:02d}{suffix}'] = orm.load_node(pk).outputs.summary

@@ -12,7 +12,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
-from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
+from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain, row_explorations
 from tests.active_learning.conftest import EXPLORATION_JOBS, SELECTION, loop_builder
 
 pytestmark = pytest.mark.pacemaker
@@ -23,12 +23,6 @@ def fits(loop) -> list:
     return sorted(
         (node for node in loop.called if node.process_label == 'PacemakerTrainingWorkChain'), key=lambda n: n.pk
     )
-
-
-def explorations(row: dict) -> list[int]:
-    """The pks of a row's exploration calculations (one pk, or a list when the iteration ran several jobs)."""
-    value = row.get('exploration')
-    return [] if value is None else [value] if isinstance(value, int) else list(value)
 
 
 def test_loop_finishes_with_the_iterations_table(emt_loop):
@@ -95,7 +89,7 @@ def test_every_structure_traces_to_its_iteration_exploration_and_labeller(emt_lo
             assert origin.exploration is None and origin.source.startswith('aiida:') is False
             continue
         row = rows[origin.iteration]
-        assert origin.exploration.pk in explorations(row)
+        assert origin.exploration.pk in row_explorations(row)
         assert origin.structure.creator.pk == origin.exploration.pk
         assert origin.labeller.process_label == 'label_with_emt' and origin.labeller.is_finished_ok
         assert origin.labeller.inputs.structure.uuid == origin.structure.uuid
@@ -124,7 +118,7 @@ def test_provenance_reaches_the_explorations_from_the_potential(emt_loop):
     query.append(orm.CalcJobNode, with_descendants='potential', filters={'process_type': {'like': '%exploration'}})
     found = {node.pk for node in query.all(flat=True)}
     rows = emt_loop.outputs.iterations.get_list()
-    assert found == {pk for row in rows if row.get('added') for pk in explorations(row)}
+    assert found == {pk for row in rows if row.get('added') for pk in row_explorations(row)}
 
 
 def test_each_iteration_explores_with_several_jobs_and_merges_their_selections(emt_loop):
@@ -133,7 +127,7 @@ def test_each_iteration_explores_with_several_jobs_and_merges_their_selections(e
     max_per_iteration, taken in turn from each job."""
     rows = emt_loop.outputs.iterations.get_list()
     for row in [row for row in rows if row.get('exploration') is not None]:
-        jobs = [orm.load_node(pk) for pk in explorations(row)]
+        jobs = [orm.load_node(pk) for pk in row_explorations(row)]
         assert len(jobs) == EXPLORATION_JOBS and all(job.is_finished_ok for job in jobs)
         labels = {job.base.links.get_incoming(link_type=LinkType.CALL_CALC).one().link_label for job in jobs}
         assert labels == {f'explore_iteration_{row["iteration"]:02d}_job_{job:02d}' for job in range(EXPLORATION_JOBS)}
@@ -164,7 +158,7 @@ def test_cli_lineage_shows_the_iterations(emt_loop):
         if row.get('added'):
             assert (
                 f'iteration {row["iteration"]}: {row["added"]} structures proposed by '
-                f'PacemakerExplorationCalculation<{", ".join(map(str, explorations(row)))}>'
+                f'PacemakerExplorationCalculation<{", ".join(map(str, row_explorations(row)))}>'
             ) in result.output
     assert 'labelled by label_with_emt' in result.output
     assert 'DFT:' not in result.output  # explorations, pace_activeset and EMT are not DFT
@@ -364,7 +358,7 @@ def test_calibration_compares_the_current_potential_with_the_new_labels(emt_loop
     for row in rows:
         if not row.get('error_vs_gamma'):
             continue
-        explorer = orm.load_node(explorations(row)[0]).inputs.potential  # the B-basis YAML that explored
+        explorer = orm.load_node(row_explorations(row)[0]).inputs.potential  # the B-basis YAML that explored
         potential = explorer.creator.outputs.potential
         calculator = get_calculator(potential)
         recorded = sorted((entry['gamma'], entry['force_rmse']) for entry in row['error_vs_gamma'])
