@@ -9,7 +9,8 @@ from aiida import orm
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
-from tests.conftest import fit_cu_al
+from aiida_mlip_autopipe.parsers.pacemaker import prediction_errors
+from tests.conftest import TINY_SETTINGS, fit_cu_al
 
 pytestmark = pytest.mark.pacemaker
 
@@ -35,19 +36,54 @@ def test_potential_loads_in_pyace_and_gives_finite_results(tiny_fit, tmp_path):
     assert np.isfinite(energy) and forces.shape == (32, 3) and np.all(np.isfinite(forces))
 
 
-def test_metrics_match_pacemakers_own_log(tiny_fit):
-    metrics = tiny_fit.outputs.metrics.get_dict()
-    log = tiny_fit.outputs.retrieved.base.repository.get_object_content('log.txt')
+@pytest.fixture(scope='module')
+def tensorpot_fit(pacemaker_code, cu_al_sets):
+    """The tiny fit with the plugin's default evaluator (``tensorpot``, which logs train and test tables)."""
+    settings = {**TINY_SETTINGS, 'backend': {'display_step': 2}}
+    return fit_cu_al(pacemaker_code, cu_al_sets, settings)
+
+
+def test_metrics_match_pacemakers_own_log(tensorpot_fit):
+    metrics = tensorpot_fit.outputs.metrics.get_dict()
+    assert metrics['settings_filled']['backend.evaluator'] == 'tensorpot'
+    log = tensorpot_fit.outputs.retrieved.base.repository.get_object_content('log.txt')
     rows = [(float(e), float(f)) for e, f in re.findall(r'RMSE:\s+([0-9.]+)\s+[0-9.]+\s+([0-9.]+)', log)]
     *_, (train_e, train_f), (test_e, test_f) = rows
     assert round(metrics['rmse_energy_train'], 2) == pytest.approx(train_e, abs=0.006)
     assert round(metrics['rmse_forces_train'], 2) == pytest.approx(train_f, abs=0.006)
     assert round(metrics['rmse_energy_test'], 2) == pytest.approx(test_e, abs=0.006)
     assert round(metrics['rmse_forces_test'], 2) == pytest.approx(test_f, abs=0.006)
+    assert 'test_metrics_source' not in metrics  # pacemaker's own test_metrics.txt
     assert metrics['iterations'] == 5
     assert metrics['num_structures_train'] == 16 and metrics['num_structures_test'] == 4
     assert metrics['elements'] == ['Al', 'Cu']
-    assert tiny_fit.outputs.learning_curve.get_array('iteration')[-1] == 5
+    assert tensorpot_fit.outputs.learning_curve.get_array('iteration')[-1] == 5
+    # the errors the plugin computes from predictions when pacemaker wrote no test table agree with pacemaker's own
+    for key, value in prediction_errors(tensorpot_fit.outputs.test_predictions).items():
+        assert value == pytest.approx(metrics[f'{key}_test'], rel=1e-6)
+
+
+def test_pyace_evaluator_fit_gets_its_test_errors_from_the_predictions(tiny_fit, cu_al_sets):
+    """pacemaker's ``pyace`` evaluator writes only the header of test_metrics.txt: the test errors come from the test
+    predictions, and they are the errors of the stored .yace on the test structures."""
+    from aiida_mlip_autopipe.potentials.calculator import get_calculator
+
+    metrics = tiny_fit.outputs.metrics.get_dict()
+    assert tiny_fit.inputs.settings['backend']['evaluator'] == 'pyace'
+    assert len(tiny_fit.outputs.retrieved.base.repository.get_object_content('test_metrics.txt').splitlines()) == 1
+    assert metrics['test_metrics_source'] == 'test_predictions'
+    assert tiny_fit.outputs.potential.base.attributes.get('rmse_forces_test') == metrics['rmse_forces_test']
+    calculator = get_calculator(tiny_fit.outputs.potential)
+    energy_errors, force_errors = [], []
+    for atoms in cu_al_sets[1].get_atoms():
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = calculator
+        energy_errors.append((atoms.get_potential_energy() - energy) / len(atoms))
+        force_errors.append(atoms.get_forces() - forces)
+    assert 1000 * np.sqrt(np.mean(np.square(energy_errors))) == pytest.approx(metrics['rmse_energy_test'], rel=1e-4)
+    forces = np.concatenate(force_errors)
+    assert 1000 * np.sqrt(np.mean(np.square(forces))) == pytest.approx(metrics['rmse_forces_test'], rel=1e-4)
+    assert 1000 * np.mean(np.abs(forces)) == pytest.approx(metrics['mae_forces_test'], rel=1e-4)
 
 
 def test_dataset_pickle_is_written_by_pacemakers_own_pandas(tiny_fit, pacemaker_executable):
@@ -75,7 +111,7 @@ def test_potential_is_queryable_without_opening_it(tiny_fit):
 
 def test_continue_from_potential_yaml(tiny_fit, pacemaker_code, cu_al_sets):
     """``initial_potential`` continues the fit (``pacemaker -p``): it starts where the previous one stopped."""
-    settings = {'potential': {'functions': {'number_of_functions_per_element': 5}}, 'fit': {'maxiter': 2}}
+    settings = {**TINY_SETTINGS, 'fit': {'maxiter': 2}}
     node = fit_cu_al(pacemaker_code, cu_al_sets, settings, initial_potential=tiny_fit.outputs.potential_yaml)
     assert node.is_finished_ok, node.exit_message
     curve = node.outputs.learning_curve

@@ -22,7 +22,7 @@ from aiida_mlip_autopipe.calculations.files import PacemakerFiles as Files
 from aiida_mlip_autopipe.potentials.bbasis import read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
-__all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
+__all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary', 'prediction_errors')
 
 ERROR_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Killed|Traceback)\b')
 FIT_TIME = re.compile(r'Fitting took\s+([0-9.]+)\s+seconds')
@@ -41,6 +41,19 @@ LEARNING_CURVE_UNITS = {
     'rmse_forces': 'meV/Å (per component)',
     'mae_forces': 'meV/Å (per component)',
 }
+
+
+def prediction_errors(predictions: orm.ArrayData) -> dict[str, float]:
+    """``rmse_energy`` (meV/atom), ``rmse_forces`` and ``mae_forces`` (meV/Å, per component) of a predictions node,
+    defined as pacemaker's metrics tables define ``rmse_epa``, ``rmse_f_comp`` and ``mae_f_comp`` (unweighted)."""
+    natoms = predictions.get_array('natoms')
+    energy = (predictions.get_array('energy_pred') - predictions.get_array('energy')) / natoms
+    forces = np.ravel(predictions.get_array('forces_pred') - predictions.get_array('forces'))
+    errors = {'rmse_energy': float(1000 * np.sqrt(np.mean(np.square(energy))))}
+    if forces.size:
+        errors['rmse_forces'] = float(1000 * np.sqrt(np.mean(np.square(forces))))
+        errors['mae_forces'] = float(1000 * np.mean(np.abs(forces)))
+    return errors
 
 
 def signal_name(number: int) -> str:
@@ -181,7 +194,14 @@ class PacemakerParser(Parser):
         except ReferenceEnergyError as exception:
             return codes.ERROR_OUTPUT_REFERENCE_ENERGY.format(message=str(exception))
 
+        predictions = {split: self._predictions(f'{split}_predictions.npz') for split in ('train', 'test')}
         metrics = self._metrics(train, test, summary, log)
+        test_predictions = predictions['test']
+        if 'rmse_energy_test' not in metrics and test_predictions is not None:
+            # pacemaker's ``pyace`` evaluator writes no test metrics (the header of test_metrics.txt only): the errors
+            # of the final potential on the test set, as pacemaker's tables define them, from its test predictions
+            metrics.update({f'{key}_test': value for key, value in prediction_errors(test_predictions).items()})
+            metrics['test_metrics_source'] = 'test_predictions'
         metrics['reference_energy'] = e0
         metrics['reference_energy_source'] = reference_source
         threads = self._threads()
@@ -198,10 +218,9 @@ class PacemakerParser(Parser):
             'potential_yaml': self._singlefile(Files.OUTPUT_YAML, summary, metrics),
             'potential': self._singlefile(Files.OUTPUT_YACE, summary, metrics, content=yace.encode()),
         }
-        for split in ('train', 'test'):
-            predictions = self._predictions(f'{split}_predictions.npz')
-            if predictions is not None:
-                outputs[f'{split}_predictions'] = predictions
+        for split, prediction in predictions.items():
+            if prediction is not None:
+                outputs[f'{split}_predictions'] = prediction
         for label, node in outputs.items():
             self.out(label, node)
         return None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import TINY_BACKEND
+
 #: a tiny fit: the loop's retrains stay seconds long
 LOOP_SETTINGS = {
     'potential': {'functions': {'number_of_functions_per_element': 8}},
     'fit': {'maxiter': 10},
-    'backend': {'display_step': 5},
+    'backend': {**TINY_BACKEND, 'display_step': 5},
 }
 EXPLORATION = {'temperatures_K': [800.0, 1600.0], 'steps': 100, 'timestep_fs': 2.0, 'rattle': 0.05, 'strain': 0.03}
 SELECTION = {'gamma_lo': 1.2, 'gamma_hi': 20.0, 'max_per_iteration': 6, 'calibration_samples': 2}

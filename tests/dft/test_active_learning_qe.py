@@ -10,7 +10,7 @@ from ase.build import bulk
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
-from tests.conftest import FIT_OPTIONS
+from tests.conftest import FIT_OPTIONS, TINY_BACKEND
 from tests.dft.conftest import KPOINTS_DISTANCE, OPTIONS, PW_PARAMETERS
 
 pytestmark = [pytest.mark.dft, pytest.mark.pacemaker]
@@ -22,7 +22,11 @@ def qe_loop(pacemaker_code, pw_code, al_pseudo_family, qe_al_group):
     builder.training.code = pacemaker_code
     builder.training.group = orm.Str(qe_al_group.label)
     builder.training.settings = orm.Dict(
-        {'potential': {'functions': {'number_of_functions_per_element': 8}}, 'fit': {'maxiter': 10}}
+        {
+            'potential': {'functions': {'number_of_functions_per_element': 8}},
+            'fit': {'maxiter': 10},
+            'backend': TINY_BACKEND,
+        }
     )
     builder.training.options = orm.Dict(FIT_OPTIONS)
     builder.training.min_structures = orm.Int(10)

@@ -68,6 +68,25 @@ def test_early_converged_fit(parse_fixture):
     assert predictions.get_array('forces').shape == predictions.get_array('forces_pred').shape == (natoms.sum(), 3)
 
 
+def test_pyace_evaluator_fit_takes_its_test_errors_from_the_predictions(parse_fixture):
+    """A real fit with ``backend.evaluator: pyace`` (16 + 4 Cu-Al structures): pacemaker wrote only the header of
+    test_metrics.txt; the test errors are those of the test predictions, and the potential carries them."""
+    folder = FIXTURES / 'pacemaker' / 'success_pyace_evaluator'
+    assert len((folder / 'test_metrics.txt').read_text().splitlines()) == 1
+    results, calcfunction = parse_fixture('success_pyace_evaluator')
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    metrics = results['metrics'].get_dict()
+    assert metrics['test_metrics_source'] == 'test_predictions'
+    with np.load(folder / 'test_predictions.npz') as arrays:
+        energy = (arrays['energy_pred'] - arrays['energy']) / arrays['natoms']
+        forces = arrays['forces_pred'] - arrays['forces']
+    assert metrics['rmse_energy_test'] == pytest.approx(1000 * np.sqrt(np.mean(energy**2)))
+    assert metrics['rmse_forces_test'] == pytest.approx(1000 * np.sqrt(np.mean(forces**2)))
+    assert metrics['mae_forces_test'] == pytest.approx(1000 * np.mean(np.abs(forces)))
+    assert 'loss_test' not in metrics and 'test_loss' not in results['learning_curve'].get_arraynames()
+    assert results['potential'].base.attributes.get('rmse_forces_test') == metrics['rmse_forces_test']
+
+
 @pytest.mark.parametrize(
     ('case', 'exit_code', 'fragment'),
     [

@@ -209,9 +209,9 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(
             ('pacemaker-frozen-module', {'prepend_text': 'echo "Loading module pacemaker/0.4" >&2'}),
         )
     ]
-    maxiter = 30
+    maxiter = 15  # the stop is an event (iteration 5), not a time: a small fit serves
     settings = {
-        'potential': {'functions': {'number_of_functions_per_element': 50}},
+        'potential': {'functions': {'number_of_functions_per_element': 20}},
         'fit': {'maxiter': maxiter, 'loss': {'kappa': 0.3}, 'options': {'gtol': 1e-14}},
         'backend': {'display_step': 50},
     }

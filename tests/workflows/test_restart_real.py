@@ -26,11 +26,11 @@ def test_walltime_stop_is_completed_by_continuation(
     """The walltime monitor kills the first run mid-fit; the handler continues from the interim potential.
 
     The stop is an event of the run, not a time calibrated against this machine: the first run's pacemaker is frozen
-    once it has logged iteration 20 (a fit that would outlast its walltime), and its job's recorded start is then
+    once it has logged iteration 10 (a fit that would outlast its walltime), and its job's recorded start is then
     dated back, so the walltime monitor stops it at its next poll; continuations run pacemaker unchanged.
     """
     training, test = cu_al_sets
-    maxiter = 60
+    maxiter = 30
     settings = {
         'potential': {'functions': {'number_of_functions_per_element': 25}},
         'fit': {'maxiter': maxiter, 'options': {'gtol': 1e-14}},
@@ -46,14 +46,14 @@ def test_walltime_stop_is_completed_by_continuation(
         freezing_pacemaker(
             python,
             str(pacemaker_executable),
-            after=20,
+            after=10,
             before=f'pathlib.Path({started!r}).unlink(missing_ok=True)  # no start yet for the monitor',
             on_freeze=f'pathlib.Path({started!r}).write_text("0\\n")  # started in 1970: out of walltime',
         )
     )
     wrapper.chmod(0o755)
     code = orm.InstalledCode(
-        label='pacemaker-frozen-after-20',
+        label='pacemaker-frozen-after-10',
         computer=pacemaker_code.computer,
         filepath_executable=str(wrapper),
         default_calc_job_plugin='mlip_autopipe.pacemaker',
