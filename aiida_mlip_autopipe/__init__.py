@@ -5,10 +5,10 @@ checks, source strings); ``importers`` (ASE databases, extxyz) and ``collection`
 Quantum ESPRESSO's ``pw.x``) make it; ``baseline`` (ZBL, delta learning) shapes the targets; ``calculations``
 (pacemaker and its settings schema, the exploration; ``calculations/files.py`` names the files of each job) with
 ``parsers`` beside them (a parser imports the file names, never its calculation) and ``jobscripts`` (what runs on
-the compute node); ``potentials`` (calculator, LAMMPS, reference energies, lineage, plots); ``validation`` (physics
-of a potential); ``labellers`` (EMT, Quantum ESPRESSO); ``active_learning`` (the loop's settings, calibration and
-lineage); ``workflows`` (restarts, training, active learning, validation, protocols); ``trainer`` (the one-call façade
-and its ``TrainingConfig``), ``cli`` the command line, ``demo`` the EMT data of the examples.
+the compute node); ``potentials`` (calculator, LAMMPS, reference energies, lineage, accuracy, plots); ``validation``
+(physics of a potential); ``labellers`` (EMT, Quantum ESPRESSO); ``active_learning`` (the loop's settings, calibration
+and lineage); ``workflows`` (restarts, training, active learning, validation, protocols); ``trainer``
+(the one-call façade and its ``TrainingConfig``), ``cli`` the command line, ``demo`` the EMT data of the examples.
 
 The public names below are imported lazily, so that ``import aiida_mlip_autopipe`` stays light.
 """

@@ -19,10 +19,11 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_mlip_autopipe.calculations.files import PacemakerFiles as Files
+from aiida_mlip_autopipe.potentials.accuracy import prediction_errors
 from aiida_mlip_autopipe.potentials.bbasis import read_bbasis
 from aiida_mlip_autopipe.potentials.reference_energy import ReferenceEnergyError, e0_per_element, with_e0
 
-__all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary', 'prediction_errors')
+__all__ = ('PacemakerParser', 'last_error_line', 'parse_metrics_table', 'potential_summary')
 
 ERROR_LINE = re.compile(r'^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Killed|Traceback)\b')
 FIT_TIME = re.compile(r'Fitting took\s+([0-9.]+)\s+seconds')
@@ -41,19 +42,6 @@ LEARNING_CURVE_UNITS = {
     'rmse_forces': 'meV/Å (per component)',
     'mae_forces': 'meV/Å (per component)',
 }
-
-
-def prediction_errors(predictions: orm.ArrayData) -> dict[str, float]:
-    """``rmse_energy`` (meV/atom), ``rmse_forces`` and ``mae_forces`` (meV/Å, per component) of a predictions node,
-    defined as pacemaker's metrics tables define ``rmse_epa``, ``rmse_f_comp`` and ``mae_f_comp`` (unweighted)."""
-    natoms = predictions.get_array('natoms')
-    energy = (predictions.get_array('energy_pred') - predictions.get_array('energy')) / natoms
-    forces = np.ravel(predictions.get_array('forces_pred') - predictions.get_array('forces'))
-    errors = {'rmse_energy': float(1000 * np.sqrt(np.mean(np.square(energy))))}
-    if forces.size:
-        errors['rmse_forces'] = float(1000 * np.sqrt(np.mean(np.square(forces))))
-        errors['mae_forces'] = float(1000 * np.mean(np.abs(forces)))
-    return errors
 
 
 def signal_name(number: int) -> str:
@@ -195,13 +183,7 @@ class PacemakerParser(Parser):
             return codes.ERROR_OUTPUT_REFERENCE_ENERGY.format(message=str(exception))
 
         predictions = {split: self._predictions(f'{split}_predictions.npz') for split in ('train', 'test')}
-        metrics = self._metrics(train, test, summary, log)
-        test_predictions = predictions['test']
-        if 'rmse_energy_test' not in metrics and test_predictions is not None:
-            # pacemaker's ``pyace`` evaluator writes no test metrics (the header of test_metrics.txt only): the errors
-            # of the final potential on the test set, as pacemaker's tables define them, from its test predictions
-            metrics.update({f'{key}_test': value for key, value in prediction_errors(test_predictions).items()})
-            metrics['test_metrics_source'] = 'test_predictions'
+        metrics = self._metrics(train, test, summary, log, predictions['test'])
         metrics['reference_energy'] = e0
         metrics['reference_energy_source'] = reference_source
         threads = self._threads()
@@ -264,7 +246,9 @@ class PacemakerParser(Parser):
                 return int(match.group(1))
         return None
 
-    def _metrics(self, train: dict, test: dict | None, summary: dict, log: str) -> dict[str, Any]:
+    def _metrics(
+        self, train: dict, test: dict | None, summary: dict, log: str, test_predictions: orm.ArrayData | None
+    ) -> dict[str, Any]:
         stdout = self._read(Files.STDOUT) or ''
         metrics: dict[str, Any] = {
             'rmse_energy_train': float(train['rmse_epa'][-1] * 1000),
@@ -283,6 +267,11 @@ class PacemakerParser(Parser):
             metrics['rmse_forces_test'] = float(test['rmse_f_comp'][-1] * 1000)
             metrics['mae_forces_test'] = float(test['mae_f_comp'][-1] * 1000)
             metrics['loss_test'] = float(test['loss'][-1])
+        elif test_predictions is not None:
+            # pacemaker's ``pyace`` evaluator writes no test metrics (the header of test_metrics.txt only): the errors
+            # of the final potential on the test set, as pacemaker's tables define them, from its test predictions
+            metrics.update({f'{key}_test': value for key, value in prediction_errors(test_predictions).items()})
+            metrics['test_metrics_source'] = 'test_predictions'
         match = FIT_TIME.search(stdout)
         if match:
             metrics['fit_time'] = float(match.group(1))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import pathlib
 
-import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+
+from aiida_mlip_autopipe.potentials.accuracy import prediction_errors
 
 __all__ = ('loop_figure', 'make_plots', 'plot_learning_curve', 'plot_parity', 'png', 'render_plots')
 
@@ -69,8 +70,8 @@ def plot_parity(predictions: dict[str, orm.ArrayData], title: str = 'Parity', re
         energy = node.get_array('energy') / natoms
         energy_pred = node.get_array('energy_pred') / natoms
         forces, forces_pred = node.get_array('forces').ravel(), node.get_array('forces_pred').ravel()
-        rmse_e = 1000 * np.sqrt(np.mean((energy_pred - energy) ** 2))
-        rmse_f = 1000 * np.sqrt(np.mean((forces_pred - forces) ** 2))
+        errors = prediction_errors(node)
+        rmse_e, rmse_f = errors['rmse_energy'], errors.get('rmse_forces', float('nan'))
         axes[0].scatter(
             energy,
             energy_pred,
