@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
 import pytest
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
@@ -277,6 +278,18 @@ def fit_cu_al(code, sets, settings: dict = TINY_SETTINGS, options: dict | None =
     metadata = {'options': options} if options is not None else {}
     inputs = {'training_set': training, 'test_set': test, 'settings': orm.Dict(settings), 'metadata': metadata}
     return run_get_node(PacemakerCalculation, code=code, **inputs, **extra)[1]
+
+
+def calculator_errors(calculator, structures) -> dict[str, np.ndarray]:
+    """A calculator's errors against labelled structures (their calculators hold the labels): ``energy`` per atom
+    (eV/atom, one per structure) and ``forces`` (eV/Å, all atoms' rows stacked)."""
+    energy, forces = [], []
+    for atoms in structures:
+        label_energy, label_forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = calculator
+        energy.append((atoms.get_potential_energy() - label_energy) / len(atoms))
+        forces.append(atoms.get_forces() - label_forces)
+    return {'energy': np.asarray(energy), 'forces': np.concatenate(forces)}
 
 
 @pytest.fixture(scope='session')

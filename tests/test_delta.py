@@ -15,6 +15,7 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.calculator import DeltaCalculator
 from aiida_mlip_autopipe.potentials.lammps import lammps_commands, lammps_potential_data
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+from tests.conftest import calculator_errors
 
 #: Cutoffs reaching the nearest neighbours of the EMT fcc cells (2.5-2.9 Å), so that the baseline matters.
 CUTOFFS = {'inner': 1.5, 'outer': 2.8}
@@ -128,14 +129,10 @@ def test_delta_learned_potential_plus_baseline_reproduces_dft(delta_fit):
     assert 'repulsion' not in calculation.base.repository.get_object_content('input.yaml')  # no second ZBL core
     calculator = get_calculator_for(potential)
     assert isinstance(calculator, DeltaCalculator)
-    energy_errors, force_errors = [], []
-    for atoms in node.outputs.test_set.get_atoms():  # the DFT (here EMT) labels, not the delta targets
-        dft_energy, dft_forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = calculator
-        energy_errors.append((atoms.get_potential_energy() - dft_energy) / len(atoms))
-        force_errors.append(atoms.get_forces() - dft_forces)
-    rmse_energy = 1000 * np.sqrt(np.mean(np.square(energy_errors)))
-    rmse_forces = 1000 * np.sqrt(np.mean(np.square(np.concatenate(force_errors))))
+    # the DFT (here EMT) labels, not the delta targets
+    errors = calculator_errors(calculator, node.outputs.test_set.get_atoms())
+    rmse_energy = 1000 * np.sqrt(np.mean(np.square(errors['energy'])))
+    rmse_forces = 1000 * np.sqrt(np.mean(np.square(errors['forces'])))
     assert rmse_energy == pytest.approx(metrics['rmse_energy_test'], rel=1e-3, abs=1e-3)
     assert rmse_forces == pytest.approx(metrics['rmse_forces_test'], rel=1e-3, abs=1e-3)
 

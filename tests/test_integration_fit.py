@@ -9,8 +9,8 @@ from aiida import orm
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
-from aiida_mlip_autopipe.parsers.pacemaker import prediction_errors
-from tests.conftest import TINY_SETTINGS, fit_cu_al
+from aiida_mlip_autopipe.potentials.accuracy import prediction_errors
+from tests.conftest import TINY_SETTINGS, calculator_errors, fit_cu_al
 
 pytestmark = pytest.mark.pacemaker
 
@@ -73,15 +73,9 @@ def test_pyace_evaluator_fit_gets_its_test_errors_from_the_predictions(tiny_fit,
     assert len(tiny_fit.outputs.retrieved.base.repository.get_object_content('test_metrics.txt').splitlines()) == 1
     assert metrics['test_metrics_source'] == 'test_predictions'
     assert tiny_fit.outputs.potential.base.attributes.get('rmse_forces_test') == metrics['rmse_forces_test']
-    calculator = get_calculator(tiny_fit.outputs.potential)
-    energy_errors, force_errors = [], []
-    for atoms in cu_al_sets[1].get_atoms():
-        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = calculator
-        energy_errors.append((atoms.get_potential_energy() - energy) / len(atoms))
-        force_errors.append(atoms.get_forces() - forces)
-    assert 1000 * np.sqrt(np.mean(np.square(energy_errors))) == pytest.approx(metrics['rmse_energy_test'], rel=1e-4)
-    forces = np.concatenate(force_errors)
+    errors = calculator_errors(get_calculator(tiny_fit.outputs.potential), cu_al_sets[1].get_atoms())
+    assert 1000 * np.sqrt(np.mean(np.square(errors['energy']))) == pytest.approx(metrics['rmse_energy_test'], rel=1e-4)
+    forces = errors['forces']
     assert 1000 * np.sqrt(np.mean(np.square(forces))) == pytest.approx(metrics['rmse_forces_test'], rel=1e-4)
     assert 1000 * np.mean(np.abs(forces)) == pytest.approx(metrics['mae_forces_test'], rel=1e-4)
 
