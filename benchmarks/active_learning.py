@@ -173,7 +173,7 @@ def run_loop(code, initial, starts, arguments, functions: int, seed: int):
     builder.training.plots = orm.Bool(False)
     builder.structures = {f'start_{index:02d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(starts)}
     builder.exploration = orm.Dict({'temperatures_K': list(TEMPERATURES), 'steps': arguments.steps, 'seed': seed})
-    builder.selection = orm.Dict({'max_per_iteration': arguments.per_iteration})
+    builder.selection = orm.Dict({'max_per_iteration': arguments.per_iteration, **json.loads(arguments.selection)})
     builder.convergence = orm.Dict({'fraction_above_gamma_lo': 0.0})
     builder.labeller = orm.Str('ase:emt')
     builder.max_iterations = orm.Int(arguments.iterations)
@@ -403,6 +403,7 @@ def main(arguments) -> None:
     started = time.perf_counter()
     name = '_'.join(arguments.systems) + ('_quick' if arguments.quick else '')
     name += f'_initial{arguments.initial}' if arguments.initial != DEFAULT_INITIAL else ''
+    name += f'_{arguments.tag}' if arguments.tag else ''
     for system in arguments.systems:
         for seed in arguments.seed_list or range(arguments.seeds):
             result = one_seed(code, system, seed, arguments)
@@ -442,6 +443,12 @@ if __name__ == '__main__':
         help='cualni and cu64, 3 iterations, 5 per iteration, 60 MD steps, 150 fit iterations, random fits from the '
         "second iteration's budget on and twice them",
     )
+    parser.add_argument(
+        '--selection',
+        default='{}',
+        help='JSON: the loop\'s selection settings besides max_per_iteration, e.g. {"fill_order": "first_crossing"}',
+    )
+    parser.add_argument('--tag', help='appended to the results file name (e.g. the settings compared)')
     parser.add_argument('--summarise', metavar='JSON', help='print the tables of a results file and stop')
     parser.add_argument(
         '--equal-optimisation',

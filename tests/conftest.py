@@ -73,6 +73,10 @@ SLOW_FIXTURES = frozenset(
 )
 
 
+#: Fixtures that start the daemon: a test requesting one is marked ``daemon`` (CI runs those after the rest, on one
+#: worker: ``.ci/run``).
+DAEMON_FIXTURES = frozenset({'started_daemon_client', 'submit_and_await', 'daemon_client'})
+
 #: Minutes of worker time per test file (``--durations`` of the slow tier on 2 xdist workers, 2 cores, 2026-12-07):
 #: the files are run costliest first, so that pytest-xdist's ``--dist loadfile`` fills the end with the fast files
 #: instead of leaving one worker alone with a loop. A file not listed weighs 1 if it has slow tests, else 0.
@@ -97,14 +101,19 @@ FILE_MINUTES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or the daemon (``pytest -m "not slow"``); on
-    pytest-xdist workers, order the files costliest first (``FILE_MINUTES``; the tests of a file keep their order)."""
+    """Mark ``daemon`` every test that starts the daemon, ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or
+    the daemon (``pytest -m "not slow"``); on pytest-xdist workers, order the files costliest first (``FILE_MINUTES``;
+    the tests of a file keep their order)."""
     weights: dict[str, float] = {}
     for item in items:
         markers = {marker.name for marker in item.iter_markers()}
         path = item.nodeid.split('::')[0]
         weights.setdefault(path, 0)
-        if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(getattr(item, 'fixturenames', ())):
+        fixtures = getattr(item, 'fixturenames', ())
+        if DAEMON_FIXTURES.intersection(fixtures) and 'daemon' not in markers:
+            item.add_marker(pytest.mark.daemon)
+            markers.add('daemon')
+        if markers & SLOW_MARKERS or SLOW_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.slow)
             weights[path] = FILE_MINUTES.get(path, 1)
     if 'PYTEST_XDIST_WORKER_COUNT' not in os.environ:

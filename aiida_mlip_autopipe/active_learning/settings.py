@@ -78,15 +78,23 @@ class SelectionSettings(_Settings):
     max_per_iteration: PositiveInt = 10
     """At most this many structures are labelled per iteration (at least 1: a loop that may select nothing cannot
     learn)."""
-    method: Literal['d_optimal', 'max_gamma'] = 'd_optimal'
+    method: Literal['d_optimal', 'max_gamma', 'random'] = 'd_optimal'
     """``d_optimal``: pacemaker's ``pace_select`` MaxVol against the active set (the candidates that extend it
-    most); ``max_gamma``: simply the highest grades."""
+    most); ``max_gamma``: simply the highest grades; ``random``: a random draw among the candidates (as DP-GEN
+    picks within its trust window)."""
+    spread_trajectories: bool = False
+    """Take one candidate per starting structure, then one per trajectory (each in the method's order), before a
+    second from any: labels from several starts and trajectories rather than neighbouring frames of one."""
     gamma_tolerance: float = Field(default=1.01, ge=1.0)
     """MaxVol's tolerance (``pace_select -g``)."""
     fill_up: bool = True
     """``d_optimal``: fill the selection up to ``max_per_iteration`` with the other candidates of the highest grade, one
     per trajectory first (MaxVol against a small basis picks few structures: its active set holds one environment
     per function and element)."""
+    fill_order: Literal['highest_gamma', 'first_crossing'] = 'highest_gamma'
+    """Which candidates fill the selection up: ``highest_gamma`` the highest grades first; ``first_crossing`` each
+    trajectory's earliest frame in the window first (where it first reaches gamma_lo, before the potential's own MD
+    has drifted into what it extrapolates wildly), then the lowest grades."""
 
     min_distance_ratio: float = Field(default=0.75, ge=0.0, le=1.0)
     """Physical guard: a candidate with two atoms closer than this fraction of the shortest distance of that element

@@ -178,14 +178,23 @@ def run_trajectory(
     return record, candidates
 
 
-def select(candidates: list, potential: str, active_set: str, selection: dict) -> list[int]:
-    """The candidates to label: D-optimal (``pace_select``'s MaxVol against the active set) or the top gammas."""
+def select(
+    candidates: list, potential: str, active_set: str, selection: dict, seed: int = 0, starts: list[int] | None = None
+) -> list[int]:
+    """The candidates to label: D-optimal (``pace_select``'s MaxVol against the active set), the top gammas, or a
+    random draw; with ``spread_trajectories`` one per starting structure (``starts``: each trajectory's), then per
+    trajectory, before a second from any."""
     limit = selection['max_per_iteration']
     if not candidates or limit == 0:
         return []
+    spread = selection.get('spread_trajectories', False)
     if selection['method'] == 'max_gamma':
         order = np.argsort([-gamma for _, _, _, gamma, _ in candidates], kind='stable')
-        return [int(index) for index in order[:limit]]
+        ranked = [int(index) for index in order]
+        return spread_out(candidates, ranked, limit, starts) if spread else ranked[:limit]
+    if selection['method'] == 'random':
+        ranked = [int(index) for index in np.random.default_rng(seed).permutation(len(candidates))]
+        return spread_out(candidates, ranked, limit, starts) if spread else ranked[:limit]
     import pandas as pd
     from pyace import BBasisConfiguration
     from pyace.aceselect import select_structures_maxvol
@@ -199,22 +208,43 @@ def select(candidates: list, potential: str, active_set: str, selection: dict) -
         extra,
         batch_size_option='auto',
         gamma_tolerance=selection['gamma_tolerance'],
-        max_structures=limit,
+        max_structures=-1 if spread else limit,  # ranked by the atoms each brings into the active set
     )
     indices = [int(index) for index in chosen['candidate']]
-    return fill_up(candidates, indices, limit) if selection.get('fill_up', True) else indices
+    indices = spread_out(candidates, indices, limit, starts) if spread else indices[:limit]
+    if not selection.get('fill_up', True):
+        return indices
+    return fill_up(candidates, indices, limit, selection.get('fill_order', 'highest_gamma'))
 
 
-def fill_up(candidates: list, indices: list[int], limit: int) -> list[int]:
-    """``indices`` filled up to ``limit`` with the other candidates of the highest grade, one per trajectory before a
-    second from any (MaxVol against a small basis picks few structures: the active set holds one environment per
-    function and element)."""
+def spread_out(candidates: list, ranked: list[int], limit: int, starts: list[int] | None = None) -> list[int]:
+    """The first ``limit`` of ``ranked``, taking one per starting structure (``starts``: the start of each
+    trajectory), then one per trajectory, before a second from any (each pass in ``ranked``'s order)."""
+    keys = (lambda index: starts[candidates[index][1]] if starts else None, lambda index: candidates[index][1])
+    chosen: list[int] = []
+    for key in keys:
+        seen = {key(index) for index in chosen}
+        for index in ranked:
+            if index not in chosen and key(index) not in seen:
+                chosen.append(index)
+                seen.add(key(index))
+    return (chosen + [index for index in ranked if index not in chosen])[:limit]
+
+
+def fill_up(candidates: list, indices: list[int], limit: int, order: str = 'highest_gamma') -> list[int]:
+    """``indices`` filled up to ``limit`` with the other candidates, one per trajectory before a second from any
+    (MaxVol against a small basis picks few structures: the active set holds one environment per function and
+    element). ``order``: ``highest_gamma`` takes the highest grades first; ``first_crossing`` the earliest frames of a
+    trajectory in the window first (where it first reaches gamma_lo), then the lowest grades."""
     used = {candidates[index][1] for index in indices}
-    rest = [index for index in range(len(candidates)) if index not in set(indices)]
-    rest.sort(key=lambda index: -candidates[index][3])
-    first = [index for index in rest if candidates[index][1] not in used]
-    fresh, seen = [], set()
-    for index in first:
+    chosen = set(indices)
+    rest = [index for index in range(len(candidates)) if index not in chosen]
+    if order == 'first_crossing':
+        rest.sort(key=lambda index: (candidates[index][2], candidates[index][3]))
+    else:
+        rest.sort(key=lambda index: -candidates[index][3])
+    fresh, seen = [], set(used)
+    for index in rest:
         if candidates[index][1] not in seen:
             fresh.append(index)
             seen.add(candidates[index][1])
@@ -383,7 +413,14 @@ def main(argv: list[str]) -> int:
     calculator = PyACECalculator(parameters['potential'])
     calculator.set_active_set(parameters['active_set'])
     trajectories, candidates, below, refused = explore(parameters, calculator, processes)
-    indices = select(candidates, parameters['potential'], parameters['active_set'], selection)
+    indices = select(
+        candidates,
+        parameters['potential'],
+        parameters['active_set'],
+        selection,
+        parameters['exploration']['seed'],
+        [record['start'] for record in trajectories],
+    )
     write_selected(SELECTED, candidates, indices)
     write_selected(CALIBRATION, below, list(range(len(below))))
     explored = sum(len(record['gamma']) for record in trajectories)

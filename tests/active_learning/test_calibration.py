@@ -223,6 +223,33 @@ def test_fill_up_prefers_other_trajectories_then_the_highest_grade(explore):
     assert explore.fill_up(candidates, [1, 2], 1) == [1]
 
 
+def test_fill_up_first_crossing_takes_the_earliest_frames_then_the_lowest_grades(explore):
+    # (frame, trajectory, step, gamma, temperature)
+    candidates = [(None, 0, 9, 5.0, 300), (None, 0, 2, 9.0, 300), (None, 1, 4, 3.0, 300), (None, 2, 4, 2.0, 300)]
+    assert explore.fill_up(candidates, [], 3, 'first_crossing') == [1, 3, 2]
+    assert explore.fill_up(candidates, [3], 4, 'first_crossing') == [3, 1, 2, 0]
+
+
+def test_spread_trajectories_takes_one_per_start_then_per_trajectory_first(explore):
+    candidates = [(None, 0, 1, 9.0, 300), (None, 0, 2, 8.0, 300), (None, 1, 1, 3.0, 300), (None, 2, 1, 4.0, 300)]
+    selection = {'max_per_iteration': 3, 'method': 'max_gamma', 'spread_trajectories': True}
+    assert explore.select(candidates, '', '', selection) == [0, 3, 2]
+    assert explore.select(candidates, '', '', {**selection, 'spread_trajectories': False}) == [0, 1, 3]
+    assert explore.spread_out(candidates, [1, 0, 2], 2) == [1, 2]
+    # trajectories 0 and 1 from start 0, trajectory 2 from start 1: one per start first
+    assert explore.spread_out(candidates, [0, 1, 2, 3], 3, starts=[0, 0, 1]) == [0, 3, 2]
+
+
+def test_random_selection_is_a_reproducible_draw_over_trajectories(explore):
+    candidates = [(None, index // 4, index, 2.0, 300) for index in range(12)]
+    selection = {'max_per_iteration': 3, 'method': 'random', 'spread_trajectories': True}
+    chosen = explore.select(candidates, '', '', selection, seed=7)
+    assert chosen == explore.select(candidates, '', '', selection, seed=7)
+    assert sorted(candidates[index][1] for index in chosen) == [0, 1, 2]
+    draws = {tuple(explore.select(candidates, '', '', selection, seed=seed)) for seed in range(5)}
+    assert len(draws) > 1
+
+
 def test_the_calibration_figure():
     from aiida_mlip_autopipe.active_learning.calibration import calibration_figure
     from aiida_mlip_autopipe.potentials.plots import png
