@@ -82,6 +82,9 @@ class SelectionSettings(_Settings):
     """``d_optimal``: pacemaker's ``pace_select`` MaxVol against the active set (the candidates that extend it
     most); ``max_gamma``: simply the highest grades; ``random``: a random draw among the candidates (as DP-GEN
     picks within its trust window)."""
+    stopping_frames: bool = True
+    """The frames where trajectories stopped at gamma_hi (``exploration.edge_frames``) are candidates like the others;
+    off: only when fewer than ``max_per_iteration`` candidates lie below gamma_hi."""
     spread_trajectories: bool = False
     """Take one candidate per starting structure, then one per trajectory (each in the method's order), before a
     second from any: labels from several starts and trajectories rather than neighbouring frames of one."""

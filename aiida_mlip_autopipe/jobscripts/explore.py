@@ -178,6 +178,16 @@ def run_trajectory(
     return record, candidates
 
 
+def selection_pool(candidates: list, selection: dict) -> list:
+    """The candidates selection chooses from: all of them, or with ``stopping_frames`` off those below gamma_hi
+    when there are at least ``max_per_iteration`` of them (the stopping frames are kept when the window offers
+    fewer, as for a potential that reaches gamma_hi within a step or two)."""
+    if selection.get('stopping_frames', True):
+        return candidates
+    inside = [candidate for candidate in candidates if candidate[3] < selection['gamma_hi']]
+    return inside if len(inside) >= selection['max_per_iteration'] else candidates
+
+
 def select(
     candidates: list, potential: str, active_set: str, selection: dict, seed: int = 0, starts: list[int] | None = None
 ) -> list[int]:
@@ -413,15 +423,16 @@ def main(argv: list[str]) -> int:
     calculator = PyACECalculator(parameters['potential'])
     calculator.set_active_set(parameters['active_set'])
     trajectories, candidates, below, refused = explore(parameters, calculator, processes)
+    pool = selection_pool(candidates, selection)
     indices = select(
-        candidates,
+        pool,
         parameters['potential'],
         parameters['active_set'],
         selection,
         parameters['exploration']['seed'],
         [record['start'] for record in trajectories],
     )
-    write_selected(SELECTED, candidates, indices)
+    write_selected(SELECTED, pool, indices)
     write_selected(CALIBRATION, below, list(range(len(below))))
     explored = sum(len(record['gamma']) for record in trajectories)
     above = sum(int(np.sum(np.asarray(record['gamma']) >= selection['gamma_lo'])) for record in trajectories)

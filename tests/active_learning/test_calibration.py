@@ -240,6 +240,14 @@ def test_spread_trajectories_takes_one_per_start_then_per_trajectory_first(explo
     assert explore.spread_out(candidates, [0, 1, 2, 3], 3, starts=[0, 0, 1]) == [0, 3, 2]
 
 
+def test_stopping_frames_off_keeps_them_only_when_the_window_offers_too_few(explore):
+    candidates = [(None, 0, 3, 12.0, 300), (None, 1, 5, 4.0, 300), (None, 2, 7, 2.0, 300)]
+    selection = {'max_per_iteration': 2, 'gamma_hi': 10.0, 'stopping_frames': False}
+    assert explore.selection_pool(candidates, selection) == candidates[1:]
+    assert explore.selection_pool(candidates, {**selection, 'max_per_iteration': 3}) == candidates
+    assert explore.selection_pool(candidates, {**selection, 'stopping_frames': True}) == candidates
+
+
 def test_random_selection_is_a_reproducible_draw_over_trajectories(explore):
     candidates = [(None, index // 4, index, 2.0, 300) for index in range(12)]
     selection = {'max_per_iteration': 3, 'method': 'random', 'spread_trajectories': True}

@@ -60,6 +60,7 @@ def test_job_files_and_command(generate_calc_job, python_code, potential_files):
         'gamma_hi': 8.0,
         'max_per_iteration': 10,
         'method': 'd_optimal',
+        'stopping_frames': True,
         'spread_trajectories': False,
         'gamma_tolerance': 1.01,
         'fill_up': True,
