@@ -227,18 +227,28 @@ def select(
     return fill_up(candidates, indices, limit, selection.get('fill_order', 'highest_gamma'))
 
 
+def first_per_key(ranked: list[int], key, seen=()) -> list[int]:
+    """The first of ``ranked`` for each value of ``key`` not in ``seen``, in ``ranked``'s order."""
+    taken, first = set(seen), []
+    for index in ranked:
+        if key(index) not in taken:
+            first.append(index)
+            taken.add(key(index))
+    return first
+
+
 def spread_out(candidates: list, ranked: list[int], limit: int, starts: list[int] | None = None) -> list[int]:
     """The first ``limit`` of ``ranked``, taking one per starting structure (``starts``: the start of each
     trajectory), then one per trajectory, before a second from any (each pass in ``ranked``'s order)."""
-    keys = (lambda index: starts[candidates[index][1]] if starts else None, lambda index: candidates[index][1])
-    chosen: list[int] = []
-    for key in keys:
-        seen = {key(index) for index in chosen}
-        for index in ranked:
-            if index not in chosen and key(index) not in seen:
-                chosen.append(index)
-                seen.add(key(index))
-    return (chosen + [index for index in ranked if index not in chosen])[:limit]
+
+    def trajectory(index: int) -> int:
+        return candidates[index][1]
+
+    chosen = first_per_key(ranked, lambda index: starts[trajectory(index)]) if starts else []
+    taken = set(chosen)
+    chosen += first_per_key([index for index in ranked if index not in taken], trajectory, map(trajectory, chosen))
+    taken = set(chosen)
+    return (chosen + [index for index in ranked if index not in taken])[:limit]
 
 
 def fill_up(candidates: list, indices: list[int], limit: int, order: str = 'highest_gamma') -> list[int]:
@@ -246,20 +256,19 @@ def fill_up(candidates: list, indices: list[int], limit: int, order: str = 'high
     (MaxVol against a small basis picks few structures: the active set holds one environment per function and
     element). ``order``: ``highest_gamma`` takes the highest grades first; ``first_crossing`` the earliest frames of a
     trajectory in the window first (where it first reaches gamma_lo), then the lowest grades."""
-    used = {candidates[index][1] for index in indices}
+
+    def trajectory(index: int) -> int:
+        return candidates[index][1]
+
     chosen = set(indices)
     rest = [index for index in range(len(candidates)) if index not in chosen]
     if order == 'first_crossing':
         rest.sort(key=lambda index: (candidates[index][2], candidates[index][3]))
     else:
         rest.sort(key=lambda index: -candidates[index][3])
-    fresh, seen = [], set(used)
-    for index in rest:
-        if candidates[index][1] not in seen:
-            fresh.append(index)
-            seen.add(candidates[index][1])
-    others = [index for index in rest if index not in set(fresh)]
-    return (indices + fresh + others)[:limit]
+    fresh = first_per_key(rest, trajectory, map(trajectory, indices))
+    taken = set(fresh)
+    return (indices + fresh + [index for index in rest if index not in taken])[:limit]
 
 
 def write_selected(path: str, candidates: list, indices: list[int]) -> None:
