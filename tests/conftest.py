@@ -100,10 +100,35 @@ FILE_MINUTES = {
 }
 
 
+#: Folders whose files run on one pytest-xdist worker, as one unit: they share costly session fixtures that each
+#: worker would otherwise build again (tests/dft: ``qe_al_group``, 28 pw.x runs, about 3 minutes).
+FOLDERS_ON_ONE_WORKER = ('tests/dft/',)
+
+
+def worker_unit(nodeid: str) -> str:
+    """What runs on one pytest-xdist worker as a whole: a test's file, or its folder in ``FOLDERS_ON_ONE_WORKER``."""
+    path = nodeid.split('::', 1)[0]
+    return next((folder for folder in FOLDERS_ON_ONE_WORKER if path.startswith(folder)), path)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the files of a folder in ``FOLDERS_ON_ONE_WORKER`` as one unit (``worker_unit``)."""
+    if config.getvalue('dist') != 'loadfile':
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixturesScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_unit(nodeid)
+
+    return SharedFixturesScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark ``daemon`` every test that starts the daemon, ``slow`` every test that runs pacemaker, pw.x, Slurm/SSH or
-    the daemon (``pytest -m "not slow"``); on pytest-xdist workers, order the files costliest first (``FILE_MINUTES``;
-    the tests of a file keep their order)."""
+    the daemon (``pytest -m "not slow"``); on pytest-xdist workers, order the units (``worker_unit``) costliest first
+    (``FILE_MINUTES`` summed over a unit's files; the tests of a file keep their order)."""
     weights: dict[str, float] = {}
     for item in items:
         markers = {marker.name for marker in item.iter_markers()}
@@ -118,8 +143,11 @@ def pytest_collection_modifyitems(config, items):
             weights[path] = FILE_MINUTES.get(path, 1)
     if 'PYTEST_XDIST_WORKER_COUNT' not in os.environ:
         return
+    unit_weights: dict[str, float] = {}
+    for path, weight in weights.items():
+        unit_weights[worker_unit(path)] = unit_weights.get(worker_unit(path), 0) + weight
     position = {item.nodeid: index for index, item in enumerate(items)}
-    items.sort(key=lambda item: (-weights[item.nodeid.split('::')[0]], position[item.nodeid]))
+    items.sort(key=lambda item: (-unit_weights[worker_unit(item.nodeid)], position[item.nodeid]))
 
 
 @pytest.fixture(scope='session')

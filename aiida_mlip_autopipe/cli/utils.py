@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable, Iterator
 import click
 from aiida.cmdline.utils import echo
 
-MAX_ERROR_LENGTH = 400
+MAX_ERROR_LENGTH = 1000  # room for two long paths, not for a 189 KB argument
 
 
 def one_line_errors(command: Callable) -> Callable:
-    """Turn any exception of ``command`` into one ``Critical:`` line (at most 400 characters) and exit status 1."""
+    """Turn any exception of ``command`` into one ``Critical:`` line (at most 1000 characters) and exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):

@@ -19,19 +19,19 @@ class ExportError(ValueError):
     """A file cannot be written where asked (it exists, it is a link or a directory)."""
 
 
-def target_problem(target: pathlib.Path, overwrite: bool, force_hint: str) -> str | None:
-    """Why ``target`` must not be written, or ``None``."""
+def target_problem(target: pathlib.Path, overwrite: bool, force_hint: str, shown: str | None = None) -> str | None:
+    """Why ``target`` must not be written, or ``None`` (``shown``: how the message names it, by default its path)."""
     if not os.path.lexists(target):
         return None
     if target.is_symlink():
         if overwrite:
             return None  # the link itself is replaced by the rename; its target is never written
         link = os.readlink(target)
-        return f'{target} is a symbolic link (to {link}): not written through; {force_hint} replaces the link'
+        return f'{shown or target} is a symbolic link (to {link}): not written through; {force_hint} replaces the link'
     if target.is_dir():
-        return f'{target} is a directory: not replaced'
+        return f'{shown or target} is a directory: not replaced'
     if not overwrite:
-        return f'{target} exists: not replaced ({force_hint} replaces it)'
+        return f'{shown or target} exists: not replaced ({force_hint} replaces it)'
     return None
 
 
@@ -42,7 +42,7 @@ def write_files(
 
     Every target is checked before the first is written: an existing file (without ``overwrite``), a symbolic link
     (without ``overwrite``; with it the link is replaced, its target untouched) or a directory is an
-    :class:`ExportError` naming it, and nothing is written. Each file goes to a temporary file beside it, then is
+    :class:`ExportError` naming the directory once and each file by its name, and nothing is written. Each file goes to a temporary file beside it, then is
     renamed into place; without ``overwrite`` the rename is a hard link that fails if the name was taken in the
     meantime. ``force_hint`` is how the caller asks for ``overwrite`` (``--force``, ``overwrite=True``).
     """
@@ -52,9 +52,11 @@ def write_files(
         if pathlib.PurePath(name).name != name or name in ('', '.', '..'):
             raise ExportError(f'{name!r} is not a plain file name')
         targets[directory / name] = content
-    problems = [problem for target in targets if (problem := target_problem(target, overwrite, force_hint))]
+    problems = [
+        problem for target in targets if (problem := target_problem(target, overwrite, force_hint, target.name))
+    ]
     if problems:
-        raise ExportError('; '.join(problems))
+        raise ExportError(f'in {directory}: ' + '; '.join(problems))
     written = []
     for target, content in targets.items():
         _write_one(target, content, overwrite, force_hint)

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 from aiida.engine.processes.ports import PortNamespace
 
@@ -345,6 +345,17 @@ def failure_cause(base: orm.WorkflowNode) -> str:
     return f'{last["label"]}<{last["pk"]}> [{last["status"]} {last["name"]}] {last["message"]} ({verdict})'
 
 
+#: What ``pace_activeset`` raises when an element has fewer atomic environments than functions.
+TOO_FEW_ENVIRONMENTS = 'Insufficient atomic environments'
+
+
+def too_few_environments(shelljob: orm.CalcJobNode) -> bool:
+    """Whether a failed ``pace_activeset`` stopped for want of atomic environments (its output says so)."""
+    if 'stdout' not in shelljob.outputs:
+        return False
+    return TOO_FEW_ENVIRONMENTS in shelljob.outputs.stdout.get_content()
+
+
 class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
     """Train an ACE potential on training data found in the AiiDA database."""
 
@@ -528,7 +539,9 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             steps.assemble,
             steps.train,
             steps.inspect_training,
-            if_(steps.should_build_active_set)(steps.build_active_set, steps.inspect_active_set),
+            if_(steps.should_build_active_set)(
+                while_(steps.active_set_missing)(steps.build_active_set, steps.inspect_active_set),
+            ),
             if_(steps.should_make_plots)(steps.make_plots),
         )
         spec.expose_outputs(
@@ -740,31 +753,45 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
     def should_build_active_set(self) -> bool:
         return bool(self.inputs.build_active_set.value)
 
+    def active_set_missing(self) -> bool:
+        return 'active_set' not in self.outputs
+
     def build_active_set(self):
-        """Run ``pace_activeset`` (beside pacemaker) through aiida-shell on the B-basis YAML and the fitting data."""
+        """Run ``pace_activeset`` (beside pacemaker) through aiida-shell on the B-basis YAML and the fitting data;
+        on the atoms of every structure (``--all-atoms``) once the default selection left too few (``inspect``)."""
         from aiida_shell import ShellJob
         from aiida_shell.launch import prepare_shell_job_inputs
 
         calculation = self.ctx.training.outputs.potential.creator
         data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str(PacemakerCalculation.FITTING_DATA))
+        all_atoms = self.ctx.get('active_set_all_atoms', False)
         inputs = prepare_shell_job_inputs(
             command=self.inputs.get('activeset_code') or sibling_code(self.inputs.code, 'pace_activeset', create=False),
-            arguments='-d {data} {potential}',
+            arguments=f'{"--all-atoms " if all_atoms else ""}-d {{data}} {{potential}}',
             nodes={'data': data, 'potential': self.ctx.training.outputs.potential_yaml},
             outputs=['*.asi'],
             metadata={
-                'call_link_label': 'pace_activeset',
+                'call_link_label': 'pace_activeset_all_atoms' if all_atoms else 'pace_activeset',
                 'options': {'redirect_stderr': True, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}},
             },
         )
         running = self.submit(ShellJob, **inputs)
-        self.report(f'launched ShellJob<{running.pk}> (pace_activeset)')
+        self.report(f'launched ShellJob<{running.pk}> (pace_activeset{" --all-atoms" if all_atoms else ""})')
         return ToContext(active_set=running)
 
     def inspect_active_set(self):
-        """Expose the ``.asi`` file."""
+        """Expose the ``.asi`` file. When ``pace_activeset`` left too few atomic environments of an element for its
+        functions (it drops the atoms whose force error is an outlier), build it once more on all atoms."""
         node = self.ctx.active_set
         if not node.is_finished_ok:
+            if not self.ctx.get('active_set_all_atoms', False) and too_few_environments(node):
+                self.report(
+                    f'ShellJob<{node.pk}>: too few atomic environments of an element once the atoms with outlying '
+                    'force errors were left out; building the active set on all atoms (--all-atoms)'
+                )
+                self.ctx.active_set_all_atoms = True
+                return None
             return self.exit_codes.ERROR_ACTIVE_SET_FAILED.format(status=node.exit_status, message=node.exit_message)
         (label,) = [label for label in node.outputs if label.endswith('_asi')]
         self.out('active_set', node.outputs[label])
+        return None

@@ -11,7 +11,7 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
-from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+from tests.conftest import FIT_OPTIONS, TINY_BACKEND, TINY_SETTINGS
 
 pytestmark = pytest.mark.pacemaker
 
@@ -82,3 +82,50 @@ def test_upfit_lineage_shows_old_potential_and_new_data(active_fit, pacemaker_co
     assert node.outputs.potential.uuid in [p.uuid for p in find_potentials(source=new_data)]
     log = node.outputs.potential.creator.outputs.retrieved.base.repository.get_object_content('log.txt')
     assert 'initial_potential.yaml' in log
+
+
+def outlier_cu_ni_set() -> TrainingSetData:
+    """51 Cu and 13 Ni atoms in 16 fcc cells; two Ni atoms carry an 8 eV/Å force that no potential reproduces, so that
+    ``pace_activeset``'s default selection (the atoms without outlying force errors) keeps fewer Ni environments."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    structures = emt_structures(10, elements=('Cu',), seed=1) + emt_structures(6, elements=('Cu', 'Ni'), seed=2)
+    for atoms in structures[10:12]:
+        forces = atoms.get_forces().copy()
+        nickel = atoms.get_chemical_symbols().index('Ni')
+        forces[nickel] += [8.0, 0.0, 0.0]
+        forces[(nickel + 1) % len(atoms)] -= [8.0, 0.0, 0.0]
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=forces)
+    return TrainingSetData.from_atoms(structures).store()
+
+
+def test_active_set_on_all_atoms_when_outliers_leave_too_few(pacemaker_code):
+    """13 Ni environments for 12 functions, two of them force outliers: pace_activeset's default selection leaves 11
+    or fewer and stops ('Insufficient atomic environments'); the workflow builds the active set on all atoms instead
+    of failing the fit (a loop once lost an iteration to this)."""
+    _, node = run_get_node(
+        PacemakerTrainingWorkChain,
+        code=pacemaker_code,
+        settings=orm.Dict(
+            {
+                'potential': {'functions': {'number_of_functions_per_element': 12}},
+                'fit': {'maxiter': 5},
+                'backend': TINY_BACKEND,
+            }
+        ),
+        options=orm.Dict(FIT_OPTIONS),
+        training_sets={'data': outlier_cu_ni_set()},
+        test_fraction=orm.Float(0.0),
+        min_structures=orm.Int(10),
+        build_active_set=orm.Bool(True),
+        plots=orm.Bool(False),
+    )
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    first, second = sorted(
+        (child for child in node.called if child.process_label.startswith('ShellJob')), key=lambda n: n.pk
+    )
+    assert not first.is_finished_ok and 'Insufficient atomic environments' in first.outputs.stdout.get_content()
+    assert second.is_finished_ok and '--all-atoms' in second.inputs.arguments.get_list()
+    assert node.outputs.active_set.creator.uuid == second.uuid
+    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    assert any('building the active set on all atoms (--all-atoms)' in message for message in reports), reports
