@@ -365,13 +365,13 @@ def parse_fixture(generate_calc_job_node, generate_parser):
     return factory
 
 
-FREEZING_PACEMAKER = '''#!{python}
+FREEZING_PACEMAKER = r'''#!{python}
 """pacemaker, frozen once a fit from scratch has logged iteration {after}; continuations (-p/-ip) run unchanged.
 
 A stand-in for a fit too long for its walltime, stopped after it made progress whatever this machine's speed: once
 frozen (with a complete interim potential), the stop is triggered (`on_freeze`); the job is then killed from outside.
 """
-import os, pathlib, signal, subprocess, sys, time
+import os, pathlib, re, signal, subprocess, sys, time
 
 import yaml
 
@@ -400,8 +400,12 @@ def logged() -> bool:
 
 
 def interim_complete() -> bool:
+    """The interim potential holds every function pacemaker logged (a file frozen mid-write is cut off: the
+    workflow would then refuse to continue from it and run the fit again from the start)."""
     try:
-        return len(yaml.safe_load(pathlib.Path('interim_potential_0.yaml').read_text())['species']) > 0
+        logged = re.findall(r'Total number of functions: (\d+)', pathlib.Path('log.txt').read_text())
+        species = yaml.safe_load(pathlib.Path('interim_potential_0.yaml').read_text())['species']
+        return bool(logged) and sum(len(block.get('nbody', [])) for block in species) == int(logged[-1])
     except Exception:
         return False
 

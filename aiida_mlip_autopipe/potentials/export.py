@@ -42,9 +42,10 @@ def write_files(
 
     Every target is checked before the first is written: an existing file (without ``overwrite``), a symbolic link
     (without ``overwrite``; with it the link is replaced, its target untouched) or a directory is an
-    :class:`ExportError` naming the directory once and each file by its name, and nothing is written. Each file goes to a temporary file beside it, then is
-    renamed into place; without ``overwrite`` the rename is a hard link that fails if the name was taken in the
-    meantime. ``force_hint`` is how the caller asks for ``overwrite`` (``--force``, ``overwrite=True``).
+    :class:`ExportError` naming the directory once and each file by its name, and nothing is written. Each file
+    goes to a temporary file beside it, then is renamed into place; without ``overwrite`` the rename is a hard link
+    that fails if the name was taken in the meantime. ``force_hint`` is how the caller asks for ``overwrite``
+    (``--force``, ``overwrite=True``).
     """
     directory = pathlib.Path(directory)
     targets = {}

@@ -128,6 +128,22 @@ def submit_when_started(daemon_client, process, **inputs):
     pytest.fail('the calculation was not submitted to the scheduler within 120 s')
 
 
+def run_story(node) -> str:
+    """A workflow's reports and each calculation's exit status, message and scheduler stderr, for a failure message."""
+    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    lines = [f'{node.process_label}<{node.pk}> [{node.exit_status}]: {reports}']
+    for run in calculations(node):
+        retrieved = run.outputs.retrieved if 'retrieved' in run.outputs else None
+        names = retrieved.base.repository.list_object_names() if retrieved is not None else []
+        stderr = (
+            retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
+            if '_scheduler-stderr.txt' in names
+            else '(none)'
+        )
+        lines.append(f'{run.pk} [{run.exit_status}] {run.exit_message}; scheduler stderr: {stderr.strip()[-400:]}')
+    return '\n'.join(lines)
+
+
 def await_all(nodes, timeout):
     deadline = time.time() + timeout
     while not all(node.is_terminated for node in nodes) and time.time() < deadline:
@@ -234,13 +250,14 @@ def test_slurm_time_limit_stop_is_continued_to_the_end(
     await_all(nodes, 900)
     for node in nodes:
         runs = calculations(node)
+        story = run_story(node)  # every assertion says what happened, for a failure on CI
         first = runs[0]
-        assert first.exit_status == PacemakerCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status, first.exit_message
+        assert first.exit_status == PacemakerCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status, story
         stderr = first.outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
-        assert 'DUE TO TIME LIMIT' in stderr
-        assert len(runs) == 2 and runs[-1].is_finished_ok
+        assert 'DUE TO TIME LIMIT' in stderr, story
+        assert len(runs) == 2 and runs[-1].is_finished_ok, story
         budgets = [run.inputs.settings['fit']['maxiter'] for run in runs]
-        assert budgets[0] == maxiter and budgets[1] <= maxiter - 5
+        assert budgets[0] == maxiter and budgets[1] <= maxiter - 5, (budgets, story)
         assert runs[1].inputs.initial_potential.creator.process_label == 'extract_retrieved_file'
     plain_stderr, chatty_stderr = (
         calculations(node)[0].outputs.retrieved.base.repository.get_object_content('_scheduler-stderr.txt')
