@@ -13,7 +13,7 @@ from aiida.engine import run_get_node, submit
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
 from tests.conftest import DAEMON_CALL_TIMEOUT, TINY_SETTINGS, fit_cu_al
-from tests.workflows.test_restart_real import calculations, coefficients
+from tests.workflows.test_restart_real import calculations, coefficients, wait_until_with_scheduler
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.remote]
 
@@ -119,13 +119,8 @@ def test_walltime_monitor_measures_on_the_remote_clock(ssh_computer, cluster):
 def submit_when_started(daemon_client, process, **inputs):
 
     node = submit(process, **inputs)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = calculations(node)
-        if runs and runs[0].get_job_id() is not None:
-            return node
-        time.sleep(0.5)
-    pytest.fail('the calculation was not submitted to the scheduler within 120 s')
+    wait_until_with_scheduler(node)
+    return node
 
 
 def run_story(node) -> str:

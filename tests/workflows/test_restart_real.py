@@ -20,6 +20,22 @@ def calculations(node) -> list:
     return sorted((c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.pk)
 
 
+def wait_until_with_scheduler(node, timeout: float = 120) -> None:
+    """Return once the first calculation below ``node`` is with the scheduler (its job submitted and that state
+    stored), and a moment more for the worker's checkpoint: a daemon stopped then meets a running job, not a
+    submission half-recorded (a stop within that transition once left a process that no worker took up again)."""
+    from aiida.common.datastructures import CalcJobState
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = calculations(node)
+        if runs and runs[0].get_state() == CalcJobState.WITHSCHEDULER:
+            time.sleep(2)
+            return
+        time.sleep(0.5)
+    pytest.fail(f'the calculation was not with the scheduler within {timeout} s')
+
+
 def test_walltime_stop_is_completed_by_continuation(
     pacemaker_code, pacemaker_executable, cu_al_sets, freezing_pacemaker, tmp_path
 ):
@@ -128,14 +144,7 @@ def test_daemon_restart_during_a_fit(started_daemon_client, pacemaker_code, cu_a
             'metadata': {'options': FIT_OPTIONS},
         },
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = calculations(node)
-        if runs and runs[0].get_job_id() is not None:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail('the calculation was not submitted to the scheduler within 120 s')
+    wait_until_with_scheduler(node)
     started_daemon_client.stop_daemon(wait=True, timeout=DAEMON_CALL_TIMEOUT)
     time.sleep(3)
     assert not node.is_terminated
