@@ -113,7 +113,8 @@ def worker_unit(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent with -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile``, with the files of a folder in ``FOLDERS_ON_ONE_WORKER`` as one unit (``worker_unit``)."""
+    """``--dist loadfile``, with the files of a folder in ``FOLDERS_ON_ONE_WORKER`` as one unit (``worker_unit``), in
+    the collection's order."""
     if config.getvalue('dist') != 'loadfile':
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -122,6 +123,9 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return worker_unit(nodeid)
 
+    # keep the collection's order (costliest units first: pytest_collection_modifyitems); by default xdist re-sorts
+    # the units by their number of tests, which put a 3-test fidelity file after fifty one-second unit tests
+    config.option.loadscopereorder = False
     return SharedFixturesScheduling(config, log)
 
 

@@ -26,14 +26,16 @@ def wait_until_with_scheduler(node, timeout: float = 120) -> None:
     submission half-recorded (a stop within that transition once left a process that no worker took up again)."""
     from aiida.common.datastructures import CalcJobState
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    submitted = (CalcJobState.WITHSCHEDULER, CalcJobState.RETRIEVING, CalcJobState.PARSING)
+    deadline, state = time.time() + timeout, None
+    while time.time() < deadline and not node.is_terminated:
         runs = calculations(node)
-        if runs and runs[0].get_state() == CalcJobState.WITHSCHEDULER:
+        state = runs[0].get_state() if runs else None
+        if state in submitted:
             time.sleep(2)
             return
         time.sleep(0.5)
-    pytest.fail(f'the calculation was not with the scheduler within {timeout} s')
+    pytest.fail(f'the calculation was not with the scheduler within {timeout} s: {state}, {node.process_state}')
 
 
 def test_walltime_stop_is_completed_by_continuation(
