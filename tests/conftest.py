@@ -409,7 +409,7 @@ def interim_complete() -> bool:
     try:
         logged = re.findall(r'Total number of functions: (\d+)', pathlib.Path('log.txt').read_text())
         species = yaml.safe_load(pathlib.Path('interim_potential_0.yaml').read_text())['species']
-        return bool(logged) and sum(len(block.get('nbody', [])) for block in species) == int(logged[-1])
+        return bool(logged) and sum(len(block.get('nbody') or []) for block in species) == int(logged[-1])
     except Exception:
         return False
 
