@@ -43,7 +43,7 @@ class ExplorationParser(Parser):
     def parse(self, **kwargs) -> ExitCode | None:
         stderr = (self._read(Files.STDERR) or b'').decode('utf-8', errors='replace')
         line = last_error_line(stderr) or (stderr.strip().splitlines() or ['(no error message)'])[-1]
-        status_text = (self._read(Files.STATUS) or b'').decode().strip()
+        status_text = (self._read(Files.STATUS) or b'').decode('utf-8', errors='replace').strip()
         if status_text and status_text != '0':
             return self.exit_codes.ERROR_EXPLORATION_FAILED.format(status=status_text, line=line)
         summary_bytes, selected_bytes = self._read(Files.SUMMARY), self._read(Files.SELECTED)

@@ -94,3 +94,15 @@ def test_success_attaches_all_outputs(parse_exploration):
     assert {'summary', 'gamma', 'selected'} <= set(results)
     assert len(results['selected']) == results['summary']['selected'] > 0
     assert np.nanmax(results['gamma'].get_array('max_gamma')) == pytest.approx(results['summary']['max_gamma'])
+
+
+def test_a_status_file_that_is_not_text_is_a_named_failure(parse_exploration, tmp_path):
+    """Bytes that are not UTF-8 in the job's status file (a disk or transfer fault) are a failed run, not a crash."""
+    from aiida_mlip_autopipe.calculations.files import ExplorationFiles
+
+    folder = tmp_path / 'retrieved'
+    shutil.copytree(FIXTURES / 'exploration' / 'failed', folder)
+    (folder / ExplorationFiles.STATUS).write_bytes(b'\xff\xfe1\n')
+    results, calcfunction = parse_exploration(folder)
+    assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_EXPLORATION_FAILED.status
+    assert results == {}
