@@ -14,6 +14,20 @@ pytest_plugins = ['aiida.tools.pytest_fixtures']
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'fixtures'
 
+
+def one_line(result) -> bool:
+    """A failed command (click's ``CliRunner`` result) printed exactly one line and no traceback."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    return result.exit_code != 0 and len(lines) == 1 and 'Traceback' not in result.output
+
+
+def node_count() -> int:
+    """The number of nodes in the profile (unchanged by a step that must store nothing)."""
+    from aiida import orm
+
+    return orm.QueryBuilder().append(orm.Node).count()
+
+
 #: The test profile's broker: aiida-core's built-in 'core.zeromq' (no service) by default, or 'core.rabbitmq'
 #: (CI starts RabbitMQ), so that the daemon tests always run; 'none' gives a broker-less profile (run() only).
 BROKER = os.environ.get('AIIDA_TEST_BROKER', 'core.zeromq')

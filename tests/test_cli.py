@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from aiida_mlip_autopipe.cli import cli
 from aiida_mlip_autopipe.demo.emt import emt_structures
+from tests.conftest import one_line
 
 
 def test_import_and_refusal(aiida_profile, tmp_path):
@@ -33,12 +34,6 @@ def test_extxyz_suffix_in_any_case(aiida_profile, tmp_path):
     result = CliRunner().invoke(cli, ['import', str(path)])
     assert result.exit_code == 0, result.output
     assert '2 structures' in result.output
-
-
-def one_line(result) -> bool:
-    """A failed command printed exactly one line and no traceback."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    return result.exit_code != 0 and len(lines) == 1 and 'Traceback' not in result.output
 
 
 def test_list_and_lineage(tiny_fit):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from aiida_mlip_autopipe import LossWeights, PacemakerTrainer, TrainingConfig, TrainingError
 from aiida_mlip_autopipe.demo.emt import emt_structures
-from tests.conftest import TINY_SETTINGS
+from tests.conftest import TINY_SETTINGS, node_count
 
 
 @pytest.fixture(scope='module')
@@ -154,12 +154,6 @@ def five_structures(tmp_path_factory):
         for atoms in emt_structures(5, seed=32):
             db.write(atoms)
     return path
-
-
-def node_count() -> int:
-    from aiida import orm
-
-    return orm.QueryBuilder().append(orm.Node).count()
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,7 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.extxyz import import_extxyz
 from aiida_mlip_autopipe.importers.source_file import DatasetImportError
-
-
-def node_count() -> int:
-    return orm.QueryBuilder().append(orm.Node).count()
+from tests.conftest import node_count
 
 
 @pytest.fixture

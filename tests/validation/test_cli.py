@@ -5,11 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from aiida_mlip_autopipe.cli import cli
-
-
-def one_line(result) -> bool:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    return result.exit_code != 0 and len(lines) == 1 and 'Traceback' not in result.output
+from tests.conftest import one_line
 
 
 def emt_labels() -> int:
