@@ -64,12 +64,18 @@ SUMMARY_MUTATIONS = {
 }
 
 
+def fixture_copy(name: str, tmp_path):
+    """A writable copy of the retrieved-file fixture ``name``, to alter one of its files."""
+    folder = tmp_path / 'retrieved'
+    shutil.copytree(FIXTURES / 'exploration' / name, folder)
+    return folder
+
+
 @pytest.mark.parametrize('mutation', list(SUMMARY_MUTATIONS))
 def test_any_summary_gives_success_or_a_named_exit_code(parse_exploration, tmp_path, mutation):
     """Fuzz the summary of a successful run: the parser ends with one of the calculation's codes, never an exception,
     and attaches either every output or none."""
-    folder = tmp_path / 'retrieved'
-    shutil.copytree(FIXTURES / 'exploration' / 'success', folder)
+    folder = fixture_copy('success', tmp_path)
     summary = folder / 'exploration.json'
     summary.write_text(SUMMARY_MUTATIONS[mutation](summary.read_text()))
     results, calcfunction = parse_exploration(folder)
@@ -80,8 +86,7 @@ def test_any_summary_gives_success_or_a_named_exit_code(parse_exploration, tmp_p
 
 
 def test_unreadable_calibration_attaches_nothing(parse_exploration, tmp_path):
-    folder = tmp_path / 'retrieved'
-    shutil.copytree(FIXTURES / 'exploration' / 'success', folder)
+    folder = fixture_copy('success', tmp_path)
     (folder / PacemakerExplorationCalculation.CALIBRATION).write_bytes(b'not an npz')
     results, calcfunction = parse_exploration(folder)
     assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_OUTPUT_UNREADABLE.status
@@ -98,11 +103,8 @@ def test_success_attaches_all_outputs(parse_exploration):
 
 def test_a_status_file_that_is_not_text_is_a_named_failure(parse_exploration, tmp_path):
     """Bytes that are not UTF-8 in the job's status file (a disk or transfer fault) are a failed run, not a crash."""
-    from aiida_mlip_autopipe.calculations.files import ExplorationFiles
-
-    folder = tmp_path / 'retrieved'
-    shutil.copytree(FIXTURES / 'exploration' / 'failed', folder)
-    (folder / ExplorationFiles.STATUS).write_bytes(b'\xff\xfe1\n')
+    folder = fixture_copy('failed', tmp_path)
+    (folder / PacemakerExplorationCalculation.STATUS).write_bytes(b'\xff\xfe1\n')
     results, calcfunction = parse_exploration(folder)
     assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_EXPLORATION_FAILED.status
     assert results == {}
