@@ -762,8 +762,10 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
         from aiida_shell import ShellJob
         from aiida_shell.launch import prepare_shell_job_inputs
 
-        calculation = self.ctx.training.outputs.potential.creator
-        data = extract_retrieved_file(calculation.outputs.retrieved, orm.Str(PacemakerCalculation.FITTING_DATA))
+        if 'fitting_data' not in self.ctx:  # extracted once: the --all-atoms run reads the same node
+            retrieved = self.ctx.training.outputs.potential.creator.outputs.retrieved
+            self.ctx.fitting_data = extract_retrieved_file(retrieved, orm.Str(PacemakerCalculation.FITTING_DATA))
+        data = self.ctx.fitting_data
         all_atoms = self.ctx.get('active_set_all_atoms', False)
         inputs = prepare_shell_job_inputs(
             command=self.inputs.get('activeset_code') or sibling_code(self.inputs.code, 'pace_activeset', create=False),

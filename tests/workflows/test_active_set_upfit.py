@@ -126,6 +126,7 @@ def test_active_set_on_all_atoms_when_outliers_leave_too_few(pacemaker_code):
     )
     assert not first.is_finished_ok and 'Insufficient atomic environments' in first.outputs.stdout.get_content()
     assert second.is_finished_ok and '--all-atoms' in second.inputs.arguments.get_list()
+    assert first.inputs.nodes.data.uuid == second.inputs.nodes.data.uuid  # the fitting data extracted once
     assert node.outputs.active_set.creator.uuid == second.uuid
     reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
     assert any('building the active set on all atoms (--all-atoms)' in message for message in reports), reports
