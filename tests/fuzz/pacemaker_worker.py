@@ -38,6 +38,7 @@ ANSWERS = os.fdopen(os.dup(1), 'w', buffering=1)  # the protocol channel; fd 1 i
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
+import pandas as pd  # noqa: E402
 import ruamel.yaml  # noqa: E402
 from pyace import generalfit as pyace_generalfit  # noqa: E402
 from pyace.cli import pacemaker as pacemaker_cli  # noqa: E402
@@ -164,6 +165,8 @@ def run(request: dict, base: Path) -> dict:
                     ACEBBasisSet('output_potential.yaml').to_ACECTildeBasisSet().save_yaml('output_potential.yace')
                 except BaseException as exception:
                     answer['error'] = f'pace_yaml2yace: {_error(exception)}'
+        if request.get('fit') and answer['error'] is None:  # the plugin stores them as train_predictions
+            answer['error'] = _predictions_problem(Path('train_pred.pckl.gzip'))
         return answer
     finally:
         for handler in list(root.handlers):
@@ -172,6 +175,20 @@ def run(request: dict, base: Path) -> dict:
                 handler.close()
         os.chdir(cwd)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _predictions_problem(path: Path) -> str | None:
+    """Why pacemaker's predictions at ``path`` are missing or unreadable (as the plugin's job script reads them), or
+    None: a fit that exits 0 without them would leave the plugin's calculation without its predictions."""
+    if not path.is_file():
+        return f'exit 0 but no {path.name} written (predictions dropped)'
+    try:
+        frame = pd.read_pickle(path, compression='gzip')
+        if not {'energy_pred', 'forces_pred'} <= set(frame.columns) or len(frame) == 0:
+            return f'{path.name} lacks energy_pred/forces_pred rows: {sorted(frame.columns)}'
+    except BaseException as exception:
+        return f'{path.name} unreadable: {_error(exception)}'
+    return None
 
 
 def main() -> None:
