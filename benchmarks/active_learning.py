@@ -172,7 +172,14 @@ def run_loop(code, initial, starts, arguments, functions: int, seed: int):
     builder.training.test_fraction = orm.Float(0.2)
     builder.training.plots = orm.Bool(False)
     builder.structures = {f'start_{index:02d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(starts)}
-    builder.exploration = orm.Dict({'temperatures_K': list(TEMPERATURES), 'steps': arguments.steps, 'seed': seed})
+    builder.exploration = orm.Dict(
+        {
+            'temperatures_K': list(TEMPERATURES),
+            'steps': arguments.steps,
+            'seed': seed,
+            **json.loads(arguments.exploration),
+        }
+    )
     builder.selection = orm.Dict({'max_per_iteration': arguments.per_iteration, **json.loads(arguments.selection)})
     builder.convergence = orm.Dict({'fraction_above_gamma_lo': 0.0})
     builder.labeller = orm.Str('ase:emt')
@@ -447,6 +454,11 @@ if __name__ == '__main__':
         '--selection',
         default='{}',
         help='JSON: the loop\'s selection settings besides max_per_iteration, e.g. {"fill_order": "first_crossing"}',
+    )
+    parser.add_argument(
+        '--exploration',
+        default='{}',
+        help='JSON: the loop\'s exploration settings besides temperatures_K, steps and seed, e.g. {"rattle": 0.1}',
     )
     parser.add_argument('--tag', help='appended to the results file name (e.g. the settings compared)')
     parser.add_argument('--summarise', metavar='JSON', help='print the tables of a results file and stop')
