@@ -1,7 +1,7 @@
 """Compare the plugin's vectorised ZBL baseline with LAMMPS's ``pair_style zbl`` on varied structures.
 
 Prints the largest relative energy error, the largest force error relative to the largest force, and the
-largest absolute errors near the outer cutoff, where both vanish. The comparison is ``tests/test_zbl.py``'s.
+largest absolute errors near the outer cutoff, where both vanish. The comparison is ``tests/baseline/test_zbl.py``'s.
 
 Usage: python benchmarks/zbl_vs_lammps.py
 """

@@ -6,26 +6,11 @@ import os
 import pathlib
 import shutil
 
-import numpy as np
 import pytest
 
+from tests.helpers import DAEMON_CALL_TIMEOUT, FIT_OPTIONS, FIXTURES, REPO, TINY_SETTINGS, fit_cu_al
+
 pytest_plugins = ['aiida.tools.pytest_fixtures']
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-FIXTURES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'fixtures'
-
-
-def one_line(result) -> bool:
-    """A failed command (click's ``CliRunner`` result) printed exactly one line and no traceback."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    return result.exit_code != 0 and len(lines) == 1 and 'Traceback' not in result.output
-
-
-def node_count() -> int:
-    """The number of nodes in the profile (unchanged by a step that must store nothing)."""
-    from aiida import orm
-
-    return orm.QueryBuilder().append(orm.Node).count()
 
 
 #: The test profile's broker: aiida-core's built-in 'core.zeromq' (no service) by default, or 'core.rabbitmq'
@@ -103,13 +88,13 @@ FILE_MINUTES = {
     'tests/workflows/test_restart_real.py': 3.5,
     'tests/active_learning/test_first_try.py': 3.2,
     'tests/active_learning/test_daemon.py': 3,
-    'tests/test_cli.py': 2.8,
-    'tests/test_reference_energy.py': 2.7,
+    'tests/cli/test_cli.py': 2.8,
+    'tests/potentials/test_reference_energy.py': 2.7,
     'tests/workflows/test_training.py': 2.4,
     'tests/active_learning/test_example.py': 2,
     'tests/workflows/test_active_set_upfit.py': 2,
     'tests/validation/test_workflow.py': 1.8,
-    'tests/test_delta.py': 1.7,
+    'tests/baseline/test_delta.py': 1.7,
     'tests/fuzz/test_settings_fuzz.py': 1.7,
 }
 
@@ -245,11 +230,6 @@ def fake_code(session_localhost, tmp_path):
     ).store()
 
 
-#: Seconds the tests wait for the daemon's circus controller (aiida's default, ``daemon.timeout``, is a few seconds:
-#: stopping a daemon whose worker is busy took longer on a loaded 2-core machine and failed with 'Timed out').
-DAEMON_CALL_TIMEOUT = 120
-
-
 @pytest.fixture(scope='session')
 def daemon_timeout(aiida_profile):
     """The test profile's ``daemon.timeout``: DAEMON_CALL_TIMEOUT for every call of its daemon client, including
@@ -266,26 +246,6 @@ def daemon_client(daemon_timeout, daemon_client):
     return daemon_client
 
 
-#: Threads of one fit: the machine's cores shared among pytest-xdist's workers (``-n 2`` on 2 cores: a thread each).
-FIT_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))
-
-#: Options for real fits (pacemaker's threads follow the resources).
-FIT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': FIT_THREADS}}
-
-#: A tiny fit's backend: pacemaker's own ``pyace`` evaluator (C++, no TensorFlow to start and trace). For a few
-#: functions and iterations it is several times faster than ``tensorpot`` with the same losses (measured: 5 functions,
-#: 5 iterations on 16 x 32 atoms, 6.5 s against 32.6 s; 8 functions, 10 iterations, 12 s against 29 s); the tests of
-#: the defaults, the fidelity examples and the larger fits keep ``tensorpot``.
-TINY_BACKEND = {'evaluator': 'pyace', 'display_step': 2}
-
-#: A tiny fit: a few functions, a few iterations.
-TINY_SETTINGS = {
-    'potential': {'functions': {'number_of_functions_per_element': 5}},
-    'fit': {'maxiter': 5},
-    'backend': TINY_BACKEND,
-}
-
-
 @pytest.fixture(scope='session')
 def cu_al_sets(aiida_profile):
     """A stored two-element (Cu, Al) EMT training set (16 x 32 atoms) and test set (4 x 32 atoms)."""
@@ -295,6 +255,15 @@ def cu_al_sets(aiida_profile):
     training = TrainingSetData.from_atoms(emt_structures(16, repeat=2, seed=11)).store()
     test = TrainingSetData.from_atoms(emt_structures(4, repeat=2, seed=12)).store()
     return training, test
+
+
+@pytest.fixture(scope='session')
+def cu_set(aiida_profile):
+    """A stored training set of 3 EMT-labelled Cu cells: inputs of calculations that are prepared, not fitted."""
+    from aiida_mlip_autopipe.data.training_set import TrainingSetData
+    from aiida_mlip_autopipe.demo.emt import emt_structures
+
+    return TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=5)).store()
 
 
 @pytest.fixture(scope='session')
@@ -320,31 +289,6 @@ def train_cu_al(pacemaker_code, cu_al_sets):
 
     run.merged = merged
     return run
-
-
-def fit_cu_al(code, sets, settings: dict = TINY_SETTINGS, options: dict | None = FIT_OPTIONS, **extra):
-    """Run a real ``PacemakerCalculation`` on the Cu-Al training and test sets; ``options=None``: the defaults."""
-    from aiida import orm
-    from aiida.engine import run_get_node
-
-    from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-
-    training, test = sets
-    metadata = {'options': options} if options is not None else {}
-    inputs = {'training_set': training, 'test_set': test, 'settings': orm.Dict(settings), 'metadata': metadata}
-    return run_get_node(PacemakerCalculation, code=code, **inputs, **extra)[1]
-
-
-def calculator_errors(calculator, structures) -> dict[str, np.ndarray]:
-    """A calculator's errors against labelled structures (their calculators hold the labels): ``energy`` per atom
-    (eV/atom, one per structure) and ``forces`` (eV/Å, all atoms' rows stacked)."""
-    energy, forces = [], []
-    for atoms in structures:
-        label_energy, label_forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = calculator
-        energy.append((atoms.get_potential_energy() - label_energy) / len(atoms))
-        forces.append(atoms.get_forces() - label_forces)
-    return {'energy': np.asarray(energy), 'forces': np.concatenate(forces)}
 
 
 @pytest.fixture(scope='session')
@@ -498,12 +442,14 @@ def generate_calc_job_node(fixture_code):
     ):
         from aiida import orm
         from aiida.common import LinkType
+        from aiida.plugins import CalculationFactory
         from aiida.plugins.entry_point import format_entry_point_string
 
         code = fixture_code(entry_point_name)
         node = orm.CalcJobNode(
             computer=code.computer, process_type=format_entry_point_string('aiida.calculations', entry_point_name)
         )
+        node.set_process_label(CalculationFactory(entry_point_name).__name__)
         node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
         node.set_option('max_wallclock_seconds', 1800)
         node.set_option('parser_name', entry_point_name)

@@ -23,7 +23,7 @@ from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.reference_energy import read_e0
-from tests.conftest import FIT_OPTIONS
+from tests.helpers import FIT_OPTIONS, basis_coefficients, single_point
 
 pytestmark = pytest.mark.pacemaker
 
@@ -184,7 +184,6 @@ def ethanol_snapshots(count: int, seed: int) -> list:
     """Rattled ethanol molecules (not periodic) labelled with ASE's EMT (C, O, H parameters)."""
     from ase.build import molecule
     from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     rng = np.random.default_rng(seed)
     structures = []
@@ -194,7 +193,7 @@ def ethanol_snapshots(count: int, seed: int) -> list:
         atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
         atoms.calc = EMT()
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        single_point(atoms, energy, forces)
         structures.append(atoms)
     return structures
 
@@ -246,18 +245,6 @@ def start_raw_on_training_set(pacemaker_executable, training_set: TrainingSetDat
     return start_raw_pacemaker(pacemaker_executable, document, folder)
 
 
-def coefficients(text: str) -> tuple[int, np.ndarray]:
-    import tempfile
-
-    from pyace import BBasisConfiguration
-
-    with tempfile.NamedTemporaryFile('w', suffix='.yaml') as handle:
-        handle.write(text)
-        handle.flush()
-        basis = BBasisConfiguration(handle.name)
-        return basis.total_number_of_functions, np.asarray(basis.get_all_coeffs())
-
-
 @pytest.mark.parametrize('name', list(EXAMPLES))
 def test_official_example_inputs_give_raw_pacemakers_fit(name, pacemaker_code, pacemaker_executable, tmp_path):
     from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
@@ -285,8 +272,8 @@ def test_official_example_inputs_give_raw_pacemakers_fit(name, pacemaker_code, p
         assert any('w1_coeffs dropped' in message for message in node.outputs.metrics['settings_dropped'])
     assert node.outputs.metrics['settings_filled'] == {}
 
-    plugin_count, plugin_coefficients = coefficients(node.outputs.potential_yaml.get_content())
-    raw_count, raw_coefficients = coefficients(raw['yaml'])
+    plugin_count, plugin_coefficients = basis_coefficients(node.outputs.potential_yaml.get_content())
+    raw_count, raw_coefficients = basis_coefficients(raw['yaml'])
     assert plugin_count == raw_count
     np.testing.assert_allclose(plugin_coefficients, raw_coefficients, rtol=1e-9, atol=1e-12)
     raw_loss = parse_metrics_table(raw['metrics'])['loss']
@@ -308,11 +295,10 @@ def test_absolute_energies_are_reproduced_on_the_labels_scale(test_size, pacemak
     shift = {'Cu': -31.7, 'Al': -56.2}
 
     def shifted(structures):
-        from ase.calculators.singlepoint import SinglePointCalculator
 
         for atoms in structures:
             energy = atoms.get_potential_energy() + sum(shift[s] for s in atoms.get_chemical_symbols())
-            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=atoms.get_forces())
+            single_point(atoms, energy, atoms.get_forces())
         return structures
 
     training = TrainingSetData.from_atoms(shifted(emt_structures(24, repeat=1, seed=31))).store()
@@ -412,7 +398,6 @@ def test_pacemakers_own_dataframe_gives_raw_pacemakers_fit(pacemaker_code, pacem
     threads). The plugin records them (``metrics['threads']``).
     """
     import pandas as pd
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     from aiida_mlip_autopipe.jobscripts import pacemaker_io
     from aiida_mlip_autopipe.parsers.pacemaker import parse_metrics_table
@@ -422,7 +407,7 @@ def test_pacemakers_own_dataframe_gives_raw_pacemakers_fit(pacemaker_code, pacem
     structures = []
     for given, energy, forces in zip(frame['ase_atoms'], frame['energy_corrected'], frame['forces'], strict=True):
         atoms = given.copy()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        single_point(atoms, energy, forces)
         structures.append(atoms)
     training_set = TrainingSetData.from_atoms(structures, sources=list(frame['name'])).store()
 
@@ -472,8 +457,8 @@ def test_pacemakers_own_dataframe_gives_raw_pacemakers_fit(pacemaker_code, pacem
     np.testing.assert_allclose(curve.get_array('test_loss'), raw_test['loss'], rtol=1e-12)
     np.testing.assert_allclose(metrics['rmse_energy_train'], raw_train['rmse_epa'][-1] * 1000, rtol=1e-12)
     np.testing.assert_allclose(metrics['rmse_energy_test'], raw_test['rmse_epa'][-1] * 1000, rtol=1e-12)
-    plugin_count, plugin_coefficients = coefficients(node.outputs.potential_yaml.get_content())
-    raw_count, raw_coefficients = coefficients((raw_folder / 'output_potential.yaml').read_text())
+    plugin_count, plugin_coefficients = basis_coefficients(node.outputs.potential_yaml.get_content())
+    raw_count, raw_coefficients = basis_coefficients((raw_folder / 'output_potential.yaml').read_text())
     assert plugin_count == raw_count == 30
     np.testing.assert_array_equal(plugin_coefficients, raw_coefficients)
     print(

@@ -10,7 +10,7 @@ from aiida import orm
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.accuracy import prediction_errors
-from tests.conftest import TINY_SETTINGS, calculator_errors, fit_cu_al
+from tests.helpers import TINY_SETTINGS, calculator_errors, fit_cu_al
 
 pytestmark = pytest.mark.pacemaker
 

@@ -12,8 +12,6 @@ from pydantic import ValidationError
 from aiida_mlip_autopipe.calculations.input_file import InputFileError, render_input
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.calculations.settings import PacemakerSettings
-from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.demo.emt import emt_structures
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'aiida_mlip_autopipe'
 HOSTILE = ['Cu\nfit: {maxiter: 1}', 'Cu: x', '$(touch /tmp/pwned)', 'Cu; rm -rf /', '../../etc', '&a', '!!python/none']
@@ -55,11 +53,6 @@ def test_yaml_anchors_and_tags_in_values_stay_strings():
     document = PacemakerSettings(metadata={'a': '&anchor [1, 2]', 'b': '*anchor', 'c': '!!python/object:os.system'})
     text = render_input(document.complete(['Cu'])[0].to_pacemaker_input('d.pckl.gzip'))
     assert yaml.safe_load(text)['metadata'] == {'a': '&anchor [1, 2]', 'b': '*anchor', 'c': '!!python/object:os.system'}
-
-
-@pytest.fixture
-def cu_set(aiida_profile):
-    return TrainingSetData.from_atoms(emt_structures(2, elements=('Cu',), seed=1)).store()
 
 
 def test_file_names_and_code_paths_cannot_escape_or_inject(generate_calc_job, session_localhost, cu_set):

@@ -9,16 +9,12 @@ from pydantic import ValidationError
 
 from aiida_mlip_autopipe import LossWeights, PacemakerTrainer, TrainingConfig, TrainingError
 from aiida_mlip_autopipe.demo.emt import emt_structures
-from tests.conftest import TINY_SETTINGS, node_count
+from tests.helpers import TINY_SETTINGS, ase_database, node_count
 
 
 @pytest.fixture(scope='module')
 def database(tmp_path_factory):
-    path = tmp_path_factory.mktemp('trainer') / 'dft.db'
-    with connect(path) as db:
-        for atoms in emt_structures(22, repeat=2, seed=31):
-            db.write(atoms)
-    return path
+    return ase_database(tmp_path_factory.mktemp('trainer') / 'dft.db', emt_structures(22, repeat=2, seed=31))
 
 
 def config(executable, database, tmp_path, **extra) -> TrainingConfig:

@@ -10,8 +10,8 @@ from aiida import orm
 from aiida.engine import submit
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
-from tests.active_learning.conftest import loop_builder
-from tests.conftest import DAEMON_CALL_TIMEOUT
+from tests.active_learning.helpers import loop_builder
+from tests.helpers import DAEMON_CALL_TIMEOUT
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.daemon]
 

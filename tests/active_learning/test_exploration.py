@@ -9,12 +9,11 @@ import pathlib
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.active_learning.settings import ExplorationSettings, SelectionSettings
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
 from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
-from tests.active_learning.conftest import cu_starts
+from tests.active_learning.helpers import cu_starts
 
 FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'parsers' / 'fixtures' / 'exploration'
 SHARED_RUN = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'pacemaker-runs' / 'success'
@@ -113,48 +112,6 @@ def test_a_yace_potential_is_refused(python_code, potential_files):
     yace = orm.SinglefileData(SHARED_RUN / 'output_potential.yace')
     with pytest.raises(ValueError, match=r"potential 'output_potential.yace': give the B-basis YAML"):
         run_get_node(PacemakerExplorationCalculation, **inputs(python_code, potential_files, potential=yace))
-
-
-def parse(session_localhost, name: str):
-    node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.exploration')
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-    node.store()
-    retrieved = orm.FolderData(tree=FIXTURES / name)
-    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-    retrieved.store()
-    return ExplorationParser.parse_from_node(node, store_provenance=False)
-
-
-def test_parser_emits_selected_structures_with_their_origin(session_localhost):
-    results, node = parse(session_localhost, 'success')
-    assert node.is_finished_ok
-    summary = results['summary'].get_dict()
-    written = json.loads((FIXTURES / 'success' / 'exploration.json').read_text())
-    assert summary['explored_steps'] == written['explored_steps'] == 1206
-    assert summary['selected'] == written['selected'] == len(results['selected']) > 0
-    assert 0 < summary['fraction_above_gamma_lo'] < 1
-    gamma = results['gamma'].get_array('max_gamma')
-    assert gamma.shape == (6, 201) and np.nanmax(gamma) == pytest.approx(summary['max_gamma'])
-    for structure in results['selected'].values():
-        origin = structure.base.attributes.get('exploration')
-        assert 1.5 <= origin['gamma'] < 10.0
-        assert origin['temperature_K'] in (600.0, 1200.0)
-        steps = gamma[origin['trajectory']]
-        assert steps[origin['step']] == pytest.approx(origin['gamma'])  # the grade recorded at that step
-        assert len(origin['gamma_per_atom']) == 4 and max(origin['gamma_per_atom']) == pytest.approx(origin['gamma'])
-        assert structure.get_formula() == 'Cu4'
-
-
-@pytest.mark.parametrize(
-    ('name', 'status', 'text'),
-    [
-        ('failed', 450, 'RuntimeError: npz_load: Error! Unable to open file missing.asi!'),
-        ('missing_output', 300, 'the exploration wrote no exploration.json'),
-    ],
-)
-def test_parser_names_failures(session_localhost, name, status, text):
-    _, node = parse(session_localhost, name)
-    assert node.exit_status == status and text in node.exit_message
 
 
 def test_entry_points_load():

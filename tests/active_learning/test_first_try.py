@@ -52,7 +52,7 @@ def first_try(pacemaker_code):
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
     from aiida_mlip_autopipe.demo.emt import emt_structures
     from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
-    from tests.conftest import FIT_OPTIONS
+    from tests.helpers import FIT_OPTIONS
 
     builder = PacemakerActiveLearningWorkChain.get_builder()
     builder.training.code = pacemaker_code

@@ -13,7 +13,7 @@ from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain, row_explorations
-from tests.active_learning.conftest import EXPLORATION_JOBS, SELECTION, loop_builder
+from tests.active_learning.helpers import EXPLORATION_JOBS, SELECTION, loop_builder
 
 pytestmark = pytest.mark.pacemaker
 
@@ -269,18 +269,6 @@ def test_bad_inputs_are_refused_before_anything_runs(pacemaker_code, cu_initial_
     assert orm.QueryBuilder().append(orm.Node).count() == nodes  # nothing stored
 
 
-def test_emt_labeller_names_what_it_cannot_label(aiida_profile):
-    from ase.build import bulk
-
-    from aiida_mlip_autopipe.labellers.emt import label_with_emt
-
-    result, node = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Cu', 'fcc', a=3.6)))
-    assert node.is_finished_ok and result.base.attributes.get('dft') is False
-    assert result.get_sources() == [f'aiida:{node.uuid}']
-    _, failed = label_with_emt.run_get_node(orm.StructureData(ase=bulk('Fe', 'bcc', a=2.87)))
-    assert failed.exit_status == 470 and failed.exit_message.startswith('EMT cannot label Fe')
-
-
 def test_builder_from_protocol(pacemaker_code, cu_initial_set):
     from aiida_mlip_autopipe.workflows.protocols import load_protocol
 
@@ -302,7 +290,7 @@ def test_builder_from_protocol(pacemaker_code, cu_initial_set):
 
 
 def test_labels_run_in_batches_of_max_concurrent_labels(emt_loop):
-    from tests.active_learning.conftest import MAX_CONCURRENT_LABELS
+    from tests.active_learning.helpers import MAX_CONCURRENT_LABELS
 
     rows = emt_loop.outputs.iterations.get_list()
     for row in rows:
@@ -401,7 +389,7 @@ def test_property_targets_stop_the_loop(pacemaker_code, cu_initial_set):
     at max_iterations; a potential whose EOS has no minimum (the first, 4-function fit here) does not meet them."""
     from aiida.engine import run_get_node
 
-    from tests.active_learning.conftest import fcc_cu
+    from tests.active_learning.helpers import fcc_cu
 
     builder = loop_builder(pacemaker_code, cu_initial_set, max_iterations=orm.Int(3))
     builder.validation.structures = fcc_cu()

@@ -15,7 +15,7 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.calculator import DeltaCalculator
 from aiida_mlip_autopipe.potentials.lammps import lammps_commands, lammps_potential_data
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
-from tests.conftest import calculator_errors
+from tests.helpers import calculator_errors, single_point
 
 #: Cutoffs reaching the nearest neighbours of the EMT fcc cells (2.5-2.9 Å), so that the baseline matters.
 CUTOFFS = {'inner': 1.5, 'outer': 2.8}
@@ -157,13 +157,12 @@ def test_lammps_potential_data_for_aiida_lammps(tiny_fit):
 def test_delta_learning_on_absolute_energies_reproduces_the_labels(train_cu_al):
     """Labels on a DFT-like absolute scale (tens of eV per atom and element): pacemaker computes its reference
     energies on DFT minus ZBL, the parser writes them into the .yace, and ACE + ZBL gives the labels back."""
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     shift = {'Cu': -31.7, 'Al': -56.2}
     structures = train_cu_al.merged.get_atoms()
     for atoms in structures:
         energy = atoms.get_potential_energy() + sum(shift[symbol] for symbol in atoms.get_chemical_symbols())
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=atoms.get_forces())
+        single_point(atoms, energy, atoms.get_forces())
     absolute = TrainingSetData.from_atoms(structures).store()
     node = train_cu_al(
         training_sets={'absolute': absolute},

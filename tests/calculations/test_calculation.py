@@ -12,12 +12,6 @@ from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 
-
-@pytest.fixture(scope='module')
-def cu_set(aiida_profile):
-    return TrainingSetData.from_atoms(emt_structures(3, elements=('Cu',), seed=5)).store()
-
-
 #: A B-basis potential pacemaker wrote (Cu).
 BBASIS = (
     pathlib.Path(__file__).resolve().parents[1] / 'parsers/fixtures/pacemaker/success_maxiter/output_potential.yaml'
@@ -429,3 +423,20 @@ def test_a_reference_energy_from_the_template_is_reported_as_such(fake_code, cu_
     process.prepare_for_submission(Folder(str(tmp_path)))
     reports = [log.message for log in orm.Log.collection.get_logs_for(process.node)]
     assert any("reference energy (template): data.reference_energy={'Cu': -1.5}" in message for message in reports)
+
+
+@pytest.mark.parametrize('protocol', [None, 'fast', 'moderate', 'precise'])
+def test_rendered_input_yaml(generate_calc_job, fake_code, cu_set, file_regression, protocol):
+    """The input.yaml written for the settings a user starts from (none, or a protocol's), against the stored file
+    beside this module (``test_calculation/``; ``pytest --force-regen`` to accept a deliberate change)."""
+    from aiida_mlip_autopipe import __version__
+    from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
+
+    extra = {}
+    if protocol is not None:
+        extra['settings'] = orm.Dict(PacemakerTrainingWorkChain.get_protocol_inputs(protocol)['settings'])
+    folder, _ = generate_calc_job(PacemakerCalculation, inputs_for(fake_code, cu_set, **extra))
+    text = (
+        (folder / 'input.yaml').read_text().replace(f'aiida-mlip-autopipe {__version__}', 'aiida-mlip-autopipe VERSION')
+    )
+    file_regression.check(text, extension='.yaml')

@@ -10,14 +10,11 @@ from click.testing import CliRunner
 
 from aiida_mlip_autopipe.cli import cli
 from aiida_mlip_autopipe.demo.emt import emt_structures
-from tests.conftest import one_line
+from tests.helpers import ase_database, one_line
 
 
 def test_import_and_refusal(aiida_profile, tmp_path):
-    path = tmp_path / 'cli.db'
-    with connect(path) as db:
-        for atoms in emt_structures(3, seed=8):
-            db.write(atoms)
+    path = ase_database(tmp_path / 'cli.db', emt_structures(3, seed=8))
     result = CliRunner().invoke(cli, ['import', str(path)])
     assert result.exit_code == 0, result.output
     assert '3 structures' in result.output and '"imported": 3' in result.output
@@ -183,7 +180,7 @@ def test_train_with_a_protocol_on_stored_data(pacemaker_code, train_cu_al, tmp_p
 
 def test_collect_a_group_of_dft_calculations(session_localhost):
     """`collect GROUP`: a progress bar over the calculations, the collected node added to a group."""
-    from tests.test_collect import emt_labelled, make_pw_calculation
+    from tests.helpers import emt_labelled, make_pw_calculation
 
     group = orm.Group(label='cli-pw').store()
     group.add_nodes([make_pw_calculation(session_localhost, *emt_labelled(1.0 + 0.01 * i, seed=i)) for i in range(3)])
@@ -230,10 +227,7 @@ def test_a_huge_argument_is_not_repeated_in_the_error(aiida_profile, tmp_path):
 @pytest.mark.pacemaker
 def test_train_from_a_config_file(pacemaker_executable, session_localhost, tmp_path):
     """`train CONFIG.yaml` runs the façade: import, a real tiny fit, the .yace written where the file says."""
-    database = tmp_path / 'dft.db'
-    with connect(database) as db:
-        for atoms in emt_structures(12, repeat=2, seed=41):
-            db.write(atoms)
+    database = ase_database(tmp_path / 'dft.db', emt_structures(12, repeat=2, seed=41))
     config = tmp_path / 'train.yaml'
     values = {
         'pacemaker_executable': str(pacemaker_executable),
@@ -318,10 +312,7 @@ def test_a_split_with_no_training_structure_is_one_line(fake_code, tmp_path):
     result = CliRunner().invoke(cli, [*arguments, '--overrides', str(overrides)])
     assert one_line(result) and 'test_fraction=0.95 leaves no training structure' in result.output, result.output
     assert orm.QueryBuilder().append(orm.Node).count() == before
-    database = tmp_path / 'five.db'
-    with connect(database) as db:
-        for atoms in data.get_atoms():
-            db.write(atoms)
+    database = ase_database(tmp_path / 'five.db', data.get_atoms())
     config = tmp_path / 'train.yaml'
     values = {
         'pacemaker_executable': '/bin/true',

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from aiida_mlip_autopipe.cli import cli
-from tests.conftest import one_line
+from tests.helpers import one_line
 
 
 def emt_labels() -> int:

@@ -3,53 +3,11 @@
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.engine import ProcessState
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.units import GPa
 
 from aiida_mlip_autopipe.collection.pw import CollectionError, collect_from_pw, collect_structures
 from aiida_mlip_autopipe.data.training_set import TrainingSetError
-
-
-def emt_labelled(scale: float, seed: int):
-    atoms = bulk('Cu', 'fcc', a=3.61 * scale, cubic=True)
-    atoms.rattle(0.05, seed=seed)
-    atoms.calc = EMT()
-    return atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-
-
-def make_pw_calculation(computer, atoms, energy, forces, stress_ase, finished=True, caller=None):
-    """A finished ``PwCalculation`` node as aiida-quantumespresso leaves it (built by hand, as its tests do).
-
-    QE reports stress in GPa with the opposite sign of ASE's (positive under compression).
-    """
-    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:quantumespresso.pw')
-    node.set_process_label('PwCalculation')
-    node.set_option('resources', {'num_machines': 1})
-    structure = orm.StructureData(ase=atoms).store()
-    node.base.links.add_incoming(structure, LinkType.INPUT_CALC, 'structure')
-    if caller is not None:
-        node.base.links.add_incoming(caller, LinkType.CALL_CALC, 'pw')
-    node.store()
-    parameters = orm.Dict({'energy': energy, 'energy_units': 'eV', 'wall_time_seconds': 1.0})
-    trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(
-        atoms.get_chemical_symbols(),
-        atoms.positions[None],
-        cells=atoms.cell[:][None],
-        pbc=tuple(bool(p) for p in atoms.pbc),
-    )
-    trajectory.set_array('forces', forces[None])
-    trajectory.set_array('stress', (-stress_ase / GPa)[None])
-    for label, output in (('output_parameters', parameters), ('output_trajectory', trajectory)):
-        output.base.links.add_incoming(node, LinkType.CREATE, label)
-        output.store()
-    node.set_process_state(ProcessState.FINISHED)
-    node.set_exit_status(0 if finished else 305)
-    node.seal()
-    return node
+from tests.helpers import emt_labelled, make_pw_calculation
 
 
 def test_pw_results_are_collected_with_ase_units_and_sign(session_localhost):

@@ -6,19 +6,13 @@ import pytest
 from aiida import orm
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.db import connect
 
 from aiida_mlip_autopipe.data.geometry import closest_pair, geometry_problem
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.source_file import DatasetImportError
-
-
-def labelled(atoms):
-    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((len(atoms), 3)))
-    return atoms
+from tests.helpers import ase_database, single_point
 
 
 def duplicated_atom():
@@ -37,7 +31,7 @@ def duplicated_atom():
     ],
 )
 def test_from_atoms_refuses_what_pacemaker_cannot_fit(aiida_profile, make, fragment):
-    structures = [*emt_structures(2, seed=1), labelled(make())]
+    structures = [*emt_structures(2, seed=1), single_point(make())]
     with pytest.raises(TrainingSetError, match=r'structure 2 \(') as info:
         TrainingSetData.from_atoms(structures)
     assert fragment in str(info.value)
@@ -58,24 +52,20 @@ def test_large_structures_use_the_neighbour_list():
 
 
 def test_a_molecule_and_a_threshold_of_zero_pass(aiida_profile):
-    molecule = labelled(Atoms('H2', positions=[[0, 0, 0], [0.74, 0, 0]]))
+    molecule = single_point(Atoms('H2', positions=[[0, 0, 0], [0.74, 0, 0]]))
     assert len(TrainingSetData.from_atoms([molecule])) == 1
-    close = labelled(Atoms('H2', positions=[[0, 0, 0], [0.2, 0, 0]]))
+    close = single_point(Atoms('H2', positions=[[0, 0, 0], [0.2, 0, 0]]))
     assert len(TrainingSetData.from_atoms([close], min_distance=0.0)) == 1
 
 
 def test_from_arrays_checks_geometry(aiida_profile):
-    arrays = dict(TrainingSetData.from_atoms([labelled(duplicated_atom())], min_distance=0.0).get_arrays())
+    arrays = dict(TrainingSetData.from_atoms([single_point(duplicated_atom())], min_distance=0.0).get_arrays())
     with pytest.raises(TrainingSetError, match='structure 0: atoms 2 and 4 are 0 Å apart'):
         TrainingSetData.from_arrays(**arrays)
 
 
 def test_import_names_the_row_and_skips_it_on_request(aiida_profile, tmp_path):
-    path = tmp_path / 'bad.db'
-    with connect(path) as db:
-        for atoms in emt_structures(3, seed=2):
-            db.write(atoms)
-        db.write(labelled(duplicated_atom()))
+    path = ase_database(tmp_path / 'bad.db', [*emt_structures(3, seed=2), single_point(duplicated_atom())])
     before = orm.QueryBuilder().append(orm.Node).count()
     with pytest.raises(DatasetImportError, match='row 4: atoms 2 and 4 are 0 Å apart'):
         import_ase_db(path)

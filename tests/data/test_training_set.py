@@ -7,6 +7,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
 from aiida_mlip_autopipe.demo.emt import emt_structures
+from tests.helpers import single_point
 
 
 def labelled(symbols='Cu2', energy=-1.0, forces=None, stress=None, calc=True):
@@ -14,7 +15,7 @@ def labelled(symbols='Cu2', energy=-1.0, forces=None, stress=None, calc=True):
     if forces is None:
         forces = np.full((len(atoms), 3), 0.1)
     if calc:
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        single_point(atoms, energy, forces, stress)
     else:
         atoms.info['energy'] = energy
         atoms.arrays['forces'] = np.asarray(forces)

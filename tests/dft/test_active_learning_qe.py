@@ -10,8 +10,8 @@ from ase.build import bulk
 
 from aiida_mlip_autopipe.active_learning.lineage import iteration_counts, structure_lineage
 from aiida_mlip_autopipe.workflows.active_learning import PacemakerActiveLearningWorkChain
-from tests.conftest import FIT_OPTIONS, TINY_BACKEND
-from tests.dft.conftest import KPOINTS_DISTANCE, OPTIONS, PW_PARAMETERS
+from tests.dft.helpers import KPOINTS_DISTANCE, OPTIONS, PW_PARAMETERS
+from tests.helpers import FIT_OPTIONS, TINY_BACKEND
 
 pytestmark = [pytest.mark.dft, pytest.mark.pacemaker]
 

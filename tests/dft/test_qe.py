@@ -8,8 +8,8 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_mlip_autopipe.collection.pw import CollectionError, collect_from_pw, last_pw_calculation
-from tests.conftest import FIT_OPTIONS
-from tests.dft.conftest import PW_PARAMETERS, al_cells, pw_base_builder, run_pw_calculation
+from tests.dft.helpers import PW_PARAMETERS, al_cells, pw_base_builder, run_pw_calculation
+from tests.helpers import FIT_OPTIONS
 
 pytestmark = pytest.mark.dft
 

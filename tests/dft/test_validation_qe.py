@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import OPTIONS, PW_PARAMETERS
+from tests.dft.helpers import OPTIONS, PW_PARAMETERS
 
 
 def pw_calculations() -> int:

@@ -16,17 +16,17 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.extxyz import import_extxyz
 from aiida_mlip_autopipe.importers.source_file import DatasetImportError
-from tests.conftest import node_count
+from tests.helpers import ase_database, node_count
 
 
 @pytest.fixture
 def database(tmp_path):
     """An ASE database of 8 EMT structures, half of them tagged bulk, with energies below and above zero."""
-    path = tmp_path / 'dft.db'
-    with connect(path) as db:
-        for index, atoms in enumerate(emt_structures(8, seed=3)):
-            db.write(atoms, config_type='bulk' if index % 2 == 0 else 'surface', index=index)
-    return path
+    return ase_database(
+        tmp_path / 'dft.db',
+        emt_structures(8, seed=3),
+        lambda index: {'config_type': 'bulk' if index % 2 == 0 else 'surface', 'index': index},
+    )
 
 
 def test_import_keeps_counts_row_ids_and_labels(aiida_profile, database):

@@ -1,31 +1,23 @@
 """ExplorationParser on retrieved-file fixtures of real ``explore.py`` runs (and crafted malformed/missing summaries):
 every outcome is success with all outputs or a named exit code, and no output is attached before all are built."""
 
+import json
 import shutil
 
 import numpy as np
 import pytest
-from aiida import orm
-from aiida.common.links import LinkType
 
 from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCalculation
-from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 @pytest.fixture
-def parse_exploration(session_localhost):
+def parse_exploration(generate_calc_job_node, generate_parser):
     """Parse ``tests/parsers/fixtures/exploration/<name>`` (or any folder given as a path) with the parser."""
 
     def factory(name):
-        node = orm.CalcJobNode(computer=session_localhost, process_type='aiida.calculations:mlip_autopipe.exploration')
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.store()
-        folder = name if not isinstance(name, str) else FIXTURES / 'exploration' / name
-        retrieved = orm.FolderData(tree=folder)
-        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-        retrieved.store()
-        return ExplorationParser.parse_from_node(node, store_provenance=False)
+        node = generate_calc_job_node('mlip_autopipe.exploration', name)
+        return generate_parser('mlip_autopipe.exploration').parse_from_node(node, store_provenance=False)
 
     return factory
 
@@ -35,10 +27,12 @@ def parse_exploration(session_localhost):
     [
         # per_trajectory lists 2 trajectories, selected.npz has frames of trajectory 5: used to raise IndexError
         ('malformed_summary', 'ERROR_SUMMARY_MALFORMED', 'IndexError'),
-        ('missing_output', 'ERROR_OUTPUT_MISSING', 'wrote no exploration.json'),
+        ('missing_output', 'ERROR_OUTPUT_MISSING', 'the exploration wrote no exploration.json'),
+        # a real run whose active set was missing: explore.py's own error, in the exit message
+        ('failed', 'ERROR_EXPLORATION_FAILED', 'RuntimeError: npz_load: Error! Unable to open file missing.asi!'),
     ],
 )
-def test_malformed_or_missing_summary_gives_a_named_exit_code(parse_exploration, name, label, fragment):
+def test_failed_malformed_or_missing_summary_gives_a_named_exit_code(parse_exploration, name, label, fragment):
     results, calcfunction = parse_exploration(name)
     assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes[label].status, (
         calcfunction.exit_message
@@ -93,14 +87,6 @@ def test_unreadable_calibration_attaches_nothing(parse_exploration, tmp_path):
     assert results == {}
 
 
-def test_success_attaches_all_outputs(parse_exploration):
-    results, calcfunction = parse_exploration('success')
-    assert calcfunction.is_finished_ok, calcfunction.exit_message
-    assert {'summary', 'gamma', 'selected'} <= set(results)
-    assert len(results['selected']) == results['summary']['selected'] > 0
-    assert np.nanmax(results['gamma'].get_array('max_gamma')) == pytest.approx(results['summary']['max_gamma'])
-
-
 def test_a_status_file_that_is_not_text_is_a_named_failure(parse_exploration, tmp_path):
     """Bytes that are not UTF-8 in the job's status file (a disk or transfer fault) are a failed run, not a crash."""
     folder = fixture_copy('failed', tmp_path)
@@ -108,3 +94,24 @@ def test_a_status_file_that_is_not_text_is_a_named_failure(parse_exploration, tm
     results, calcfunction = parse_exploration(folder)
     assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_EXPLORATION_FAILED.status
     assert results == {}
+
+
+def test_success_attaches_all_outputs_and_each_selected_structure_its_origin(parse_exploration):
+    results, node = parse_exploration('success')
+    assert node.is_finished_ok, node.exit_message
+    assert {'summary', 'gamma', 'selected'} <= set(results)
+    summary = results['summary'].get_dict()
+    written = json.loads((FIXTURES / 'exploration' / 'success' / 'exploration.json').read_text())
+    assert summary['explored_steps'] == written['explored_steps'] == 1206
+    assert summary['selected'] == written['selected'] == len(results['selected']) > 0
+    assert 0 < summary['fraction_above_gamma_lo'] < 1
+    gamma = results['gamma'].get_array('max_gamma')
+    assert gamma.shape == (6, 201) and np.nanmax(gamma) == pytest.approx(summary['max_gamma'])
+    for structure in results['selected'].values():
+        origin = structure.base.attributes.get('exploration')
+        assert 1.5 <= origin['gamma'] < 10.0
+        assert origin['temperature_K'] in (600.0, 1200.0)
+        steps = gamma[origin['trajectory']]
+        assert steps[origin['step']] == pytest.approx(origin['gamma'])  # the grade recorded at that step
+        assert len(origin['gamma_per_atom']) == 4 and max(origin['gamma_per_atom']) == pytest.approx(origin['gamma'])
+        assert structure.get_formula() == 'Cu4'

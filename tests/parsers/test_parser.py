@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiida_mlip_autopipe.parsers.pacemaker import last_error_line, parse_metrics_table
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def final_block_rmse(log: str) -> list[tuple[float, float]]:

@@ -17,6 +17,9 @@ def summary(results: dict, calcfunction) -> dict:
 
     data: dict = {'exit_status': calcfunction.exit_status, 'exit_message': calcfunction.exit_message, 'outputs': {}}
     for label, node in sorted(results.items()):
+        if isinstance(node, dict):  # an output namespace (the exploration's selected structures)
+            data['outputs'][label] = {name: structure_summary(item) for name, item in sorted(node.items())}
+            continue
         attributes = node.base.attributes.all
         if isinstance(node, orm.Dict):
             data['outputs'][label] = node.get_dict()
@@ -28,6 +31,16 @@ def summary(results: dict, calcfunction) -> dict:
             arrays = {name: node.get_array(name).tolist() for name in sorted(node.get_arraynames())}
             data['outputs'][label] = {'arrays': arrays, 'attributes': attributes}
     return data
+
+
+def structure_summary(structure) -> dict:
+    """A selected structure in plain data: its formula, cell, positions and the attributes it carries."""
+    return {
+        'formula': structure.get_formula(),
+        'cell': structure.cell,
+        'positions': [site.position for site in structure.sites],
+        'attributes': {key: value for key, value in structure.base.attributes.all.items() if key == 'exploration'},
+    }
 
 
 @pytest.mark.parametrize('test_name', ['success_maxiter', 'early_converged', 'success_reference_energy'])
@@ -43,4 +56,11 @@ def test_pacemaker_parser_failures(generate_calc_job_node, generate_parser, data
     node = generate_calc_job_node(ENTRY_POINT, test_name)
     results, calcfunction = generate_parser(ENTRY_POINT).parse_from_node(node, store_provenance=False)
     assert not calcfunction.is_finished_ok
+    data_regression.check(summary(results, calcfunction))
+
+
+@pytest.mark.parametrize('test_name', ['success', 'failed', 'malformed_summary'])
+def test_exploration_parser_outputs(generate_calc_job_node, generate_parser, data_regression, test_name):
+    node = generate_calc_job_node('mlip_autopipe.exploration', test_name)
+    results, calcfunction = generate_parser('mlip_autopipe.exploration').parse_from_node(node, store_provenance=False)
     data_regression.check(summary(results, calcfunction))

@@ -152,7 +152,7 @@ def test_a_potential_reproduces_its_training_labels_whatever_the_split(split, pa
     from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
     from aiida_mlip_autopipe.data.training_set import TrainingSetData
     from aiida_mlip_autopipe.potentials.calculator import get_calculator
-    from tests.conftest import FIT_OPTIONS
+    from tests.helpers import FIT_OPTIONS
 
     structures = around_minus_20(12, seed=41)
     energies = per_atom(structures)

@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CLUSTER_ENV = pathlib.Path(os.environ.get('CLUSTER_ENV', REPO / '.cluster' / 'env'))
 

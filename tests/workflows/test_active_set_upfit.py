@@ -11,7 +11,7 @@ from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain
-from tests.conftest import FIT_OPTIONS, TINY_BACKEND, TINY_SETTINGS
+from tests.helpers import FIT_OPTIONS, TINY_BACKEND, TINY_SETTINGS, single_point
 
 pytestmark = pytest.mark.pacemaker
 
@@ -87,7 +87,6 @@ def test_upfit_lineage_shows_old_potential_and_new_data(active_fit, pacemaker_co
 def outlier_cu_ni_set() -> TrainingSetData:
     """51 Cu and 13 Ni atoms in 16 fcc cells; two Ni atoms carry an 8 eV/Å force that no potential reproduces, so that
     ``pace_activeset``'s default selection (the atoms without outlying force errors) keeps fewer Ni environments."""
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     structures = emt_structures(10, elements=('Cu',), seed=1) + emt_structures(6, elements=('Cu', 'Ni'), seed=2)
     for atoms in structures[10:12]:
@@ -95,7 +94,7 @@ def outlier_cu_ni_set() -> TrainingSetData:
         nickel = atoms.get_chemical_symbols().index('Ni')
         forces[nickel] += [8.0, 0.0, 0.0]
         forces[(nickel + 1) % len(atoms)] -= [8.0, 0.0, 0.0]
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=forces)
+        single_point(atoms, atoms.get_potential_energy(), forces)
     return TrainingSetData.from_atoms(structures).store()
 
 

@@ -1,46 +1,37 @@
 """PacemakerBaseWorkChain: the restart handlers, called directly on crafted failed nodes (aiida-qe's pattern)."""
 
 import io
+import shutil
 
 import pytest
 from aiida import orm
 from aiida.common import AttributeDict, LinkType
 from aiida.engine import ProcessState
-from aiida.engine.utils import instantiate_process
-from aiida.manage import get_manager
 
 from aiida_mlip_autopipe.calculations.pacemaker import PacemakerCalculation
-from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.workflows.base import PacemakerBaseWorkChain
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 SUCCESS = FIXTURES / 'pacemaker' / 'success_maxiter'
 
 
 @pytest.fixture
-def generate_workchain(fake_code):
-    """A ``PacemakerBaseWorkChain`` after ``setup()``, whose last child failed with ``exit_code``."""
+def failed_base_workchain(fake_code, cu_set, generate_workchain, generate_calc_job_node, tmp_path):
+    """A ``PacemakerBaseWorkChain`` after ``setup()``, whose last child failed with ``exit_code`` and retrieved
+    ``retrieved_files`` of the ``success_maxiter`` fixture."""
 
     def factory(exit_code=None, settings=None, retrieved_files=(), exit_message=None, **base_inputs):
-        training_set = TrainingSetData.from_atoms(emt_structures(2, elements=('Cu',), seed=1)).store()
-        inputs = {'code': fake_code, 'training_set': training_set}
+        inputs = {'code': fake_code, 'training_set': cu_set}
         if settings is not None:
             inputs['settings'] = orm.Dict(settings)
         base_inputs = {name: orm.Str(value) for name, value in base_inputs.items()}
-        process = instantiate_process(
-            get_manager().get_runner(), PacemakerBaseWorkChain, pacemaker=inputs, **base_inputs
-        )
+        process = generate_workchain('mlip_autopipe.pacemaker.base', {'pacemaker': inputs, **base_inputs})
         process.setup()
-        node = orm.CalcJobNode(computer=fake_code.computer, process_type='aiida.calculations:mlip_autopipe.pacemaker')
-        node.set_process_label('PacemakerCalculation')
-        node.set_option('resources', {'num_machines': 1})
-        node.store()
-        retrieved = orm.FolderData()
+        folder = tmp_path / f'retrieved_{len(list(tmp_path.iterdir()))}'
+        folder.mkdir()
         for name in retrieved_files:
-            retrieved.base.repository.put_object_from_file(str(SUCCESS / name), name)
-        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-        retrieved.store()
+            shutil.copy(SUCCESS / name, folder / name)
+        node = generate_calc_job_node('mlip_autopipe.pacemaker', folder)
         node.set_process_state(ProcessState.FINISHED)
         if exit_code is not None:
             node.set_exit_status(exit_code.status)
@@ -56,8 +47,8 @@ CODES = PacemakerCalculation.exit_codes
 
 
 @pytest.mark.parametrize('exit_code', [CODES.ERROR_OUT_OF_WALLTIME, CODES.ERROR_SCHEDULER_OUT_OF_WALLTIME])
-def test_out_of_walltime_continues_from_the_interim_potential(generate_workchain, exit_code):
-    process, node = generate_workchain(
+def test_out_of_walltime_continues_from_the_interim_potential(failed_base_workchain, exit_code):
+    process, node = failed_base_workchain(
         exit_code, settings={'fit': {'maxiter': 100}}, retrieved_files=('interim_potential_0.yaml', 'metrics.txt')
     )
     report = process.handle_out_of_walltime(node)
@@ -71,22 +62,22 @@ def test_out_of_walltime_continues_from_the_interim_potential(generate_workchain
     assert process.inspect_process().status == 0  # restart, not abort
 
 
-def test_monitor_walltime_kill_is_handled_but_other_monitor_stops_are_not(generate_workchain):
-    process, node = generate_workchain(
+def test_monitor_walltime_kill_is_handled_but_other_monitor_stops_are_not(failed_base_workchain):
+    process, node = failed_base_workchain(
         CODES.STOPPED_BY_MONITOR,
         exit_message='walltime exceeded: the job ran 31 s, longer than the 30 s allowed',
         retrieved_files=('interim_potential_0.yaml', 'metrics.txt'),
     )
     assert process.handle_out_of_walltime(node).do_break
     assert process.ctx.inputs.settings['fit']['maxiter'] == 70  # default maxiter 100
-    process, node = generate_workchain(CODES.STOPPED_BY_MONITOR, exit_message='some other monitor')
+    process, node = failed_base_workchain(CODES.STOPPED_BY_MONITOR, exit_message='some other monitor')
     assert process.handle_out_of_walltime(node) is None
 
 
 @pytest.mark.parametrize('retrieved_files', [(), ('interim_potential_0.yaml',)])
-def test_out_of_walltime_before_the_first_iteration_stops_the_workflow(generate_workchain, retrieved_files):
+def test_out_of_walltime_before_the_first_iteration_stops_the_workflow(failed_base_workchain, retrieved_files):
     """No iteration done: the same walltime would stop the job at the same point, so no futile continuation."""
-    process, node = generate_workchain(
+    process, node = failed_base_workchain(
         CODES.ERROR_OUT_OF_WALLTIME, settings={'fit': {'maxiter': 10}}, retrieved_files=retrieved_files
     )
     report = process.handle_out_of_walltime(node)
@@ -95,8 +86,8 @@ def test_out_of_walltime_before_the_first_iteration_stops_the_workflow(generate_
     assert 'initial_potential' not in process.ctx.inputs
 
 
-def test_killed_halves_the_batch_size(generate_workchain):
-    process, node = generate_workchain(
+def test_killed_halves_the_batch_size(failed_base_workchain):
+    process, node = failed_base_workchain(
         CODES.ERROR_PACEMAKER_KILLED,
         settings={'backend': {'batch_size': 50}},
         retrieved_files=('interim_potential_0.yaml', 'metrics.txt'),
@@ -105,10 +96,10 @@ def test_killed_halves_the_batch_size(generate_workchain):
     assert report.do_break and report.exit_code.status == 0
     assert process.ctx.inputs.settings['backend']['batch_size'] == 25
     assert 'initial_potential' in process.ctx.inputs
-    process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED)
+    process, node = failed_base_workchain(CODES.ERROR_PACEMAKER_KILLED)
     process.handle_out_of_memory(node)
     assert process.ctx.inputs.settings['backend']['batch_size'] == 5  # from pacemaker's default 10
-    process, node = generate_workchain(CODES.ERROR_PACEMAKER_KILLED, settings={'backend': {'batch_size': 1}})
+    process, node = failed_base_workchain(CODES.ERROR_PACEMAKER_KILLED, settings={'backend': {'batch_size': 1}})
     report = process.handle_out_of_memory(node)
     assert report.exit_code.status == PacemakerBaseWorkChain.exit_codes.ERROR_OUT_OF_MEMORY_AT_MINIMUM_BATCH.status
 
@@ -125,8 +116,8 @@ def test_the_base_workflow_declares_its_own_exit_codes():
     assert not ({310, 501, 502} & calculation)
 
 
-def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(generate_workchain):
-    process, node = generate_workchain(
+def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(failed_base_workchain):
+    process, node = failed_base_workchain(
         CODES.ERROR_PACEMAKER_FAILED, exit_message='pacemaker exited with status 1: KeyError: ndensity'
     )
     result = process.inspect_process()
@@ -137,46 +128,46 @@ def test_an_unrecoverable_failure_is_named_by_the_base_workflows_own_code(genera
     )
 
 
-def test_a_dataset_conversion_failure_no_longer_reads_as_maximum_iterations(generate_workchain):
+def test_a_dataset_conversion_failure_no_longer_reads_as_maximum_iterations(failed_base_workchain):
     """The calculation's 401 used to come out of the base workflow as 401, aiida-core's 'maximum iterations'."""
-    process, _ = generate_workchain(CODES.ERROR_DATASET_CONVERSION_FAILED, exit_message='no pandas')
+    process, _ = failed_base_workchain(CODES.ERROR_DATASET_CONVERSION_FAILED, exit_message='no pandas')
     result = process.inspect_process()
     assert result.status == 310 and '401 (ERROR_DATASET_CONVERSION_FAILED): no pandas' in result.message
 
 
 @pytest.mark.parametrize('exit_code', [CODES.ERROR_OUTPUT_LOG_MISSING, CODES.ERROR_SCHEDULER_NODE_FAILURE])
-def test_other_failures_are_left_to_on_unhandled_failure(generate_workchain, exit_code):
+def test_other_failures_are_left_to_on_unhandled_failure(failed_base_workchain, exit_code):
     """No catch-all handler: aiida-core's policy applies (default abort with 402; restart_once restarts)."""
-    process, _ = generate_workchain(exit_code)
+    process, _ = failed_base_workchain(exit_code)
     assert process.inspect_process() == BASE_CODES.ERROR_UNHANDLED_FAILURE
-    process, _ = generate_workchain(exit_code, on_unhandled_failure='restart_once')
+    process, _ = failed_base_workchain(exit_code, on_unhandled_failure='restart_once')
     assert process.inspect_process() is None  # restarted once
 
 
-def test_scheduler_out_of_memory_halves_the_batch_size(generate_workchain):
-    process, _ = generate_workchain(CODES.ERROR_SCHEDULER_OUT_OF_MEMORY, settings={'backend': {'batch_size': 8}})
+def test_scheduler_out_of_memory_halves_the_batch_size(failed_base_workchain):
+    process, _ = failed_base_workchain(CODES.ERROR_SCHEDULER_OUT_OF_MEMORY, settings={'backend': {'batch_size': 8}})
     assert process.inspect_process().status == 0  # handled: restart
     assert process.ctx.inputs.settings['backend']['batch_size'] == 4
 
 
-def test_a_crash_by_another_signal_is_not_retried_as_memory(generate_workchain):
+def test_a_crash_by_another_signal_is_not_retried_as_memory(failed_base_workchain):
     """Signal 11 (pacemaker segfaults on empty radparameters) is a crash: not retried with a smaller batch."""
     message = 'pacemaker crashed with signal 11 (SIGSEGV); not a memory problem, so it is not retried.'
-    process, _ = generate_workchain(CODES.ERROR_PACEMAKER_CRASHED, exit_message=message)
+    process, _ = failed_base_workchain(CODES.ERROR_PACEMAKER_CRASHED, exit_message=message)
     result = process.inspect_process()
     assert result.status == 310 and '431 (ERROR_PACEMAKER_CRASHED)' in result.message and 'SIGSEGV' in result.message
     assert 'settings' not in process.ctx.inputs or 'backend' not in process.ctx.inputs.settings.get_dict()
 
 
-def test_success_is_not_touched(generate_workchain):
-    process, node = generate_workchain(None)
+def test_success_is_not_touched(failed_base_workchain):
+    process, node = failed_base_workchain(None)
     node.set_exit_status(0)
     assert process.inspect_process() is None
     assert isinstance(process.ctx.inputs, AttributeDict)
 
 
-def test_interim_potential_bytes_are_kept(generate_workchain):
-    process, node = generate_workchain(
+def test_interim_potential_bytes_are_kept(failed_base_workchain):
+    process, node = failed_base_workchain(
         CODES.ERROR_OUT_OF_WALLTIME, retrieved_files=('interim_potential_0.yaml', 'metrics.txt')
     )
     process.handle_out_of_walltime(node)
@@ -192,9 +183,9 @@ def test_interim_potential_bytes_are_kept(generate_workchain):
         (lambda text: text[: len(text) // 2].rsplit('\n', 1)[0] + '\n', 'of the 20 functions'),  # cut at a line end
     ],
 )
-def test_a_cut_off_interim_potential_is_not_continued(generate_workchain, tmp_path, cut, fragment):
+def test_a_cut_off_interim_potential_is_not_continued(failed_base_workchain, tmp_path, cut, fragment):
     """A kill during pacemaker's rewrite of the interim potential: the stopped job runs again as it was given."""
-    process, node = generate_workchain(
+    process, node = failed_base_workchain(
         CODES.ERROR_OUT_OF_WALLTIME,
         settings={'fit': {'maxiter': 100}},
         retrieved_files=('metrics.txt', 'log.txt'),

@@ -9,7 +9,6 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.db import connect
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 from aiida_mlip_autopipe.demo.emt import emt_structures
@@ -17,7 +16,7 @@ from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.source_file import file_sha256
 from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
 from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, query_filters, split_indices
-from tests.conftest import FIT_OPTIONS, TINY_SETTINGS
+from tests.helpers import FIT_OPTIONS, TINY_SETTINGS, ase_database, calculations
 
 
 def fit_inputs(code, settings: dict | None = None, options: dict | None = None) -> dict:
@@ -28,16 +27,12 @@ def fit_inputs(code, settings: dict | None = None, options: dict | None = None) 
     return inputs
 
 
-def calculations_below(node) -> list:
-    return [child for child in node.called_descendants if isinstance(child, orm.CalcJobNode)]
-
-
 def test_too_few_structures_stop_before_any_pacemaker_run(fake_code, aiida_profile):
     small = TrainingSetData.from_atoms(emt_structures(4, seed=1)).store()
     _, node = run_get_node(PacemakerTrainingWorkChain, **fit_inputs(fake_code), training_sets={'small': small})
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_TOO_FEW_STRUCTURES.status == 202
     assert node.exit_message == 'found 4 structures in 1 node(s), at least 50 are required'
-    assert calculations_below(node) == [] and 'training_set' not in node.outputs
+    assert calculations(node) == [] and 'training_set' not in node.outputs
 
 
 def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_profile):
@@ -49,7 +44,7 @@ def test_structures_without_forces_stop_with_a_named_exit_code(fake_code, aiida_
     )
     assert node.exit_status == 203
     assert node.exit_message == '1 of the 3 structures found have no forces; pacemaker fits forces'
-    assert calculations_below(node) == []
+    assert calculations(node) == []
 
 
 def test_unknown_group_and_foreign_nodes(fake_code, aiida_profile):
@@ -184,11 +179,8 @@ def test_split_is_reproducible_and_disjoint():
 @pytest.fixture(scope='module')
 def cu_al_database(tmp_path_factory):
     """An ASE database of 24 two-element (Cu, Al) structures."""
-    path = tmp_path_factory.mktemp('db') / 'cu_al.db'
-    with connect(path) as db:
-        for atoms in emt_structures(24, repeat=2, seed=21):
-            db.write(atoms, config_type='bulk')
-    return path
+    structures = emt_structures(24, repeat=2, seed=21)
+    return ase_database(tmp_path_factory.mktemp('db') / 'cu_al.db', structures, lambda index: {'config_type': 'bulk'})
 
 
 @pytest.fixture(scope='module')
@@ -284,7 +276,7 @@ def test_settings_that_do_not_fit_a_groups_data_stop_before_the_merge(fake_code,
     )
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 207
     assert "does not match the elements of the data ['Cu']" in node.exit_message
-    assert calculations_below(node) == [] and 'training_set' not in node.outputs
+    assert calculations(node) == [] and 'training_set' not in node.outputs
 
 
 def test_a_fixed_test_set_is_checked_with_a_groups_data(fake_code, aiida_profile):
@@ -303,7 +295,7 @@ def test_a_fixed_test_set_is_checked_with_a_groups_data(fake_code, aiida_profile
     )
     assert node.exit_status == PacemakerTrainingWorkChain.exit_codes.ERROR_SETTINGS_DO_NOT_FIT_DATA.status == 207
     assert "does not match the elements of the data ['Cu', 'Ni']" in node.exit_message
-    assert calculations_below(node) == [] and 'training_set' not in node.outputs
+    assert calculations(node) == [] and 'training_set' not in node.outputs
 
 
 @pytest.mark.parametrize(
