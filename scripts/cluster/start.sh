@@ -37,7 +37,13 @@ HOME_DIR=$(getent passwd "$USER_NAME" | cut -d: -f6)
 chmod 700 "$HOME_DIR"
 [ -f "$STATE/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C mlip-autopipe-aiida -f "$STATE/id_ed25519"
 install -d -o "$USER_NAME" -g "$USER_NAME" -m 700 "$HOME_DIR/.ssh"
-install -o "$USER_NAME" -g "$USER_NAME" -m 600 "$STATE/id_ed25519.pub" "$HOME_DIR/.ssh/authorized_keys"
+# appended, not replaced: the key of another checkout's cluster set-up (e.g. a clean clone's CI run beside this one)
+# stays valid while this one starts
+touch "$HOME_DIR/.ssh/authorized_keys"
+grep -qxF "$(cat "$STATE/id_ed25519.pub")" "$HOME_DIR/.ssh/authorized_keys" \
+  || cat "$STATE/id_ed25519.pub" >> "$HOME_DIR/.ssh/authorized_keys"
+chown "$USER_NAME:$USER_NAME" "$HOME_DIR/.ssh/authorized_keys"
+chmod 600 "$HOME_DIR/.ssh/authorized_keys"
 
 echo "== sshd on 127.0.0.1:$PORT"
 [ -f "$STATE/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/ssh_host_ed25519_key"
