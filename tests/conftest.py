@@ -317,12 +317,15 @@ def generate_calc_job(tmp_path):
 
 @pytest.fixture
 def parse_fixture(generate_calc_job_node, generate_parser):
-    """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/pacemaker/<name>``, or any folder given as
-    a path) with the pacemaker parser; ``files``: what the calculation wrote at submission (its repository)."""
+    """Parse a retrieved-files fixture folder (``tests/parsers/fixtures/<calculation>/<name>``, or any folder given
+    as a path) with the parser of ``entry_point`` (pacemaker's by default); ``files``: what the calculation wrote at
+    submission (its repository). Returns ``(outputs, calcfunction node)``."""
 
-    def factory(name: str | pathlib.Path, files: dict[str, str] | None = None):
-        node = generate_calc_job_node('mlip_autopipe.pacemaker', name, files=files)
-        return generate_parser('mlip_autopipe.pacemaker').parse_from_node(node, store_provenance=False)
+    def factory(
+        name: str | pathlib.Path, files: dict[str, str] | None = None, entry_point: str = 'mlip_autopipe.pacemaker'
+    ):
+        node = generate_calc_job_node(entry_point, name, files=files)
+        return generate_parser(entry_point).parse_from_node(node, store_provenance=False)
 
     return factory
 

@@ -42,11 +42,18 @@ def offsets(natoms: np.ndarray) -> np.ndarray:
 
 
 def build_atoms(arrays: dict) -> list:
-    """Return one ``ase.Atoms`` per structure (positions, numbers, cell, pbc; no labels attached)."""
+    """Return one ``ase.Atoms`` per structure (positions, numbers, cell, pbc; no labels attached); arrays that
+    disagree in their lengths or shapes raise ``ValueError`` (slicing would silently cut structures short)."""
     from ase import Atoms
 
     bounds = offsets(arrays['natoms'])
     numbers, positions, cells, pbc = arrays['numbers'], arrays['positions'], arrays['cells'], arrays['pbc']
+    count, atoms = len(arrays['natoms']), int(bounds[-1])
+    shapes = {'numbers': (atoms,), 'positions': (atoms, 3), 'cells': (count, 3, 3), 'pbc': (count, 3)}
+    for name, shape in shapes.items():
+        if np.shape(arrays[name]) != shape:
+            found = np.shape(arrays[name])
+            raise ValueError(f'{name} has shape {found}, expected {shape} ({count} structures, {atoms} atoms in all)')
     return [
         Atoms(numbers=numbers[start:stop], positions=positions[start:stop], cell=cells[index], pbc=pbc[index])
         for index, (start, stop) in enumerate(pairwise(bounds))

@@ -117,7 +117,16 @@ class PacemakerParser(Parser):
         self._names = set(self.retrieved.base.repository.list_object_names())
         try:
             return self._parse()
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OSError, yaml.YAMLError) as exception:
+        except (
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            AttributeError,
+            OSError,
+            yaml.YAMLError,
+        ) as exception:
             self.logger.warning(f'unreadable output: {type(exception).__name__}: {exception}')
             return self.exit_codes.ERROR_OUTPUT_LOG_UNREADABLE.format(line=f'{type(exception).__name__}: {exception}')
 

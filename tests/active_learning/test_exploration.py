@@ -15,7 +15,6 @@ from aiida_mlip_autopipe.calculations.exploration import PacemakerExplorationCal
 from aiida_mlip_autopipe.parsers.exploration import ExplorationParser
 from tests.active_learning.helpers import cu_starts
 
-FIXTURES = pathlib.Path(__file__).resolve().parent.parent / 'parsers' / 'fixtures' / 'exploration'
 SHARED_RUN = pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'pacemaker-runs' / 'success'
 
 

@@ -1,6 +1,7 @@
 """ExplorationParser on retrieved-file fixtures of real ``explore.py`` runs (and crafted malformed/missing summaries):
 every outcome is success with all outputs or a named exit code, and no output is attached before all are built."""
 
+import functools
 import json
 import shutil
 
@@ -12,14 +13,9 @@ from tests.helpers import FIXTURES
 
 
 @pytest.fixture
-def parse_exploration(generate_calc_job_node, generate_parser):
+def parse_exploration(parse_fixture):
     """Parse ``tests/parsers/fixtures/exploration/<name>`` (or any folder given as a path) with the parser."""
-
-    def factory(name):
-        node = generate_calc_job_node('mlip_autopipe.exploration', name)
-        return generate_parser('mlip_autopipe.exploration').parse_from_node(node, store_provenance=False)
-
-    return factory
+    return functools.partial(parse_fixture, entry_point='mlip_autopipe.exploration')
 
 
 @pytest.mark.parametrize(
@@ -76,6 +72,32 @@ def test_any_summary_gives_success_or_a_named_exit_code(parse_exploration, tmp_p
     assert not calcfunction.is_excepted, calcfunction.exception
     known = {code.status for code in PacemakerExplorationCalculation.exit_codes.values() if code.status >= 300}
     assert calcfunction.exit_status in known, (calcfunction.exit_status, calcfunction.exit_message)
+    assert results == {}
+
+
+#: selected.npz whose arrays disagree with each other (the parser indexed past the end of one: IndexError)
+SELECTED_MUTATIONS = {
+    'a cell fewer': lambda arrays: {**arrays, 'cells': arrays['cells'][:-1]},
+    'more atoms than positions': lambda arrays: {**arrays, 'natoms': arrays['natoms'] + 1},
+    'no numbers': lambda arrays: {key: value for key, value in arrays.items() if key != 'numbers'},
+    'pbc of another shape': lambda arrays: {**arrays, 'pbc': arrays['pbc'][:, :2]},
+}
+
+
+@pytest.mark.parametrize('mutation', list(SELECTED_MUTATIONS))
+def test_inconsistent_selected_structures_give_a_named_exit_code(parse_exploration, tmp_path, mutation):
+    folder = fixture_copy('success', tmp_path)
+    path = folder / PacemakerExplorationCalculation.SELECTED
+    with np.load(path) as handle:
+        arrays = SELECTED_MUTATIONS[mutation]({key: handle[key] for key in handle.files})
+    with path.open('wb') as handle:
+        np.savez(handle, **arrays)
+    results, calcfunction = parse_exploration(folder)
+    assert not calcfunction.is_excepted, calcfunction.exception
+    assert calcfunction.exit_status == PacemakerExplorationCalculation.exit_codes.ERROR_OUTPUT_UNREADABLE.status, (
+        calcfunction.exit_status,
+        calcfunction.exit_message,
+    )
     assert results == {}
 
 

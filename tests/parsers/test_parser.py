@@ -149,6 +149,13 @@ MUTATIONS = {
     'renamed columns': lambda content, rng: b'\n'.join(
         [b' '.join(b'x%d' % i for i, _ in enumerate(content.split(b'\n', 1)[0].split())), *content.split(b'\n')[1:]]
     ),
+    # every number of a table infinite (an integer column such as iter_num raised OverflowError)
+    'infinite numbers': lambda content, rng: b'\n'.join(
+        [
+            line if index == 0 else b' '.join(b'inf' if word[:1].isdigit() else word for word in line.split())
+            for index, line in enumerate(content.split(b'\n'))
+        ]
+    ),
 }
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-ENTRY_POINT = 'mlip_autopipe.pacemaker'
-
 
 def summary(results: dict, calcfunction) -> dict:
     """What the parse produced, in plain data: exit status and message, and each output's content."""
@@ -44,23 +42,20 @@ def structure_summary(structure) -> dict:
 
 
 @pytest.mark.parametrize('test_name', ['success_maxiter', 'early_converged', 'success_reference_energy'])
-def test_pacemaker_parser_outputs(generate_calc_job_node, generate_parser, data_regression, test_name):
-    node = generate_calc_job_node(ENTRY_POINT, test_name)
-    results, calcfunction = generate_parser(ENTRY_POINT).parse_from_node(node, store_provenance=False)
+def test_pacemaker_parser_outputs(parse_fixture, data_regression, test_name):
+    results, calcfunction = parse_fixture(test_name)
     assert calcfunction.is_finished_ok, calcfunction.exit_message
     data_regression.check(summary(results, calcfunction))
 
 
 @pytest.mark.parametrize('test_name', ['nan_loss', 'killed', 'no_status', 'failed_typo_pot', 'yace_failed'])
-def test_pacemaker_parser_failures(generate_calc_job_node, generate_parser, data_regression, test_name):
-    node = generate_calc_job_node(ENTRY_POINT, test_name)
-    results, calcfunction = generate_parser(ENTRY_POINT).parse_from_node(node, store_provenance=False)
+def test_pacemaker_parser_failures(parse_fixture, data_regression, test_name):
+    results, calcfunction = parse_fixture(test_name)
     assert not calcfunction.is_finished_ok
     data_regression.check(summary(results, calcfunction))
 
 
 @pytest.mark.parametrize('test_name', ['success', 'failed', 'malformed_summary'])
-def test_exploration_parser_outputs(generate_calc_job_node, generate_parser, data_regression, test_name):
-    node = generate_calc_job_node('mlip_autopipe.exploration', test_name)
-    results, calcfunction = generate_parser('mlip_autopipe.exploration').parse_from_node(node, store_provenance=False)
+def test_exploration_parser_outputs(parse_fixture, data_regression, test_name):
+    results, calcfunction = parse_fixture(test_name, entry_point='mlip_autopipe.exploration')
     data_regression.check(summary(results, calcfunction))
