@@ -9,7 +9,10 @@ from aiida.engine import WorkChain
 
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
 
-__all__ = ('Labeller',)
+__all__ = ('LABELLERS', 'Labeller')
+
+#: the labellers named by the ``labeller`` input of the loop and the validation (DFT comes as the ``pw`` namespace)
+LABELLERS = ('ase:emt',)
 
 
 class Labeller(ABC):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.engine import ExitCode, Process, calcfunction
+from ase.calculators.emt import parameters as emt_parameters
 
 from aiida_mlip_autopipe.collection.pw import merge_collected
 from aiida_mlip_autopipe.data.sources import node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData, TrainingSetError
 from aiida_mlip_autopipe.labellers.base import Labeller
 
-__all__ = ('EMTLabeller', 'label_with_emt')
+__all__ = ('EMT_ELEMENTS', 'EMTLabeller', 'label_with_emt')
+
+#: the elements ASE's EMT has parameters for
+EMT_ELEMENTS = frozenset(emt_parameters)
 
 #: exit status of a structure EMT cannot label (an element it lacks, atoms too close)
 EMT_FAILED = 470

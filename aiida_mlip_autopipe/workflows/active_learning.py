@@ -40,7 +40,8 @@ from aiida_mlip_autopipe.calculations.settings import settings_validator
 from aiida_mlip_autopipe.codes import sibling_code
 from aiida_mlip_autopipe.collection.pw import PW_PROCESS_TYPE, last_pw_calculation
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.labellers.base import Labeller
+from aiida_mlip_autopipe.labellers.base import LABELLERS, Labeller
+from aiida_mlip_autopipe.labellers.emt import EMT_ELEMENTS
 from aiida_mlip_autopipe.potentials.lineage import potential_lineage
 from aiida_mlip_autopipe.potentials.plots import loop_figure, png
 from aiida_mlip_autopipe.validation.targets import check_targets
@@ -48,9 +49,6 @@ from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, f
 from aiida_mlip_autopipe.workflows.validation import PotentialValidationWorkChain
 
 __all__ = ('LABELLERS', 'STOP_REASONS', 'PacemakerActiveLearningWorkChain')
-
-#: the model labellers a ``labeller`` string names (DFT labellers are input namespaces, e.g. ``pw``)
-LABELLERS = ('ase:emt',)
 
 #: why the loop stopped (the ``stop_reason`` of the last row of the iterations table); only ``converged`` means the
 #: potential no longer extrapolates on what was explored
@@ -255,11 +253,9 @@ def labeller_problem(inputs) -> str | None:
         return 'training.delta_learning is not supported by the loop yet: the exploration runs the ACE part alone'
     elements = {kind.symbol for structure in inputs.get('structures', {}).values() for kind in structure.kinds}
     if labeller == 'ase:emt':
-        from ase.calculators.emt import parameters
-
-        unknown = sorted(elements - set(parameters))
+        unknown = sorted(elements - EMT_ELEMENTS)
         if unknown:
-            return f'EMT cannot label {", ".join(unknown)} (it knows {", ".join(sorted(parameters))})'
+            return f'EMT cannot label {", ".join(unknown)} (it knows {", ".join(sorted(EMT_ELEMENTS))})'
     if labeller is not None:
         return '`pseudo_family` is for the Quantum ESPRESSO labellers' if 'pseudo_family' in inputs else None
     if 'pw' in given and 'pseudo_family' not in inputs:

@@ -21,17 +21,14 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_mlip_autopipe.data.sources import parse_node_source
 from aiida_mlip_autopipe.data.training_set import TrainingSetData
-from aiida_mlip_autopipe.labellers.base import Labeller
+from aiida_mlip_autopipe.labellers.base import LABELLERS, Labeller
+from aiida_mlip_autopipe.labellers.emt import EMT_ELEMENTS
 
 if TYPE_CHECKING:
     from ase import Atoms
 
 __all__ = ('PotentialValidationWorkChain', 'latest_validation', 'potential_elements', 'potential_of')
 
-#: the model labellers a ``labeller`` string names (Quantum ESPRESSO is the ``pw`` namespace)
-LABELLERS = ('ase:emt',)
-#: the elements ASE's EMT knows
-EMT_ELEMENTS = frozenset(('H', 'C', 'N', 'O', 'Al', 'Ni', 'Cu', 'Pd', 'Ag', 'Pt', 'Au'))
 #: the labeller name of each labelling process type (the check of a ``reference`` input)
 LABELLER_OF_PROCESS = {
     'aiida_mlip_autopipe.labellers.emt.label_with_emt': 'ase:emt',
