@@ -230,6 +230,18 @@ def data_split_problem(inputs, sets: list[TrainingSetData]) -> tuple[str | None,
     return problem, info
 
 
+#: the fit's options that a ``pace_activeset`` job takes too: where and under which account it runs
+SCHEDULER_OPTIONS = ('queue_name', 'account', 'qos', 'custom_scheduler_commands', 'max_wallclock_seconds')
+
+
+def active_set_options(options: orm.Dict | None) -> dict:
+    """``metadata.options`` of the ``pace_activeset`` job: one process, stderr with stdout, and the fit's queue,
+    account, QOS, scheduler commands and walltime (a cluster that requires them refuses a job without them)."""
+    given = options.get_dict() if options is not None else {}
+    taken = {name: given[name] for name in SCHEDULER_OPTIONS if name in given}
+    return {'redirect_stderr': True, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, **taken}
+
+
 def calculation_inputs(inputs) -> dict:
     """What the calculation will get, short of the data: ``code``, ``settings``, ``metadata.options`` (the one
     ``options`` input, as the public interface has it; one machine unless it says otherwise) and the exposed
@@ -774,7 +786,7 @@ class PacemakerTrainingWorkChain(ProtocolMixin, WorkChain):
             outputs=['*.asi'],
             metadata={
                 'call_link_label': 'pace_activeset_all_atoms' if all_atoms else 'pace_activeset',
-                'options': {'redirect_stderr': True, 'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}},
+                'options': active_set_options(self.inputs.get('options')),
             },
         )
         running = self.submit(ShellJob, **inputs)

@@ -15,7 +15,12 @@ from aiida_mlip_autopipe.demo.emt import emt_structures
 from aiida_mlip_autopipe.importers.ase_db import import_ase_db
 from aiida_mlip_autopipe.importers.source_file import file_sha256
 from aiida_mlip_autopipe.potentials.lineage import find_potentials, potential_lineage
-from aiida_mlip_autopipe.workflows.training import PacemakerTrainingWorkChain, query_filters, split_indices
+from aiida_mlip_autopipe.workflows.training import (
+    PacemakerTrainingWorkChain,
+    active_set_options,
+    query_filters,
+    split_indices,
+)
 from tests.helpers import FIT_OPTIONS, TINY_SETTINGS, ase_database, calculations
 
 
@@ -25,6 +30,35 @@ def fit_inputs(code, settings: dict | None = None, options: dict | None = None) 
     if settings is not None:
         inputs['settings'] = orm.Dict(settings)
     return inputs
+
+
+def test_the_active_set_job_runs_where_the_fit_runs(aiida_profile):
+    """pace_activeset gets the fit's queue, account, QOS, scheduler commands and walltime, one process, and none of
+    the fit's parallel settings; the options pass the ShellJob's own validation."""
+    from aiida_shell import ShellJob
+
+    fit = {
+        'resources': {'num_machines': 2, 'num_mpiprocs_per_machine': 64},
+        'withmpi': True,
+        'queue_name': 'compute',
+        'account': 'project-42',
+        'qos': 'normal',
+        'max_wallclock_seconds': 3600,
+        'custom_scheduler_commands': '#SBATCH --constraint=cpu',
+    }
+    options = active_set_options(orm.Dict(fit))
+    assert options == {
+        'redirect_stderr': True,
+        'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+        **{name: fit[name] for name in ('queue_name', 'account', 'qos', 'max_wallclock_seconds')},
+        'custom_scheduler_commands': '#SBATCH --constraint=cpu',
+    }
+    assert active_set_options(None) == {
+        'redirect_stderr': True,
+        'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+    }
+    port = ShellJob.spec().inputs['metadata']['options']
+    assert port.validate(options) is None
 
 
 def test_too_few_structures_stop_before_any_pacemaker_run(fake_code, aiida_profile):
