@@ -5,10 +5,27 @@
 # AIIDA_TEST_STORAGE=core.sqlite_dos|core.psql_dos the storage (psql: scripts/start_postgres.sh first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_dft.sh  # pw.x / ld1.x and aiida-quantumespresso for the real-DFT tests (idempotent)
-if [ "$(id -u)" = 0 ]; then
+# what the selection needs: the DFT programs for tests/dft, the cluster for tests/remote; the whole suite needs both,
+# the fast tier (-m "not slow") neither, other test paths neither
+NEED_DFT=0 NEED_CLUSTER=0 GIVEN=0 FAST=0 PREVIOUS=
+for argument in "$@"; do
+  case "$argument" in
+    tests|./tests|tests/|./tests/) GIVEN=1 NEED_DFT=1 NEED_CLUSTER=1 ;;
+    tests/dft*|./tests/dft*) GIVEN=1 NEED_DFT=1 ;;
+    tests/remote*|./tests/remote*) GIVEN=1 NEED_CLUSTER=1 ;;
+    tests/*|./tests/*) GIVEN=1 ;;
+  esac
+  if [ "$PREVIOUS" = -m ] && [ "$argument" = "not slow" ]; then FAST=1; fi
+  PREVIOUS=$argument
+done
+if [ "$GIVEN" = 0 ]; then NEED_DFT=1 NEED_CLUSTER=1; fi
+if [ "$FAST" = 1 ]; then NEED_DFT=0 NEED_CLUSTER=0; fi
+if [ "$NEED_DFT" = 1 ]; then
+  bash scripts/install_dft.sh  # pw.x / ld1.x and aiida-quantumespresso for the real-DFT tests (idempotent)
+fi
+if [ "$NEED_CLUSTER" = 1 ] && [ "$(id -u)" = 0 ]; then
   bash scripts/cluster/start.sh  # sshd + a second user with its own pacemaker + one-node Slurm (idempotent)
-else
+elif [ "$NEED_CLUSTER" = 1 ]; then
   echo "not root: no cluster for tests/remote (run scripts/cluster/start.sh as root); those tests will fail" >&2
 fi
 export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
