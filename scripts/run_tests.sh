@@ -32,11 +32,10 @@ export AIIDA_PATH=${AIIDA_TEST_PATH:-$PWD/.aiida_test}
 rm -rf "$AIIDA_PATH"; mkdir -p "$AIIDA_PATH"
 export PATH="$PWD/.venv/bin:$PATH"  # the daemon runs `verdi` from the PATH
 export PACEMAKER_EXECUTABLE=${PACEMAKER_EXECUTABLE:-$PWD/.venv-pacemaker/bin/pacemaker}
-# `tests` only when no test path is given: `run_tests.sh tests/x.py::t` runs that one test, `-m "not slow"` the fast tier
-PATHS=(tests)
-for argument in "$@"; do
-  case "$argument" in tests|tests/*|./tests|./tests/*) PATHS=() ;; esac
-done
+# `tests` only when no test path is given (GIVEN, above): `run_tests.sh tests/x.py::t` runs that one test,
+# `-m "not slow"` the fast tier
+PATHS=()
+if [ "$GIVEN" = 0 ]; then PATHS=(tests); fi
 # the whole suite runs on TEST_WORKERS pytest-xdist workers (default 2; a file's tests stay on one worker, so its module
 # fixtures run once): while one worker waits on a daemon, Slurm or pw.x, the other fits. A test path, `-n N` or
 # `-p no:xdist` given: as asked (one test runs in this process).

@@ -51,8 +51,8 @@ def build_atoms(arrays: dict) -> list:
     count, atoms = len(arrays['natoms']), int(bounds[-1])
     shapes = {'numbers': (atoms,), 'positions': (atoms, 3), 'cells': (count, 3, 3), 'pbc': (count, 3)}
     for name, shape in shapes.items():
-        if np.shape(arrays[name]) != shape:
-            found = np.shape(arrays[name])
+        found = np.shape(arrays[name])
+        if found != shape:
             raise ValueError(f'{name} has shape {found}, expected {shape} ({count} structures, {atoms} atoms in all)')
     return [
         Atoms(numbers=numbers[start:stop], positions=positions[start:stop], cell=cells[index], pbc=pbc[index])
